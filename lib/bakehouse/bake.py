@@ -1,0 +1,111 @@
+"""Run one bake: render the template, run packer, read the manifest, record the image.
+
+Nothing is recorded unless every step succeeded; whatever a failed or cancelled bake left
+behind is removed, and the next run simply tries again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TextIO
+
+from . import packer
+from .decide import Decision, Planner
+from .errors import BakehouseError
+from .providers import BakeJob, Provider
+from .registry import ImageRecord
+
+
+def bake_image(planner: Planner, name: str, forced: bool, out: TextIO) -> ImageRecord:
+    """Bake `name` unless an image of its current inputs exists (or `forced`)."""
+    decision = planner.decide(name, forced)
+    if decision.up_to_date and decision.current is not None:
+        out.write(f"[{name}] up to date: {decision.current.image_id}\n")
+        return decision.current
+    if decision.key is None or decision.summary is None:
+        base = decision.bake.base
+        raise BakehouseError(f"{name}: its base '{base}' has no current image; bake it first: doit bake:{base}")
+    provider = planner.providers[decision.bake.provider]
+    job = _job(planner, provider, decision, planner.now)
+    out.write(f"[{name}] baking {job.image_id}: {'; '.join(decision.reasons)}\n")
+    try:
+        image = _run(planner, provider, decision, job, out)
+    except BaseException:
+        provider.discard(job)
+        raise
+    out.write(f"[{name}] baked {image.image_id} ({', '.join(f'{k}: {v}' for k, v in image.locations.items())})\n")
+    return image
+
+
+def _job(planner: Planner, provider: Provider, decision: Decision, now: datetime) -> BakeJob:
+    bake = decision.bake
+    assert decision.key is not None
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    image_id = provider.new_image_id(f"{bake.name}-{stamp}-{decision.key[:8]}", bake)
+    work = planner.project.build_dir / bake.name
+    return BakeJob(
+        bake=bake,
+        key=decision.key,
+        image_id=image_id,
+        created=now,
+        base_image=decision.base_image,
+        manifest=work / f"{image_id}.manifest.json",
+        log=planner.project.logs_dir / bake.name / f"{image_id}.log",
+    )
+
+
+def _run(planner: Planner, provider: Provider, decision: Decision, job: BakeJob, out: TextIO) -> ImageRecord:
+    assert decision.summary is not None
+    for package in decision.packages:
+        if package.path is not None and not package.path.is_file():
+            shown = planner.project.relative(package.path)
+            raise BakehouseError(f"{job.bake.name}: {shown} is not built; run: doit package:{package.name}")
+    context = {**_common_context(decision, job), **provider.context(job)}
+    rendered = planner.templates.render(decision.bake.template, context)
+    template_path = job.manifest.parent / f"{job.key}.pkr.hcl"
+    template_path.parent.mkdir(parents=True, exist_ok=True)
+    template_path.write_text(rendered, encoding="utf-8")
+    job.manifest.unlink(missing_ok=True)
+
+    packer.build(
+        packer.PackerRun(
+            label=job.bake.name, template=template_path, log_path=job.log,
+            timeout_seconds=job.bake.timeout_seconds,
+        ),
+        out,
+    )
+    locations = provider.locations(job, packer.read_manifest(job.manifest, job.bake.name))
+    image = ImageRecord(
+        image_id=job.image_id,
+        bake=job.bake.name,
+        key=job.key,
+        created=job.created.isoformat(timespec="seconds"),
+        provider=provider.name,
+        locations=locations,
+        base_image=None if job.base_image is None else job.base_image.image_id,
+        packages={package.name: package.version for package in decision.packages},
+        summary=decision.summary,
+        log=planner.project.relative(job.log),
+    )
+    provider.registry.record(image)
+    return image
+
+
+def _common_context(decision: Decision, job: BakeJob) -> dict[str, Any]:
+    bake = decision.bake
+    packages = decision.packages
+    return {
+        "bake": {"name": bake.name, "description": bake.description, "provider": bake.provider},
+        "vars": bake.vars_dict,
+        "key": job.key,
+        "packages": [
+            {"name": p.name, "version": p.version, "spec": p.spec, "origin": p.origin,
+             "path": None if p.path is None else str(p.path)}
+            for p in packages
+        ],
+        "package_specs": [p.spec for p in packages if p.path is None],
+        "deb_paths": [str(p.path) for p in packages if p.path is not None],
+        "package_checks": [p.spec for p in packages],
+        "manifest": str(job.manifest),
+        "packer_version": ".".join(str(part) for part in packer.packer_version()),
+    }

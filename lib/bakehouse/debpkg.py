@@ -1,0 +1,128 @@
+"""Debian packages whose source lives in the repository (packages/<name>/) and .deb files.
+
+`packages/<name>/` holds a package tree with `DEBIAN/control`; `doit package:<name>` builds it
+into `dist/<name>_<version>_<arch>.deb`. The build is reproducible (fixed timestamps, owners
+and modes), and such a package is identified by a hash of its source tree, so the bake graph
+knows the version and identity of a package before it is built, and a fresh clone that
+rebuilds it decides exactly like the machine that built it first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from debian.deb822 import Deb822
+from debian.debfile import DebFile, DebError
+
+from .errors import PackageError
+from .project import Project
+
+# Timestamps inside built .debs are clamped to this (2000-01-01), so bytes depend on content only.
+SOURCE_DATE_EPOCH = "946684800"
+
+
+@dataclass(frozen=True)
+class SourcePackage:
+    """A Debian package built from packages/<dir>/ by `doit package:<name>`."""
+
+    name: str
+    version: str
+    architecture: str
+    source_dir: Path
+    output: Path
+    tree_sha256: str
+
+    @property
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.source_dir.rglob("*") if p.is_file())
+
+
+def find_source_packages(project: Project) -> tuple[SourcePackage, ...]:
+    if not project.packages_dir.is_dir():
+        return ()
+    controls = sorted(project.packages_dir.glob("*/DEBIAN/control"))
+    return tuple(_source_package(project, control.parent.parent) for control in controls)
+
+
+def _source_package(project: Project, source_dir: Path) -> SourcePackage:
+    control_path = source_dir / "DEBIAN" / "control"
+    with control_path.open(encoding="utf-8") as handle:
+        control = Deb822(handle)
+    missing = [field for field in ("Package", "Version", "Architecture") if not control.get(field)]
+    if missing:
+        raise PackageError(f"{project.relative(control_path)}: missing field {', '.join(missing)}")
+    name, version, arch = control["Package"], control["Version"], control["Architecture"]
+    return SourcePackage(
+        name=name,
+        version=version,
+        architecture=arch,
+        source_dir=source_dir,
+        output=project.dist_dir / f"{name}_{_no_epoch(version)}_{arch}.deb",
+        tree_sha256=tree_sha256(source_dir),
+    )
+
+
+def tree_sha256(directory: Path) -> str:
+    """Hash of what dpkg-deb packs: relative paths, the executable bit and file contents."""
+    digest = hashlib.sha256()
+    for path in sorted(directory.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(directory)).encode() + b"\0")
+            digest.update(b"x" if os.access(path, os.X_OK) else b"-")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def build_deb(package: SourcePackage) -> Path:
+    """Build `package.output` reproducibly and remove older builds of the same package."""
+    package.output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bakehouse-deb-") as staging:
+        tree = Path(staging) / "tree"
+        shutil.copytree(package.source_dir, tree)
+        _normalise_modes(tree)
+        partial = package.output.with_suffix(".deb.partial")
+        result = subprocess.run(
+            ["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(tree), str(partial)],
+            env={**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH},
+            capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            partial.unlink(missing_ok=True)
+            raise PackageError(f"dpkg-deb could not build {package.name}: {result.stderr.strip()}")
+        os.replace(partial, package.output)
+    for stale in package.output.parent.glob(f"{package.name}_*.deb"):
+        if stale != package.output:
+            stale.unlink()
+    return package.output
+
+
+def _normalise_modes(tree: Path) -> None:
+    """Modes from a checkout depend on the umask; pack 0755/0644 by the executable bit."""
+    for path in [tree, *tree.rglob("*")]:
+        executable = path.is_dir() or os.access(path, os.X_OK)
+        path.chmod(0o755 if executable else 0o644)
+
+
+@dataclass(frozen=True)
+class DebInfo:
+    name: str
+    version: str
+
+
+def read_deb(path: Path, shown_as: str) -> DebInfo:
+    """Name and version from a .deb's control data (never from its file name)."""
+    try:
+        control = DebFile(str(path)).debcontrol()
+        return DebInfo(name=control["Package"], version=control["Version"])
+    except (DebError, KeyError, OSError, EOFError, ValueError) as error:
+        raise PackageError(f"{shown_as}: not a readable .deb ({error or type(error).__name__})") from None
+
+
+def _no_epoch(version: str) -> str:
+    return version.split(":", 1)[1] if ":" in version else version

@@ -1,0 +1,296 @@
+"""Read bakes/*.toml into frozen Bake definitions and check the bake graph.
+
+Every problem is a DefinitionError whose message names the file and the key, with a
+did-you-mean for near misses, so a typo costs one line of output, never a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DefinitionError
+from .project import Project
+
+PROVIDERS = ("local", "aws")
+REBUILD_PERIODS = ("day", "week", "month")
+# mmdebstrap's own variants, plus "busybox": a tiny dpkg+busybox system for tests and demos.
+LOCAL_VARIANTS = (
+    "extract", "custom", "essential", "apt", "required", "minbase", "buildd",
+    "important", "debootstrap", "standard", "busybox",
+)
+BAKE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+DURATION = re.compile(r"^(\d+)(s|m|h)$")
+DEFAULT_TIMEOUT_SECONDS = 3600
+
+VarValue = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class LocalSource:
+    """Where a local base image starts: a Debian suite built by mmdebstrap."""
+
+    suite: str
+    variant: str = "minbase"
+    mirror: str | None = None
+
+
+@dataclass(frozen=True)
+class Bake:
+    """One image to bake, as declared in bakes/<name>.toml (defaults applied)."""
+
+    name: str
+    path: Path
+    template: str
+    provider: str = "local"
+    description: str = ""
+    base: str | None = None
+    source: LocalSource | None = None
+    packages: tuple[str, ...] = ()
+    vars: tuple[tuple[str, VarValue], ...] = ()
+    rebuild_every: str | None = None
+    timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
+
+    @property
+    def vars_dict(self) -> dict[str, VarValue]:
+        return dict(self.vars)
+
+    def content_definition(self) -> dict[str, Any]:
+        """The normalised definition that goes into the content key.
+
+        Leaves out what cannot change the image: the description, the timeout, and the
+        package specs (their resolved names and versions enter the key instead).
+        """
+        return {
+            "provider": self.provider,
+            "template": self.template,
+            "base": self.base,
+            "source": None if self.source is None else vars(self.source),
+            "vars": dict(self.vars),
+            "rebuild_every": self.rebuild_every,
+        }
+
+
+@dataclass(frozen=True)
+class BakeGraph:
+    """All bakes of a repository, in an order where every base comes before its services."""
+
+    bakes: tuple[Bake, ...] = field(default_factory=tuple)
+
+    def __getitem__(self, name: str) -> Bake:
+        for bake in self.bakes:
+            if bake.name == name:
+                return bake
+        raise KeyError(name)
+
+    @property
+    def names(self) -> list[str]:
+        return [bake.name for bake in self.bakes]
+
+    def chain(self, name: str) -> list[Bake]:
+        """`name` and the bakes it builds on, base first."""
+        chain = [self[name]]
+        while chain[0].base is not None:
+            chain.insert(0, self[chain[0].base])
+        return chain
+
+    def dependents(self, name: str) -> list[Bake]:
+        """The bakes built on `name`, directly or through other bakes."""
+        found: list[Bake] = []
+        for bake in self.bakes:
+            if bake.base is not None and (bake.base == name or self[bake.base] in found):
+                found.append(bake)
+        return found
+
+
+def load_bakes(project: Project) -> BakeGraph:
+    """Every bakes/*.toml, validated, with the graph checked (missing bases, cycles)."""
+    paths = sorted(project.bakes_dir.glob("*.toml"))
+    bakes = {path.stem: load_bake(project, path) for path in paths}
+    return BakeGraph(tuple(_base_first(bakes)))
+
+
+def load_bake(project: Project, path: Path) -> Bake:
+    where = project.relative(path)
+    name = path.stem
+    if not BAKE_NAME.match(name):
+        raise DefinitionError(
+            f"{where}: bake name '{name}' must be lower-case letters, digits and '-' "
+            "(it names images and tasks); rename the file"
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise DefinitionError(f"{where}: invalid TOML: {error}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DefinitionError(f"{where}: cannot read: {error}") from None
+    return _parse(project, where, name, path, data)
+
+
+_TOP_KEYS = (
+    "description", "provider", "template", "base", "source", "packages", "vars",
+    "rebuild_every", "timeout",
+)
+_LOCAL_SOURCE_KEYS = ("suite", "variant", "mirror")
+
+
+def _parse(project: Project, where: str, name: str, path: Path, data: dict[str, Any]) -> Bake:
+    _reject_unknown(where, "", data, _TOP_KEYS)
+    get = _Getter(where, data)
+    provider = get.choice("provider", PROVIDERS, default="local")
+    template = get.string("template")
+    if template is None:
+        raise DefinitionError(f"{where}: 'template' is required (a file under templates/)")
+    if not (project.templates_dir / template).is_file():
+        raise DefinitionError(
+            f"{where}: template: no file templates/{template}"
+            + _did_you_mean(template, _template_names(project))
+        )
+    base = get.string("base")
+    source = _parse_source(where, data.get("source"), provider)
+    if base is None and source is None:
+        raise DefinitionError(f"{where}: a bake needs either 'base' (another bake) or a [source] table")
+    if base is not None and source is not None:
+        raise DefinitionError(f"{where}: 'base' and [source] exclude each other: a service builds on its base")
+    return Bake(
+        name=name,
+        path=path,
+        template=template,
+        provider=provider,
+        description=get.string("description") or "",
+        base=base,
+        source=source,
+        packages=tuple(get.string_list("packages")),
+        vars=tuple(sorted(get.table("vars", (str, int, float, bool)).items())),
+        rebuild_every=get.choice("rebuild_every", REBUILD_PERIODS, default=None),
+        timeout_seconds=_parse_duration(where, data.get("timeout")),
+    )
+
+
+def _parse_source(where: str, table: Any, provider: str) -> LocalSource | None:
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise DefinitionError(f"{where}: source must be a table ([source]), not {_type_name(table)}")
+    _reject_unknown(where, "source.", table, _LOCAL_SOURCE_KEYS)
+    get = _Getter(where, table, prefix="source.")
+    suite = get.string("suite")
+    if suite is None:
+        raise DefinitionError(f"{where}: source.suite is required (a Debian suite such as 'bookworm')")
+    if not re.match(r"^[a-z][a-z0-9-]*$", suite):
+        raise DefinitionError(f"{where}: source.suite: '{suite}' is not a Debian suite name")
+    return LocalSource(
+        suite=suite,
+        variant=get.choice("variant", LOCAL_VARIANTS, default="minbase"),
+        mirror=get.string("mirror"),
+    )
+
+
+def _parse_duration(where: str, value: Any) -> int:
+    if value is None:
+        return DEFAULT_TIMEOUT_SECONDS
+    match = DURATION.match(value) if isinstance(value, str) else None
+    if match is None or int(match.group(1)) == 0:
+        raise DefinitionError(f"{where}: timeout: {value!r} is not a duration such as \"90s\", \"45m\" or \"2h\"")
+    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+class _Getter:
+    """Typed access to one TOML table, raising errors that name the file and key."""
+
+    def __init__(self, where: str, data: dict[str, Any], prefix: str = "") -> None:
+        self.where, self.data, self.prefix = where, data, prefix
+
+    def _fail(self, key: str, wanted: str, value: Any) -> DefinitionError:
+        return DefinitionError(
+            f"{self.where}: {self.prefix}{key} must be {wanted}, not {_type_name(value)} {value!r}"
+        )
+
+    def string(self, key: str) -> str | None:
+        value = self.data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise self._fail(key, "a string", value)
+        return value
+
+    def choice(self, key: str, allowed: tuple[str, ...], default: str | None) -> Any:
+        value = self.string(key)
+        if value is None:
+            return default
+        if value not in allowed:
+            raise DefinitionError(
+                f"{self.where}: {self.prefix}{key}: '{value}' is not one of {', '.join(allowed)}"
+                + _did_you_mean(value, allowed)
+            )
+        return value
+
+    def string_list(self, key: str) -> list[str]:
+        value = self.data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise self._fail(key, "a list of strings", value)
+        return value
+
+    def table(self, key: str, value_types: tuple[type, ...]) -> dict[str, Any]:
+        value = self.data.get(key, {})
+        if not isinstance(value, dict):
+            raise self._fail(key, "a table", value)
+        for item_key, item in value.items():
+            if not isinstance(item, value_types):
+                raise self._fail(f"{key}.{item_key}", "a string, number or boolean", item)
+        return value
+
+
+def _reject_unknown(where: str, prefix: str, data: dict[str, Any], known: tuple[str, ...]) -> None:
+    for key in data:
+        if key not in known:
+            raise DefinitionError(f"{where}: unknown key '{prefix}{key}'" + _did_you_mean(key, known))
+
+
+def _did_you_mean(word: str, candidates: Any) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "a table", list: "a list", str: "a string", bool: "a boolean",
+            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _template_names(project: Project) -> list[str]:
+    root = project.templates_dir
+    return [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()] if root.is_dir() else []
+
+
+def _base_first(bakes: dict[str, Bake]) -> list[Bake]:
+    """Order bakes so each base precedes its services; reject missing bases and cycles."""
+    for bake in bakes.values():
+        if bake.base is not None and bake.base not in bakes:
+            raise DefinitionError(
+                f"bakes/{bake.name}.toml: base: '{bake.base}' is not a bake in bakes/"
+                + _did_you_mean(bake.base, bakes)
+            )
+        if bake.base is not None and bakes[bake.base].provider != bake.provider:
+            raise DefinitionError(
+                f"bakes/{bake.name}.toml: base: '{bake.base}' is a {bakes[bake.base].provider} bake, "
+                f"but this one is {bake.provider}; a service builds on a base of its own provider"
+            )
+    ordered: list[Bake] = []
+    for name in sorted(bakes):
+        _visit(bakes, name, ordered, path=[])
+    return ordered
+
+
+def _visit(bakes: dict[str, Bake], name: str, ordered: list[Bake], path: list[str]) -> None:
+    if bakes[name] in ordered:
+        return
+    if name in path:
+        cycle = " -> ".join(path[path.index(name):] + [name])
+        raise DefinitionError(f"bakes/{name}.toml: base cycle {cycle}")
+    base = bakes[name].base
+    if base is not None:
+        _visit(bakes, base, ordered, path + [name])
+    ordered.append(bakes[name])
+

@@ -1,0 +1,133 @@
+"""Resolve a bake's package specs to exact names and versions before anything is baked.
+
+A spec is one of:
+- `name`            installed at whatever version the image's apt sources offer at bake time;
+- `name=version`    pinned;
+- a path or glob    local .deb artifacts (`dist/*.deb`): name and version are read from each
+                    file's control data, the newest per package wins (Debian version order).
+Packages built from packages/<name>/ count as artifacts already, before they are built.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from debian.debian_support import Version
+
+from .debpkg import SourcePackage, read_deb
+from .errors import PackageError
+from .project import Project
+
+# Debian policy 5.6.1 / 5.6.12: nothing here can be read by a shell or by HCL as syntax.
+PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+PACKAGE_VERSION = re.compile(r"^([0-9]+:)?[0-9][A-Za-z0-9.+~]*(-[A-Za-z0-9.+~]+)?$")
+GLOB_CHARS = set("*?[/")
+
+
+@dataclass(frozen=True)
+class ResolvedPackage:
+    """One package that goes into an image, with where it comes from."""
+
+    name: str
+    version: str | None
+    origin: str  # "pinned" | "unpinned" | "artifact" | "source"
+    path: Path | None = None
+    sha256: str | None = None
+
+    @property
+    def spec(self) -> str:
+        """`name=version` (or the bare name when apt chooses the version)."""
+        return self.name if self.version is None else f"{self.name}={self.version}"
+
+    @property
+    def identity(self) -> dict[str, str | None]:
+        """What enters the content key for this package."""
+        return {"version": self.version, "sha256": self.sha256}
+
+
+def is_artifact_spec(spec: str) -> bool:
+    return spec.endswith(".deb") or bool(GLOB_CHARS & set(spec))
+
+
+def resolve_packages(
+    project: Project, where: str, specs: tuple[str, ...], source_packages: tuple[SourcePackage, ...]
+) -> tuple[ResolvedPackage, ...]:
+    """Every package of one bake, sorted by name; `where` names the bake file in errors."""
+    resolved: dict[str, ResolvedPackage] = {}
+    for spec in specs:
+        found = (
+            _resolve_artifacts(project, where, spec, source_packages)
+            if is_artifact_spec(spec)
+            else [_resolve_named(where, spec)]
+        )
+        for package in found:
+            if package.name in resolved:
+                raise PackageError(f"{where}: packages: '{package.name}' is named more than once")
+            resolved[package.name] = package
+    return tuple(resolved[name] for name in sorted(resolved))
+
+
+def _resolve_named(where: str, spec: str) -> ResolvedPackage:
+    name, _, version = spec.partition("=")
+    check_name(where, name)
+    if not version:
+        return ResolvedPackage(name=name, version=None, origin="unpinned")
+    check_version(where, name, version)
+    return ResolvedPackage(name=name, version=version, origin="pinned")
+
+
+def check_name(where: str, name: str) -> None:
+    if not PACKAGE_NAME.match(name):
+        raise PackageError(
+            f"{where}: packages: {name!r} is not a Debian package name "
+            "(lower-case letters, digits, '+', '-', '.'; at least two characters)"
+        )
+
+
+def check_version(where: str, name: str, version: str) -> None:
+    try:
+        Version(version)
+        valid = bool(PACKAGE_VERSION.match(version))
+    except ValueError:
+        valid = False
+    if not valid:
+        raise PackageError(f"{where}: packages: {name}={version!r}: not a Debian version such as 1.0.4-1")
+
+
+def _resolve_artifacts(
+    project: Project, where: str, pattern: str, source_packages: tuple[SourcePackage, ...]
+) -> list[ResolvedPackage]:
+    built_here = [sp for sp in source_packages if fnmatch.fnmatch(project.relative(sp.output), pattern)]
+    names_built_here = {sp.name for sp in source_packages}
+    candidates = [
+        ResolvedPackage(sp.name, sp.version, "source", sp.output, sp.tree_sha256) for sp in built_here
+    ]
+    for path in sorted(project.root.glob(pattern)):
+        if not path.is_file():
+            continue
+        info = read_deb(path, project.relative(path))
+        if info.name in names_built_here:
+            continue  # packages/<name>/ is the truth for that name; older builds are stale
+        check_name(project.relative(path), info.name)
+        check_version(project.relative(path), info.name, info.version)
+        candidates.append(ResolvedPackage(info.name, info.version, "artifact", path, _file_sha256(path)))
+    if not candidates:
+        raise PackageError(f"{where}: packages: '{pattern}' matches no .deb file (build or copy it there first)")
+    newest: dict[str, ResolvedPackage] = {}
+    for candidate in candidates:
+        current = newest.get(candidate.name)
+        if current is None or Version(candidate.version) > Version(current.version):
+            newest[candidate.name] = candidate
+    return list(newest.values())
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

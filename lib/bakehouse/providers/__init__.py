@@ -1,0 +1,58 @@
+"""Providers: what differs between baking a local image and an AMI.
+
+A provider owns its registry and knows how to name a bake's source for the content key,
+what the template needs to know about where the image goes, and how to read the packer
+manifest into the image's locations. Everything else (keys, rendering, packer, recording)
+is shared by all providers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..definitions import Bake
+from ..registry import ImageRecord, Registry
+
+
+@dataclass(frozen=True)
+class BakeJob:
+    """One bake about to run: the image it will make and where its files go."""
+
+    bake: Bake
+    key: str
+    image_id: str
+    created: datetime
+    base_image: ImageRecord | None
+    manifest: Path
+    log: Path
+
+
+class Provider(Protocol):
+    name: str
+    registry: Registry
+
+    def source(self, bake: Bake) -> dict[str, Any] | None:
+        """The resolved source of a base bake, as it enters the content key."""
+        ...
+
+    def base_identity(self, image: ImageRecord) -> dict[str, Any]:
+        """How a service's key names the base image it builds on: ids, never names."""
+        ...
+
+    def new_image_id(self, job_stem: str, bake: Bake) -> str:
+        ...
+
+    def context(self, job: BakeJob) -> dict[str, Any]:
+        """Provider-specific template values (where the image goes, the base image, ...)."""
+        ...
+
+    def locations(self, job: BakeJob, manifest: dict[str, Any]) -> dict[str, str]:
+        """Where the finished image is, read from packer's manifest and checked."""
+        ...
+
+    def discard(self, job: BakeJob) -> None:
+        """Remove whatever a failed or cancelled bake left behind."""
+        ...

@@ -1,0 +1,86 @@
+"""The local provider: root filesystems as .tar.zst files in .bakehouse/, made with mmdebstrap
+and chroot, with the local image store as the registry. Needs no cloud account."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from ..definitions import Bake
+from ..errors import PackerError
+from ..project import Project
+from ..registry import ImageRecord
+from ..registry.local import LocalRegistry
+from . import BakeJob
+
+HOST_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
+HOST_OS_RELEASE = Path("/etc/os-release")
+FALLBACK_MIRROR = "http://deb.debian.org/debian"
+
+
+class LocalProvider:
+    name = "local"
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.registry = LocalRegistry(project.state_dir)
+
+    def source(self, bake: Bake) -> dict[str, Any] | None:
+        if bake.source is None:
+            return None
+        return {"suite": bake.source.suite, "variant": bake.source.variant, "mirror": bake.source.mirror}
+
+    def base_identity(self, image: ImageRecord) -> dict[str, Any]:
+        return {"bake": image.bake, "ids": {"local": image.image_id}}
+
+    def new_image_id(self, job_stem: str, bake: Bake) -> str:
+        return self.registry.unused_id(bake.name, job_stem)
+
+    def context(self, job: BakeJob) -> dict[str, Any]:
+        source = job.bake.source
+        return {
+            "image": {"id": job.image_id, "path": str(self._image_path(job))},
+            "base_image": None if job.base_image is None else {
+                "id": job.base_image.image_id,
+                "path": str(self.registry.artifact(job.base_image)),
+            },
+            "source": None if source is None else {
+                "suite": source.suite,
+                "variant": source.variant,
+                "mirror": source.mirror or host_mirror(source.suite),
+            },
+        }
+
+    def locations(self, job: BakeJob, manifest: dict[str, Any]) -> dict[str, str]:
+        expected = self._image_path(job)
+        made = [Path(item.get("name", "")) for item in manifest.get("files") or []]
+        if expected not in made:
+            raise PackerError(f"{job.bake.name}: packer's manifest does not name the image {expected}")
+        if not expected.is_file() or expected.stat().st_size == 0:
+            raise PackerError(f"{job.bake.name}: the image file {expected} is missing or empty")
+        return {"local": str(expected.relative_to(self.registry.state_dir))}
+
+    def discard(self, job: BakeJob) -> None:
+        image = self._image_path(job)
+        for leftover in (image, image.with_name(image.name + ".partial.tar.zst")):
+            leftover.unlink(missing_ok=True)
+
+    def _image_path(self, job: BakeJob) -> Path:
+        return self.registry.image_path(job.bake.name, job.image_id)
+
+
+def host_mirror(suite: str) -> str:
+    """The mirror argument for mmdebstrap when the bake names none: the host's own sources
+    when they are for the same suite (so updates and security come too), else its mirror."""
+    if HOST_SOURCES.is_file() and suite == _host_codename():
+        return str(HOST_SOURCES)
+    uris = re.findall(r"^URIs:\s*(\S+)", HOST_SOURCES.read_text(), re.M) if HOST_SOURCES.is_file() else []
+    return f"deb {uris[0] if uris else FALLBACK_MIRROR} {suite} main"
+
+
+def _host_codename() -> str | None:
+    if not HOST_OS_RELEASE.is_file():
+        return None
+    match = re.search(r"^VERSION_CODENAME=(\S+)", HOST_OS_RELEASE.read_text(), re.M)
+    return match.group(1) if match else None

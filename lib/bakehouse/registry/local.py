@@ -1,0 +1,69 @@
+"""The local image store under .bakehouse/: image files plus one JSON record per image.
+
+    .bakehouse/images/<bake>/<image-id>.tar.zst     the root filesystem
+    .bakehouse/records/<bake>/<image-id>.json       key, input summary, packages, base, log
+
+The record is written last, by an atomic rename, so an image without a record was never
+finished and one with a record is complete. Paths in records are relative to .bakehouse/,
+so the store can be copied or moved whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import RegistryError
+from . import ImageRecord
+
+
+class LocalRegistry:
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+
+    def records_dir(self, bake: str) -> Path:
+        return self.state_dir / "records" / bake
+
+    def image_path(self, bake: str, image_id: str) -> Path:
+        return self.state_dir / "images" / bake / f"{image_id}.tar.zst"
+
+    def artifact(self, image: ImageRecord) -> Path:
+        return self.state_dir / image.locations["local"]
+
+    def images(self, bake: str) -> list[ImageRecord]:
+        found = [self._read(path) for path in self.records_dir(bake).glob("*.json")]
+        complete = [image for image in found if self.artifact(image).is_file()]
+        return sorted(complete, key=lambda image: (image.created, image.image_id), reverse=True)
+
+    def _read(self, path: Path) -> ImageRecord:
+        try:
+            return ImageRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise RegistryError(
+                f"{path}: corrupt image record ({type(error).__name__}: {error}); "
+                "delete it to forget that image"
+            ) from None
+
+    def unused_id(self, bake: str, stem: str) -> str:
+        image_id, n = stem, 1
+        while (self.records_dir(bake) / f"{image_id}.json").exists() or self.image_path(bake, image_id).exists():
+            n += 1
+            image_id = f"{stem}-{n}"
+        return image_id
+
+    def record(self, image: ImageRecord) -> None:
+        directory = self.records_dir(image.bake)
+        directory.mkdir(parents=True, exist_ok=True)
+        payload = json.dumps(image.to_json(), indent=2, sort_keys=True) + "\n"
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix=".", suffix=".json.partial")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                stream.write(payload)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, directory / f"{image.image_id}.json")
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise

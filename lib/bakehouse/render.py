@@ -1,0 +1,128 @@
+"""Render Packer templates (Jinja2, StrictUndefined) and find every file a template uses.
+
+Values reach HCL and shells only through filters that quote them:
+- `hcl`:   an HCL literal (strings escaped, `${` and `%{` neutralised, lists and maps too);
+- `shell`: one shell word (shlex.quote);
+- `json`:  a JSON literal.
+Scripts are named with `file("scripts/x.sh")`, which gives packer an absolute path. Because the
+path must be a literal, the content key can include every such file without rendering.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import jinja2.meta
+from jinja2 import nodes
+
+from .errors import TemplateError
+
+FILE_FUNCTION = "file"
+
+
+def hcl_literal(value: Any) -> str:
+    """`value` as an HCL2 expression that evaluates to exactly that value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(hcl_literal(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{hcl_literal(str(k))} = {hcl_literal(v)}" for k, v in value.items()) + " }"
+    text = json.dumps(str(value), ensure_ascii=False)  # escapes quotes, backslashes, controls
+    return text.replace("${", "$${").replace("%{", "%%{")
+
+
+def shell_word(value: Any) -> str:
+    return shlex.quote(str(value))
+
+
+def json_literal(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+class Templates:
+    """The templates/ directory: rendering, and the set of files each template depends on."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(directory)),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,
+        )
+        self.env.filters.update(hcl=hcl_literal, shell=shell_word, json=json_literal)
+        self.env.globals[FILE_FUNCTION] = self._file_path
+        self._hash_cache: dict[Path, str] = {}
+
+    def _file_path(self, name: str) -> str:
+        path = self._existing(name, "file()")
+        return str(path)
+
+    def _existing(self, name: str, used_by: str) -> Path:
+        path = (self.directory / name).resolve()
+        if not path.is_relative_to(self.directory.resolve()) or not path.is_file():
+            raise TemplateError(f"templates/: {used_by} names '{name}', which is not a file under templates/")
+        return path
+
+    def input_files(self, template: str) -> dict[str, str]:
+        """sha256 of the template and of every template and file() it can reach."""
+        found: dict[str, str] = {}
+        pending = [template]
+        while pending:
+            name = pending.pop()
+            if name in found:
+                continue
+            path = self._existing(name, "a template")
+            found[name] = self._sha256(path)
+            source = path.read_text(encoding="utf-8")
+            try:
+                tree = self.env.parse(source, name=name, filename=str(path))
+            except jinja2.TemplateSyntaxError as error:
+                raise TemplateError(f"templates/{name}:{error.lineno}: {error.message}") from None
+            pending.extend(self._included(name, tree))
+            for file_name in self._files_named(name, tree):
+                found[file_name] = self._sha256(self._existing(file_name, f"templates/{name}: file()"))
+        return found
+
+    def _included(self, name: str, tree: nodes.Template) -> list[str]:
+        included = list(jinja2.meta.find_referenced_templates(tree))
+        if None in included:
+            raise TemplateError(f"templates/{name}: include/import names must be literal strings")
+        return [str(item) for item in included]
+
+    def _files_named(self, name: str, tree: nodes.Template) -> list[str]:
+        names = []
+        for call in tree.find_all(nodes.Call):
+            if isinstance(call.node, nodes.Name) and call.node.name == FILE_FUNCTION:
+                if len(call.args) != 1 or not isinstance(call.args[0], nodes.Const):
+                    raise TemplateError(
+                        f"templates/{name}:{call.lineno}: file() takes one literal path, "
+                        "so the content key can include that file"
+                    )
+                names.append(str(call.args[0].value))
+        return names
+
+    def _sha256(self, path: Path) -> str:
+        if path not in self._hash_cache:
+            self._hash_cache[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+        return self._hash_cache[path]
+
+    def render(self, template: str, context: dict[str, Any]) -> str:
+        try:
+            return self.env.get_template(template).render(context)
+        except jinja2.UndefinedError as error:
+            raise TemplateError(f"templates/{template}: {error.message} (not a template variable here)") from None
+        except jinja2.TemplateSyntaxError as error:
+            raise TemplateError(f"templates/{error.name or template}:{error.lineno}: {error.message}") from None
+        except jinja2.TemplateNotFound as error:
+            raise TemplateError(f"templates/{template}: includes '{error.name}', which does not exist") from None

@@ -1,0 +1,155 @@
+"""The doit tasks of a bakehouse repository: `package:<name>` and `bake:<name>`.
+
+A bake task is up to date when the registry holds an image of its current content key; that
+check is an object whose str() explains the decision, so `doit info bake:<name>` says why a
+bake would run. Tasks carry no image ids through doit's dep file: it is only a cache, and a
+fresh clone decides from the registry alone.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from doit.exceptions import InvalidDodoFile, TaskFailed
+
+from .bake import bake_image
+from .debpkg import build_deb, find_source_packages
+from .decide import Decision, Planner
+from .definitions import Bake, load_bakes
+from .epoch import now_utc
+from .errors import BakehouseError
+from .packages import is_artifact_spec
+from .project import Project
+from .providers import Provider
+from .providers.local import LocalProvider
+
+DOIT_CONFIG: dict[str, Any] = {
+    "backend": "sqlite3",  # two doit processes at once cannot corrupt it
+    "dep_file": ".doit.db",
+    "verbosity": 2,  # stream packer's output as it comes
+}
+
+
+def dodo_globals(root: str | Path) -> dict[str, Any]:
+    """What a dodo.py exposes: `globals().update(dodo_globals(Path(__file__).parent))`."""
+    project = Project.at(root)
+
+    def task_package() -> Iterator[dict[str, Any]]:
+        """Build the Debian packages under packages/ into dist/."""
+        for package in _guard(find_source_packages, project):
+            yield {
+                "name": package.name,
+                "doc": f"build {project.relative(package.output)} from {project.relative(package.source_dir)}/",
+                "actions": [(_build_package, [str(project.root), package.name])],
+                "file_dep": [str(path) for path in package.files],
+                "targets": [str(package.output)],
+                "clean": True,
+            }
+
+    def task_bake() -> Iterator[dict[str, Any]]:
+        """Bake images: `doit bake:<name>` bakes one image and what it builds on."""
+        graph = _guard(load_bakes, project)
+        built_here = _guard(find_source_packages, project)
+        for bake in graph.bakes:
+            check = ImageUpToDate(project.root, bake.name)
+            yield {
+                "name": bake.name,
+                "doc": bake.description or f"bake the {bake.name} image",
+                "actions": [(_bake, [str(project.root), bake.name])],
+                "task_dep": _task_deps(project, bake, built_here),
+                "uptodate": [check],
+                "title": check.title,
+                "params": [{
+                    "name": "rebake", "long": "rebake", "type": bool, "default": False,
+                    "help": "bake even if an image of the current inputs exists",
+                }],
+                "verbosity": 2,
+            }
+
+    return {"DOIT_CONFIG": dict(DOIT_CONFIG), "task_package": task_package, "task_bake": task_bake}
+
+
+def _task_deps(project: Project, bake: Bake, built_here: Any) -> list[str]:
+    deps = [] if bake.base is None else [f"bake:{bake.base}"]
+    globs = [spec for spec in bake.packages if is_artifact_spec(spec)]
+    for package in built_here:
+        if any(fnmatch.fnmatch(project.relative(package.output), pattern) for pattern in globs):
+            deps.append(f"package:{package.name}")
+    return deps
+
+
+def _guard(load: Callable[[Project], Any], project: Project) -> Any:
+    """Loading errors become doit's own one-line `ERROR: ...` (exit 3), not a traceback."""
+    try:
+        return load(project)
+    except BakehouseError as error:
+        raise InvalidDodoFile(str(error)) from None
+
+
+@lru_cache(maxsize=None)
+def planner_for(root: Path) -> Planner:
+    """One planner per process and repository, shared by all checks and actions."""
+    project = Project.at(root)
+    providers: dict[str, Provider] = {"local": LocalProvider(project)}
+    return Planner(project, load_bakes(project), providers, now_utc())
+
+
+class ImageUpToDate:
+    """doit uptodate check: True when the registry has an image of the current inputs."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.root, self.name = root, name
+        self.decision: Decision | None = None
+        self.error: BakehouseError | None = None
+
+    def __call__(self, task: Any, values: dict[str, Any]) -> bool:
+        forced = bool((task.options or {}).get("rebake"))
+        try:
+            self.decision = planner_for(self.root).decide(self.name, forced)
+        except BakehouseError as error:
+            self.error = error
+            return False
+        current = self.decision.current
+        if self.decision.up_to_date and current is not None:
+            task.meta = {"image": current.image_id, "created": current.created,
+                         "locations": current.locations, "packages": current.packages}
+        return self.decision.up_to_date
+
+    def title(self, task: Any) -> str:
+        if self.error is not None:
+            return f"{task.name}: error"
+        if self.decision is None:
+            return task.name
+        if self.decision.up_to_date:
+            return f"{task.name}: {self.decision.describe()}"
+        return f"{task.name}: baking ({self.decision.describe()})"
+
+    def __str__(self) -> str:
+        if self.error is not None:
+            return f"{self.name}: {self.error}"
+        if self.decision is None:
+            return f"{self.name}: not checked yet"
+        return f"{self.name} would bake because:\n" + "".join(
+            f"        - {reason}\n" for reason in self.decision.reasons
+        ) + "     "
+
+
+def _bake(root: str, name: str, rebake: bool = False) -> TaskFailed | None:
+    try:
+        bake_image(planner_for(Path(root)), name, rebake, sys.stdout)
+    except BakehouseError as error:
+        return TaskFailed(str(error))
+    return None
+
+
+def _build_package(root: str, name: str) -> TaskFailed | None:
+    try:
+        package = next(p for p in find_source_packages(Project.at(root)) if p.name == name)
+        build_deb(package)
+    except BakehouseError as error:
+        return TaskFailed(str(error))
+    return None

@@ -1,0 +1,40 @@
+#!/bin/bash
+# Make a service image: unpack the base image, install packages in a chroot, pack as .tar.zst.
+# Environment (set by the template): BASE_IMAGE, OUTPUT, INSTALL_SCRIPT,
+# DEBS (newline-separated .deb paths), PACKAGES (name=version per line, every package).
+set -euo pipefail
+
+if [ "$(id -u)" != 0 ]; then
+    echo "local-service: installing packages in a chroot needs root; run the bake as root" >&2
+    exit 1
+fi
+
+# Unpacking is several times faster in memory than on disk.
+scratch=${BAKEHOUSE_SCRATCH:-/dev/shm}
+[ -d "$scratch" ] && [ -w "$scratch" ] || scratch=${TMPDIR:-/tmp}
+work=$(mktemp -d "$scratch/bakehouse-service.XXXXXX")
+partial="$OUTPUT.partial.tar.zst"
+trap 'rm -rf "$work"; rm -f "$partial"' EXIT
+root="$work/root"
+mkdir -p "$root"
+
+echo "local-service: unpacking $(basename "$BASE_IMAGE")"
+zstd -q -dc "$BASE_IMAGE" | tar -x --numeric-owner -C "$root"
+
+inbox="$root/tmp/bakehouse"
+mkdir -p "$inbox/debs"
+while IFS= read -r deb; do
+    [ -n "$deb" ] && cp "$deb" "$inbox/debs/"
+done <<< "$DEBS"
+cp "$INSTALL_SCRIPT" "$inbox/install-packages.sh"
+mapfile -t specs <<< "$PACKAGES"
+[ -n "${specs[0]:-}" ] || specs=()
+
+echo "local-service: installing ${specs[*]:-nothing}"
+chroot "$root" /bin/sh /tmp/bakehouse/install-packages.sh /tmp/bakehouse/debs "${specs[@]}"
+rm -rf "$inbox"
+
+mkdir -p "$(dirname "$OUTPUT")"
+tar --numeric-owner --sort=name -C "$root" -c . | zstd -q -f -T0 -3 -o "$partial"
+mv "$partial" "$OUTPUT"
+echo "local-service: packed $OUTPUT"
