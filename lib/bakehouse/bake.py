@@ -6,7 +6,7 @@ behind is removed, and the next run simply tries again.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from . import packer
@@ -26,7 +26,7 @@ def bake_image(planner: Planner, name: str, forced: bool, out: TextIO) -> ImageR
         base = decision.bake.base
         raise BakehouseError(f"{name}: its base '{base}' has no current image; bake it first: doit bake:{base}")
     provider = planner.providers[decision.bake.provider]
-    job = _job(planner, provider, decision, planner.now)
+    job = _job(planner, provider, decision, datetime.now(UTC))
     out.write(f"[{name}] baking {job.image_id}: {'; '.join(decision.reasons)}\n")
     try:
         image = _run(planner, provider, decision, job, out)

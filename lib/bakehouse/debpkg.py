@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from debian.deb822 import Deb822
-from debian.debfile import DebFile, DebError
+from debian.debfile import DebFile
 
 from .errors import PackageError
 from .project import Project
@@ -120,8 +120,8 @@ def read_deb(path: Path, shown_as: str) -> DebInfo:
     try:
         control = DebFile(str(path)).debcontrol()
         return DebInfo(name=control["Package"], version=control["Version"])
-    except (DebError, KeyError, OSError, EOFError, ValueError) as error:
-        raise PackageError(f"{shown_as}: not a readable .deb ({error or type(error).__name__})") from None
+    except Exception as error:  # python-debian raises many types for a damaged archive
+        raise PackageError(f"{shown_as}: not a readable .deb ({type(error).__name__}: {error})") from None
 
 
 def _no_epoch(version: str) -> str:

@@ -176,6 +176,12 @@ def _parse_source(where: str, table: Any, provider: str) -> LocalSource | None:
         return None
     if not isinstance(table, dict):
         raise DefinitionError(f"{where}: source must be a table ([source]), not {_type_name(table)}")
+    for key in table:
+        if key not in _LOCAL_SOURCE_KEYS and _did_you_mean(key, _TOP_KEYS + _LOCAL_SOURCE_KEYS) == _did_you_mean(key, _TOP_KEYS) != "":
+            raise DefinitionError(
+                f"{where}: unknown key 'source.{key}'{_did_you_mean(key, _TOP_KEYS)[:-1]} "
+                "It belongs above [source]: keys after a [table] header go into that table.)"
+            )
     _reject_unknown(where, "source.", table, _LOCAL_SOURCE_KEYS)
     get = _Getter(where, table, prefix="source.")
     suite = get.string("suite")

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 from .errors import PackerError
 
 CLEANUP_GRACE_SECONDS = 120
-TAIL_LINES = 25
+TAIL_LINES = 15
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,8 @@ def build(run: PackerRun, out: TextIO) -> None:
         )
     if returncode != 0:
         out.write(f"[{run.label}] packer failed; last lines:\n")
-        out.writelines(f"[{run.label}]   {line}\n" for line in tail)
+        for line in tail:
+            out.write(f"[{run.label}]   {line}\n")
         raise PackerError(f"{run.label}: packer exited {returncode}; full log: {run.log_path}")
 
 
