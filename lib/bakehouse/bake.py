@@ -51,6 +51,8 @@ def _job(planner: Planner, provider: Provider, decision: Decision, now: datetime
         base_image=decision.base_image,
         manifest=work / f"{image_id}.manifest.json",
         log=planner.project.logs_dir / bake.name / f"{image_id}.log",
+        locations=decision.missing or provider.needed_locations(bake),
+        extends=decision.partial,
     )
 
 

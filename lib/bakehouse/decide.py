@@ -34,10 +34,20 @@ class Decision:
     summary: Summary | None = None
     packages: tuple[ResolvedPackage, ...] = ()
     base_image: ImageRecord | None = None
+    # An image of this key that exists in only some of the places it must: bake just those.
+    partial: ImageRecord | None = None
+    missing: tuple[str, ...] = ()
 
     @property
     def up_to_date(self) -> bool:
         return not self.reasons
+
+    @property
+    def action(self) -> str:
+        """"keep", "bake", or "bake-missing" (only the places in `missing`)."""
+        if self.up_to_date:
+            return "keep"
+        return "bake-missing" if self.partial is not None else "bake"
 
     def describe(self) -> str:
         if self.up_to_date and self.current is not None:
@@ -99,8 +109,20 @@ class Planner:
             return Decision(bake, tuple(reasons), None, newest, packages=packages)
 
         key = content_key(summary)
-        current = next((image for image in images if image.key == key), None)
-        reasons = [] if current is not None else explain(old_summary, summary)
+        needed = provider.needed_locations(bake)
+        matching = [image for image in images if image.key == key]
+        current = next((image for image in matching if set(needed) <= set(image.locations)), None)
+        partial, missing = None, ()
         if forced:
-            reasons = [FORCED] + reasons
-        return Decision(bake, tuple(reasons), current, newest, key, summary, packages, base_image)
+            reasons = [FORCED] + ([] if current is not None else explain(old_summary, summary))
+        elif current is not None:
+            reasons = []
+        elif matching:
+            partial = max(matching, key=lambda image: len(set(needed) & set(image.locations)))
+            missing = tuple(place for place in needed if place not in partial.locations)
+            reasons = [f"missing in {', '.join(missing)}"]
+        else:
+            reasons = explain(old_summary, summary)
+        return Decision(
+            bake, tuple(reasons), current, newest, key, summary, packages, base_image, partial, missing
+        )

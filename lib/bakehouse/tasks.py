@@ -24,8 +24,7 @@ from .epoch import now_utc
 from .errors import BakehouseError
 from .packages import is_artifact_spec
 from .project import Project
-from .providers import Provider
-from .providers.local import LocalProvider
+from .providers import make_providers
 
 DOIT_CONFIG: dict[str, Any] = {
     "backend": "sqlite3",  # two doit processes at once cannot corrupt it
@@ -94,8 +93,7 @@ def _guard(load: Callable[[Project], Any], project: Project) -> Any:
 def planner_for(root: Path) -> Planner:
     """One planner per process and repository, shared by all checks and actions."""
     project = Project.at(root)
-    providers: dict[str, Provider] = {"local": LocalProvider(project)}
-    return Planner(project, load_bakes(project), providers, now_utc())
+    return Planner(project, load_bakes(project), make_providers(project), now_utc())
 
 
 class ImageUpToDate:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..definitions import Bake
+from ..project import Project
 from ..registry import ImageRecord, Registry
 
 
@@ -28,6 +29,10 @@ class BakeJob:
     base_image: ImageRecord | None
     manifest: Path
     log: Path
+    # The places to bake; all of needed_locations() unless an image of this key exists
+    # in some of them already (then `extends` is that image, and only the rest are made).
+    locations: tuple[str, ...] = ()
+    extends: ImageRecord | None = None
 
 
 class Provider(Protocol):
@@ -36,6 +41,10 @@ class Provider(Protocol):
 
     def source(self, bake: Bake) -> dict[str, Any] | None:
         """The resolved source of a base bake, as it enters the content key."""
+        ...
+
+    def needed_locations(self, bake: Bake) -> tuple[str, ...]:
+        """Every place a complete image of `bake` must exist: ("local",) or its regions."""
         ...
 
     def base_identity(self, image: ImageRecord) -> dict[str, Any]:
@@ -56,3 +65,10 @@ class Provider(Protocol):
     def discard(self, job: BakeJob) -> None:
         """Remove whatever a failed or cancelled bake left behind."""
         ...
+
+
+def make_providers(project: Project) -> dict[str, Provider]:
+    """Every provider, by the name bake files use in `provider = "..."`."""
+    from .local import LocalProvider
+
+    return {"local": LocalProvider(project)}

@@ -31,6 +31,9 @@ class LocalProvider:
             return None
         return {"suite": bake.source.suite, "variant": bake.source.variant, "mirror": bake.source.mirror}
 
+    def needed_locations(self, bake: Bake) -> tuple[str, ...]:
+        return ("local",)
+
     def base_identity(self, image: ImageRecord) -> dict[str, Any]:
         return {"bake": image.bake, "ids": {"local": image.image_id}}
 
