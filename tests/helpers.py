@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,7 +52,22 @@ def installed_version(image: Path, package: str) -> str:
 
 
 def bump_hello(repo: Path, version: str) -> None:
-    control = repo / "packages" / "hello-svc" / "DEBIAN" / "control"
+    set_package_version(repo / "packages" / "hello-svc", version)
+
+
+def set_package_version(tree: Path, version: str) -> None:
+    """Set the version of the hello-svc package source in `tree`."""
+    control = tree / "DEBIAN" / "control"
     lines = [f"Version: {version}" if line.startswith("Version:") else line for line in control.read_text().splitlines()]
     control.write_text("\n".join(lines) + "\n")
-    (repo / "packages" / "hello-svc" / "opt" / "hello-svc" / "VERSION").write_text(version + "\n")
+    (tree / "opt" / "hello-svc" / "VERSION").write_text(version + "\n")
+
+
+def build_hello_deb(repo: Path, version: str, out_dir: Path) -> Path:
+    """hello-svc at `version`, built from the repository's packages/hello-svc/ with dpkg-deb."""
+    tree = out_dir / f"hello-svc-{version}"
+    shutil.copytree(repo / "packages" / "hello-svc", tree)
+    set_package_version(tree, version)
+    output = out_dir / f"hello-svc_{version}_all.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(output)], check=True, capture_output=True)
+    return output

@@ -52,7 +52,7 @@ def test_editing_the_base_script_rebakes_base_and_hello(repo: Path) -> None:
     script.write_text(script.read_text() + "# a harmless edit\n")
 
     info = run_doit(repo, "info", "bake:hello")
-    assert "base base will rebake first" in info.output
+    assert "its base 'base' will rebake first" in info.output
     assert "template file scripts/local-base.sh changed" in run_doit(repo, "info", "bake:base").output
 
     run = run_doit(repo, check=True)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from . import packer
+from .aptrepo import download
 from .decide import Decision, Planner
 from .errors import BakehouseError
 from .providers import BakeJob, Provider
@@ -59,6 +60,10 @@ def _job(planner: Planner, provider: Provider, decision: Decision, now: datetime
 def _run(planner: Planner, provider: Provider, decision: Decision, job: BakeJob, out: TextIO) -> ImageRecord:
     assert decision.summary is not None
     for package in decision.packages:
+        if package.url is not None and package.sha256 is not None:
+            if package.path is None or not package.path.is_file():
+                out.write(f"[{job.bake.name}] fetching {package.name} {package.version} from {package.url}\n")
+            download(package.url, package.sha256, planner.project.state_dir / "cache" / "debs")
         if package.path is not None and not package.path.is_file():
             shown = planner.project.relative(package.path)
             raise BakehouseError(f"{job.bake.name}: {shown} is not built; run: doit package:{package.name}")

@@ -8,9 +8,11 @@ base will rebake cannot be up to date either, and says so.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime
 from typing import Any
 
+from .aptrepo import AptIndexes, host_architecture
 from .debpkg import SourcePackage, find_source_packages
 from .definitions import Bake, BakeGraph
 from .epoch import epoch
@@ -67,8 +69,14 @@ class Planner:
         self.providers = providers
         self.now = now
         self.templates = Templates(project.templates_dir)
+        self.indexes = AptIndexes()
         self._source_packages: tuple[SourcePackage, ...] | None = None
         self._kept: dict[str, Decision] = {}
+
+    @cached_property
+    def architecture(self) -> str:
+        """The Debian architecture images are made for (the host's, for local images)."""
+        return host_architecture()
 
     @property
     def source_packages(self) -> tuple[SourcePackage, ...]:
@@ -87,7 +95,10 @@ class Planner:
     def _decide(self, bake: Bake, forced: bool) -> Decision:
         provider = self.providers[bake.provider]
         where = self.project.relative(bake.path)
-        packages = resolve_packages(self.project, where, bake.packages, self.source_packages)
+        packages = resolve_packages(
+            self.project, where, bake.packages, self.source_packages,
+            bake.repositories, self.indexes, self.architecture if bake.repositories else "",
+        )
         files = self.templates.input_files(bake.template)
         images = provider.registry.images(bake.name)
         newest = images[0] if images else None
@@ -105,7 +116,7 @@ class Planner:
 
         if base_decision is not None and not base_decision.up_to_date:
             own = [r for r in explain(old_summary, summary) if not r.startswith("base image")]
-            reasons = [f"base {bake.base} will rebake first"] + [r for r in own if r != "inputs changed"]
+            reasons = [f"its base '{bake.base}' will rebake first"] + [r for r in own if r != "inputs changed"]
             return Decision(bake, tuple(reasons), None, newest, packages=packages)
 
         key = content_key(summary)

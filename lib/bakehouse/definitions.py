@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .aptrepo import Repository
 from .errors import DefinitionError
 from .project import Project
 
@@ -54,6 +55,7 @@ class Bake:
     vars: tuple[tuple[str, VarValue], ...] = ()
     rebuild_every: str | None = None
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
+    repositories: tuple[Repository, ...] = ()
 
     @property
     def vars_dict(self) -> dict[str, VarValue]:
@@ -63,7 +65,7 @@ class Bake:
         """The normalised definition that goes into the content key.
 
         Leaves out what cannot change the image: the description, the timeout, and the
-        package specs (their resolved names and versions enter the key instead).
+        package specs and repositories (resolved names, versions and hashes enter the key).
         """
         return {
             "provider": self.provider,
@@ -133,9 +135,10 @@ def load_bake(project: Project, path: Path) -> Bake:
 
 _TOP_KEYS = (
     "description", "provider", "template", "base", "source", "packages", "vars",
-    "rebuild_every", "timeout",
+    "rebuild_every", "timeout", "repository",
 )
 _LOCAL_SOURCE_KEYS = ("suite", "variant", "mirror")
+_REPOSITORY_KEYS = ("url", "suite", "components", "signed_by", "trusted", "packages")
 
 
 def _parse(project: Project, where: str, name: str, path: Path, data: dict[str, Any]) -> Bake:
@@ -148,7 +151,7 @@ def _parse(project: Project, where: str, name: str, path: Path, data: dict[str, 
     if not (project.templates_dir / template).is_file():
         raise DefinitionError(
             f"{where}: template: no file templates/{template}"
-            + _did_you_mean(template, _template_names(project))
+            + did_you_mean(template, _template_names(project))
         )
     base = get.string("base")
     source = _parse_source(where, data.get("source"), provider)
@@ -168,7 +171,45 @@ def _parse(project: Project, where: str, name: str, path: Path, data: dict[str, 
         vars=tuple(sorted(get.table("vars", (str, int, float, bool)).items())),
         rebuild_every=get.choice("rebuild_every", REBUILD_PERIODS, default=None),
         timeout_seconds=_parse_duration(where, data.get("timeout")),
+        repositories=_parse_repositories(project, where, data.get("repository", [])),
     )
+
+
+def _parse_repositories(project: Project, where: str, tables: Any) -> tuple[Repository, ...]:
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise DefinitionError(f"{where}: repository must be tables ([[repository]]), not {_type_name(tables)}")
+    return tuple(_parse_repository(project, where, n, table) for n, table in enumerate(tables))
+
+
+def _parse_repository(project: Project, where: str, n: int, table: dict[str, Any]) -> Repository:
+    prefix = f"repository[{n}]."
+    _reject_unknown(where, prefix, table, _REPOSITORY_KEYS)
+    get = _Getter(where, table, prefix=prefix)
+    url, suite = get.string("url"), get.string("suite")
+    if url is None or not re.match(r"^https?://[^\s\"'`$]+$", url):
+        raise DefinitionError(f"{where}: {prefix}url must be an http:// or https:// URL, not {url!r}")
+    if suite is None or not re.match(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", suite):
+        raise DefinitionError(f"{where}: {prefix}suite must be a suite or codename such as 'stable', not {suite!r}")
+    components = get.string_list("components") or ["main"]
+    for component in components:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", component):
+            raise DefinitionError(f"{where}: {prefix}components: {component!r} is not a component name")
+    trusted = table.get("trusted", False)
+    if not isinstance(trusted, bool):
+        raise DefinitionError(f"{where}: {prefix}trusted must be true or false, not {trusted!r}")
+    signed_by = get.string("signed_by")
+    keyring = None if signed_by is None else project.root / signed_by
+    if keyring is not None and not keyring.is_file():
+        raise DefinitionError(f"{where}: {prefix}signed_by: no keyring file {signed_by}")
+    if keyring is None and not trusted:
+        raise DefinitionError(
+            f"{where}: {prefix[:-1]} needs signed_by (a keyring file such as keys/team.gpg), "
+            "or trusted = true to use it without checking signatures"
+        )
+    packages = get.string_list("packages")
+    if not packages:
+        raise DefinitionError(f"{where}: {prefix}packages: name the packages to take from this repository")
+    return Repository(url, suite, tuple(components), keyring, trusted, tuple(packages))
 
 
 def _parse_source(where: str, table: Any, provider: str) -> LocalSource | None:
@@ -177,9 +218,9 @@ def _parse_source(where: str, table: Any, provider: str) -> LocalSource | None:
     if not isinstance(table, dict):
         raise DefinitionError(f"{where}: source must be a table ([source]), not {_type_name(table)}")
     for key in table:
-        if key not in _LOCAL_SOURCE_KEYS and _did_you_mean(key, _TOP_KEYS + _LOCAL_SOURCE_KEYS) == _did_you_mean(key, _TOP_KEYS) != "":
+        if key not in _LOCAL_SOURCE_KEYS and did_you_mean(key, _TOP_KEYS + _LOCAL_SOURCE_KEYS) == did_you_mean(key, _TOP_KEYS) != "":
             raise DefinitionError(
-                f"{where}: unknown key 'source.{key}'{_did_you_mean(key, _TOP_KEYS)[:-1]} "
+                f"{where}: unknown key 'source.{key}'{did_you_mean(key, _TOP_KEYS)[:-1]} "
                 "It belongs above [source]: keys after a [table] header go into that table.)"
             )
     _reject_unknown(where, "source.", table, _LOCAL_SOURCE_KEYS)
@@ -229,7 +270,7 @@ class _Getter:
         if value not in allowed:
             raise DefinitionError(
                 f"{self.where}: {self.prefix}{key}: '{value}' is not one of {', '.join(allowed)}"
-                + _did_you_mean(value, allowed)
+                + did_you_mean(value, allowed)
             )
         return value
 
@@ -252,10 +293,10 @@ class _Getter:
 def _reject_unknown(where: str, prefix: str, data: dict[str, Any], known: tuple[str, ...]) -> None:
     for key in data:
         if key not in known:
-            raise DefinitionError(f"{where}: unknown key '{prefix}{key}'" + _did_you_mean(key, known))
+            raise DefinitionError(f"{where}: unknown key '{prefix}{key}'" + did_you_mean(key, known))
 
 
-def _did_you_mean(word: str, candidates: Any) -> str:
+def did_you_mean(word: str, candidates: Any) -> str:
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -276,7 +317,7 @@ def _base_first(bakes: dict[str, Bake]) -> list[Bake]:
         if bake.base is not None and bake.base not in bakes:
             raise DefinitionError(
                 f"bakes/{bake.name}.toml: base: '{bake.base}' is not a bake in bakes/"
-                + _did_you_mean(bake.base, bakes)
+                + did_you_mean(bake.base, bakes)
             )
         if bake.base is not None and bakes[bake.base].provider != bake.provider:
             raise DefinitionError(

@@ -6,6 +6,7 @@ A spec is one of:
 - a path or glob    local .deb artifacts (`dist/*.deb`): name and version are read from each
                     file's control data, the newest per package wins (Debian version order).
 Packages built from packages/<name>/ count as artifacts already, before they are built.
+Packages named in a `[[repository]]` resolve to their newest version in its index (aptrepo.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from debian.debian_support import Version
 
+from .aptrepo import AptIndexes, Repository, cached_path
 from .debpkg import SourcePackage, read_deb
 from .errors import PackageError
 from .project import Project
@@ -34,9 +36,10 @@ class ResolvedPackage:
 
     name: str
     version: str | None
-    origin: str  # "pinned" | "unpinned" | "artifact" | "source"
+    origin: str  # "pinned" | "unpinned" | "artifact" | "source" | "repository"
     path: Path | None = None
     sha256: str | None = None
+    url: str | None = None  # where a repository package is downloaded from at bake time
 
     @property
     def spec(self) -> str:
@@ -54,21 +57,40 @@ def is_artifact_spec(spec: str) -> bool:
 
 
 def resolve_packages(
-    project: Project, where: str, specs: tuple[str, ...], source_packages: tuple[SourcePackage, ...]
+    project: Project,
+    where: str,
+    specs: tuple[str, ...],
+    source_packages: tuple[SourcePackage, ...],
+    repositories: tuple[Repository, ...] = (),
+    indexes: AptIndexes | None = None,
+    architecture: str = "amd64",
 ) -> tuple[ResolvedPackage, ...]:
     """Every package of one bake, sorted by name; `where` names the bake file in errors."""
-    resolved: dict[str, ResolvedPackage] = {}
+    found: list[ResolvedPackage] = []
     for spec in specs:
-        found = (
-            _resolve_artifacts(project, where, spec, source_packages)
-            if is_artifact_spec(spec)
-            else [_resolve_named(where, spec)]
-        )
-        for package in found:
-            if package.name in resolved:
-                raise PackageError(f"{where}: packages: '{package.name}' is named more than once")
-            resolved[package.name] = package
+        if is_artifact_spec(spec):
+            found.extend(_resolve_artifacts(project, where, spec, source_packages))
+        else:
+            found.append(_resolve_named(where, spec))
+    for repository in repositories:
+        for spec in repository.packages:
+            found.append(_resolve_from_repository(project, where, repository, spec, indexes or AptIndexes(), architecture))
+    resolved: dict[str, ResolvedPackage] = {}
+    for package in found:
+        if package.name in resolved:
+            raise PackageError(f"{where}: packages: '{package.name}' is named more than once")
+        resolved[package.name] = package
     return tuple(resolved[name] for name in sorted(resolved))
+
+
+def _resolve_from_repository(
+    project: Project, where: str, repository: Repository, spec: str, indexes: AptIndexes, architecture: str
+) -> ResolvedPackage:
+    wanted = _resolve_named(where, spec)
+    indexed = indexes.newest(repository, architecture, wanted.name, wanted.version, where)
+    check_version(where, indexed.name, indexed.version)
+    path = cached_path(project.state_dir / "cache" / "debs", indexed.url, indexed.sha256)
+    return ResolvedPackage(indexed.name, indexed.version, "repository", path, indexed.sha256, indexed.url)
 
 
 def _resolve_named(where: str, spec: str) -> ResolvedPackage:

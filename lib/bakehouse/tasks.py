@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from doit.exceptions import InvalidDodoFile, TaskFailed
+from doit.exceptions import InvalidCommand, InvalidDodoFile, TaskFailed
 
 from .bake import bake_image
 from .debpkg import build_deb, find_source_packages
@@ -94,6 +94,15 @@ def planner_for(root: Path) -> Planner:
     """One planner per process and repository, shared by all checks and actions."""
     project = Project.at(root)
     return Planner(project, load_bakes(project), make_providers(project), now_utc())
+
+
+def planner_from_tasks(tasks: list[Any]) -> Planner:
+    """The planner of the repository whose dodo.py doit loaded (for `doit plan`, `doit images`)."""
+    for task in tasks:
+        for check, _, _ in task.uptodate:
+            if isinstance(check, ImageUpToDate):
+                return planner_for(check.root)
+    raise InvalidCommand("this dodo.py defines no bakes: run this in a bakehouse repository with bakes/*.toml")
 
 
 class ImageUpToDate:

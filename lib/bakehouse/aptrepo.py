@@ -1,0 +1,220 @@
+"""Package versions from Debian repositories: read the index, take the newest version.
+
+For each `[[repository]]` of a bake, bakehouse reads the repository's InRelease (or Release),
+checks its signature with gpgv against the bake's `signed_by` keyring (unless the repository
+is declared `trusted`), checks each Packages index against the SHA256 in Release, and parses
+it with python-debian. A package resolves to its newest version there (Debian version order);
+`name=version` and the .deb's SHA256 enter the content key. At bake time the .deb is
+downloaded once into .bakehouse/cache/debs/ and checked against that SHA256, so the image
+gets exactly the file the key names. Indexes are fetched once per run, whatever the number
+of bakes that use them.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import lzma
+import os
+import subprocess
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from debian.deb822 import Packages, Release
+from debian.debian_support import Version
+
+from .errors import PackageError
+
+FETCH_TIMEOUT_SECONDS = 30
+# Preferred first: smallest to fetch.
+INDEX_FORMATS: tuple[tuple[str, Callable[[bytes], bytes]], ...] = (
+    (".xz", lzma.decompress), (".gz", gzip.decompress), (".bz2", bz2.decompress), ("", lambda data: data),
+)
+
+Fetch = Callable[[str], bytes]
+
+
+@dataclass(frozen=True)
+class Repository:
+    """A `[[repository]]` table of a bake file."""
+
+    url: str
+    suite: str
+    components: tuple[str, ...] = ("main",)
+    signed_by: Path | None = None
+    trusted: bool = False
+    packages: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"{self.url} {self.suite} {' '.join(self.components)}"
+
+
+@dataclass(frozen=True)
+class IndexedPackage:
+    name: str
+    version: str
+    url: str
+    sha256: str
+    size: int
+
+
+class MissingIndex(Exception):
+    """A file the repository does not have (HTTP 404)."""
+
+
+def fetch_url(url: str) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_SECONDS) as response:
+            return response.read()
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            raise MissingIndex(url) from None
+        raise PackageError(f"cannot fetch {url}: HTTP {error.code} {error.reason}") from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise PackageError(f"cannot fetch {url}: {reason}; is the repository reachable?") from None
+
+
+class AptIndexes:
+    """The indexes of every repository used in one run, each fetched once."""
+
+    def __init__(self, fetch: Fetch = fetch_url) -> None:
+        self.fetch = fetch
+        self._cache: dict[tuple[object, ...], dict[str, list[IndexedPackage]]] = {}
+
+    def packages(self, repository: Repository, architecture: str) -> dict[str, list[IndexedPackage]]:
+        """Every package version in the repository for `architecture` (and `all`), by name."""
+        cache_key = (repository.url, repository.suite, repository.components, repository.signed_by,
+                     repository.trusted, architecture)
+        if cache_key not in self._cache:
+            self._cache[cache_key] = self._read(repository, architecture)
+        return self._cache[cache_key]
+
+    def newest(self, repository: Repository, architecture: str, name: str, version: str | None, where: str) -> IndexedPackage:
+        candidates = self.packages(repository, architecture).get(name, [])
+        if version is not None:
+            candidates = [c for c in candidates if c.version == version]
+        if not candidates:
+            wanted = name if version is None else f"{name}={version}"
+            raise PackageError(f"{where}: repository: {wanted} is not in {repository.label} ({architecture})")
+        return max(candidates, key=lambda c: Version(c.version))
+
+    def _read(self, repository: Repository, architecture: str) -> dict[str, list[IndexedPackage]]:
+        dists = f"{repository.url.rstrip('/')}/dists/{repository.suite}"
+        release = Release(self._release_text(repository, dists))
+        checksums = {entry["name"]: entry for entry in release.get("SHA256", [])}
+        if not checksums:
+            raise PackageError(f"{dists}/Release has no SHA256 list; cannot check the indexes")
+        found: dict[str, list[IndexedPackage]] = {}
+        for component in repository.components:
+            index = self._packages_index(dists, f"{component}/binary-{architecture}/Packages", checksums)
+            for paragraph in Packages.iter_paragraphs(index.decode("utf-8", "replace"), use_apt_pkg=False):
+                package = IndexedPackage(
+                    name=paragraph["Package"], version=paragraph["Version"],
+                    url=f"{repository.url.rstrip('/')}/{paragraph['Filename']}",
+                    sha256=paragraph["SHA256"], size=int(paragraph["Size"]),
+                )
+                found.setdefault(package.name, []).append(package)
+        return found
+
+    def _release_text(self, repository: Repository, dists: str) -> str:
+        try:
+            signed = self.fetch(f"{dists}/InRelease")
+            return self._verified(repository, dists, signed, detached=None)
+        except MissingIndex:
+            pass
+        try:
+            release = self.fetch(f"{dists}/Release")
+        except MissingIndex:
+            raise PackageError(f"{dists}: no InRelease or Release; check url and suite") from None
+        signature = None
+        if not repository.trusted:
+            try:
+                signature = self.fetch(f"{dists}/Release.gpg")
+            except MissingIndex:
+                raise PackageError(f"{dists}: Release is not signed (no Release.gpg); set trusted = true to use it anyway") from None
+        return self._verified(repository, dists, release, detached=signature)
+
+    def _verified(self, repository: Repository, dists: str, data: bytes, detached: bytes | None) -> str:
+        if repository.trusted:
+            return _strip_clearsign(data.decode("utf-8", "replace"))
+        assert repository.signed_by is not None
+        return gpgv(repository.signed_by, data, detached, f"{dists}/{'Release' if detached else 'InRelease'}")
+
+    def _packages_index(self, dists: str, stem: str, checksums: dict[str, dict[str, str]]) -> bytes:
+        for suffix, decompress in INDEX_FORMATS:
+            entry = checksums.get(stem + suffix)
+            if entry is None:
+                continue
+            data = self.fetch(f"{dists}/{stem}{suffix}")
+            if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+                raise PackageError(f"{dists}/{stem}{suffix} does not match its SHA256 in Release")
+            return decompress(data)
+        raise PackageError(f"{dists}: Release lists no {stem} index")
+
+
+def gpgv(keyring: Path, data: bytes, detached: bytes | None, shown_as: str) -> str:
+    """The signed text, if `keyring` verifies it; gpgv is what apt itself uses."""
+    with tempfile.TemporaryDirectory(prefix="bakehouse-gpgv-") as scratch:
+        signed = Path(scratch) / "signed"
+        signed.write_bytes(data)
+        output = Path(scratch) / "verified"
+        if detached is None:
+            argv = ["gpgv", "--keyring", str(keyring), "--output", str(output), str(signed)]
+        else:
+            signature = Path(scratch) / "signature"
+            signature.write_bytes(detached)
+            argv = ["gpgv", "--keyring", str(keyring), str(signature), str(signed)]
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True)
+        except FileNotFoundError:
+            raise PackageError("gpgv is not installed (Debian: apt-get install gpgv)") from None
+        if result.returncode != 0:
+            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise PackageError(f"{shown_as}: signature check with {keyring} failed ({last})")
+        return (output.read_bytes() if detached is None else data).decode("utf-8", "replace")
+
+
+def _strip_clearsign(text: str) -> str:
+    """The message of a clear-signed InRelease, signature not checked (trusted repository)."""
+    if not text.startswith("-----BEGIN PGP SIGNED MESSAGE-----"):
+        return text
+    body = text.split("\n\n", 1)[1]
+    return body.split("\n-----BEGIN PGP SIGNATURE-----", 1)[0]
+
+
+def cached_path(cache_dir: Path, url: str, sha256: str) -> Path:
+    return cache_dir / sha256[:32] / url.rsplit("/", 1)[-1]
+
+
+def download(url: str, sha256: str, cache_dir: Path) -> Path:
+    """The .deb in the local cache, fetched and checked against the index's SHA256 if needed."""
+    target = cached_path(cache_dir, url, sha256)
+    if target.is_file() and _sha256(target) == sha256:
+        return target
+    data = fetch_url(url)
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise PackageError(f"{url}: downloaded file does not match the SHA256 in the repository index")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=target.parent, suffix=".partial")
+    with os.fdopen(handle, "wb") as stream:
+        stream.write(data)
+    os.replace(partial, target)
+    return target
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def host_architecture() -> str:
+    try:
+        return subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "amd64"

@@ -1,0 +1,70 @@
+"""`doit images [BAKE ...]`: the image catalogue, read from the registry.
+
+The newest images of each bake (10 unless --limit says otherwise): id, where it is (file or
+region:AMI), when it was made, its packages with versions, and the base image it is built on.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from doit.cmd_base import DoitCmdBase
+
+from .plan import selected
+from .registry import ImageRecord
+from .tasks import planner_from_tasks
+
+DEFAULT_LIMIT = 10
+
+
+def catalogue_json(catalogue: dict[str, list[ImageRecord]]) -> str:
+    return json.dumps(
+        {name: [_public(image) for image in images] for name, images in catalogue.items()}, indent=2
+    )
+
+
+def _public(image: ImageRecord) -> dict[str, Any]:
+    data = image.to_json()
+    del data["summary"]  # the key's inputs: long, and `doit info` explains them better
+    return data
+
+
+def catalogue_text(catalogue: dict[str, list[ImageRecord]]) -> str:
+    lines = []
+    for name, images in catalogue.items():
+        lines.append(f"{name}: {len(images) or 'no'} image{'s' if len(images) != 1 else ''}")
+        for image in images:
+            where = ", ".join(f"{place}:{ref}" if place != "local" else ref for place, ref in sorted(image.locations.items()))
+            lines.append(f"  {image.image_id}  {image.created}  {where}")
+            packages = " ".join(name if v is None else f"{name}={v}" for name, v in sorted(image.packages.items()))
+            details = [f"packages: {packages}" if packages else "", f"base: {image.base_image}" if image.base_image else ""]
+            if any(details):
+                lines.append("      " + "  ".join(detail for detail in details if detail))
+    return "\n".join(lines) + "\n"
+
+
+class ImagesCommand(DoitCmdBase):
+    """The `doit images` command, registered through the `doit.COMMAND` entry point."""
+
+    name = "images"
+    doc_purpose = "list the newest images of each bake, from the registry"
+    doc_usage = "[BAKE ...]"
+    doc_description = "Images of the named bakes (all bakes when none is named), newest first."
+    cmd_options = (
+        {"name": "limit", "long": "limit", "type": int, "default": DEFAULT_LIMIT,
+         "help": "how many images per bake [default: %(default)s]"},
+        {"name": "as_json", "long": "json", "type": bool, "default": False, "help": "print JSON"},
+    )
+
+    def _execute(self, limit: int, as_json: bool, pos_args: list[str]) -> int:
+        planner = planner_from_tasks(self.task_list)
+        names = [name.removeprefix("bake:") for name in pos_args or []]
+        shown = names or selected(planner.graph, [])
+        selected(planner.graph, names)  # unknown names: one clear error
+        catalogue = {
+            name: planner.providers[planner.graph[name].provider].registry.images(name)[:limit]
+            for name in shown
+        }
+        self.outstream.write(catalogue_json(catalogue) + "\n" if as_json else catalogue_text(catalogue))
+        return 0

@@ -1,0 +1,151 @@
+"""`doit plan [BAKE ...]`: what `doit` would bake, and why, before anything runs.
+
+One row per bake (the named bakes and what they build on; all bakes when none is named):
+the action (keep, bake, or bake only the missing places), the image in use, and every
+reason, transitively: a service says when its base will rebake. It uses the same decisions
+as the bake tasks, so it agrees with what `doit` then does and with `doit info`.
+Lineage, as image registries flag it: a service image built on a base image that is no
+longer the newest one of its base is noted.
+
+Exit status: 0 nothing to bake, 1 something would bake, 2 a bake cannot be planned (its row
+says why), 3 bad definitions or usage (doit's own).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from doit.cmd_base import DoitCmdBase
+from doit.exceptions import InvalidCommand
+
+from .decide import Decision, Planner
+from .definitions import BakeGraph, did_you_mean
+from .errors import BakehouseError
+from .tasks import planner_from_tasks
+
+EXIT_NOTHING_TO_BAKE, EXIT_WOULD_BAKE, EXIT_CANNOT_PLAN = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    bake: str
+    provider: str
+    action: str  # "keep" | "bake" | "bake-missing" | "error"
+    image: str | None  # the current image when kept, else the newest one
+    locations: dict[str, str] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    base: str | None = None
+    key: str | None = None
+    lineage: str | None = None
+    error: str | None = None
+
+
+def plan(planner: Planner, names: list[str]) -> list[PlanRow]:
+    return [_row(planner, bake_name) for bake_name in selected(planner.graph, names)]
+
+
+def selected(graph: BakeGraph, names: list[str]) -> list[str]:
+    """The named bakes and what they build on, in bake order; every bake when none is named."""
+    if not names:
+        return graph.names
+    wanted: set[str] = set()
+    for name in names:
+        name = name.removeprefix("bake:")
+        if name not in graph.names:
+            raise InvalidCommand(f"no bake '{name}' in bakes/{did_you_mean(name, graph.names)}")
+        wanted.update(bake.name for bake in graph.chain(name))
+    return [name for name in graph.names if name in wanted]
+
+
+def _row(planner: Planner, name: str) -> PlanRow:
+    bake = planner.graph[name]
+    try:
+        decision = planner.decide(name)
+    except BakehouseError as error:
+        return PlanRow(name, bake.provider, "error", None, base=bake.base, error=str(error))
+    image = decision.current or decision.partial or decision.newest
+    return PlanRow(
+        bake=name,
+        provider=bake.provider,
+        action=decision.action,
+        image=None if image is None else image.image_id,
+        locations={} if image is None else dict(image.locations),
+        reasons=list(decision.reasons),
+        missing=list(decision.missing),
+        base=bake.base,
+        key=decision.key,
+        lineage=_lineage(planner, decision),
+    )
+
+
+def _lineage(planner: Planner, decision: Decision) -> str | None:
+    """A note when the service image in use is built on an older image of its base."""
+    base = decision.bake.base
+    image = decision.current or decision.newest
+    if base is None or image is None or image.base_image is None:
+        return None
+    base_images = planner.providers[decision.bake.provider].registry.images(base)
+    if not base_images or base_images[0].image_id == image.base_image:
+        return None
+    return f"{image.image_id} is built on {image.base_image}, not on the newest {base} image {base_images[0].image_id}"
+
+
+def exit_code(rows: list[PlanRow]) -> int:
+    if any(row.action == "error" for row in rows):
+        return EXIT_CANNOT_PLAN
+    return EXIT_WOULD_BAKE if any(row.action != "keep" for row in rows) else EXIT_NOTHING_TO_BAKE
+
+
+def plan_json(rows: list[PlanRow]) -> str:
+    counts = {action: sum(row.action == action for row in rows) for action in ("keep", "bake", "bake-missing", "error")}
+    return json.dumps({"bakes": [asdict(row) for row in rows], "counts": counts, "exit": exit_code(rows)}, indent=2)
+
+
+def plan_table(rows: list[PlanRow]) -> str:
+    table = [("BAKE", "ACTION", "IMAGE", "WHY")] + [
+        (row.bake, row.action, row.image or "-", _why(row)) for row in rows
+    ]
+    widths = [max(len(line[column]) for line in table) for column in range(3)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line[:3], widths)) + "  " + line[3]
+        for line in table
+    ]
+    lines += [f"note: {row.lineage}" for row in rows if row.lineage]
+    to_bake = sum(row.action in ("bake", "bake-missing") for row in rows)
+    errors = sum(row.action == "error" for row in rows)
+    summary = f"{to_bake} to bake, {len(rows) - to_bake - errors} up to date"
+    lines.append(summary + (f", {errors} cannot be planned" if errors else ""))
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def _why(row: PlanRow) -> str:
+    if row.error is not None:
+        return row.error
+    if row.action == "keep":
+        return "up to date"
+    return "; ".join(row.reasons)
+
+
+class PlanCommand(DoitCmdBase):
+    """The `doit plan` command, registered through the `doit.COMMAND` entry point."""
+
+    name = "plan"
+    doc_purpose = "say what `doit` would bake, and why, without baking"
+    doc_usage = "[BAKE ...]"
+    doc_description = (
+        "One row per bake: keep / bake / bake-missing, the image in use, and every reason.\n"
+        "Exit status: 0 nothing to bake, 1 something would bake, 2 a bake cannot be planned."
+    )
+    cmd_options = (
+        {"name": "as_json", "long": "json", "type": bool, "default": False,
+         "help": "print the plan as JSON (for CI)"},
+    )
+
+    def _execute(self, as_json: bool, pos_args: list[str]) -> int:
+        planner = planner_from_tasks(self.task_list)
+        rows = plan(planner, pos_args or [])
+        self.outstream.write(plan_json(rows) + "\n" if as_json else plan_table(rows))
+        return exit_code(rows)

@@ -1,0 +1,99 @@
+"""Package versions from a Debian repository: a real signed repository served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from apt_repository import AptRepository
+from helpers import build_hello_deb, image_file, installed_version, records, run_doit, write
+
+
+def repository_bake(url: str, keyring: str = "../repository.gpg", packages: str = '["hello-svc"]') -> str:
+    return f"""\
+template = "local-service.pkr.hcl.j2"
+base = "base"
+
+[[repository]]
+url = "{url}"
+suite = "stable"
+components = ["main"]
+signed_by = "{keyring}"
+packages = {packages}
+"""
+
+
+@pytest.fixture
+def apt(repo: Path) -> Iterator[AptRepository]:
+    repository = AptRepository(repo.parent / "apt")
+    repository.publish(build_hello_deb(repo, "1.0.4", repo.parent))
+    repository.serve()
+    yield repository
+    repository.stop()
+
+
+@pytest.fixture
+def apt_repo(repo: Path, apt: AptRepository) -> Path:
+    """The test repository with hello and hello2 taking hello-svc from the apt repository."""
+    (repo / "bakes" / "hello.toml").unlink()
+    write(repo / "bakes" / "hello.toml", repository_bake(apt.url))
+    write(repo / "bakes" / "hello2.toml", repository_bake(apt.url))
+    return repo
+
+
+def plan_json(repo: Path) -> dict:
+    result = run_doit(repo, "plan", "--json")
+    return json.loads(result.output)
+
+
+def test_a_published_version_drives_exactly_one_rebake_per_bake_that_uses_it(apt_repo: Path, apt: AptRepository) -> None:
+    first = run_doit(apt_repo, check=True)
+    assert sorted(re.findall(r"^\[(\w+)\] baked ", first.output, re.M)) == ["hello", "hello2"]
+    assert records(apt_repo, "hello")[0]["packages"] == {"hello-svc": "1.0.4"}
+    assert apt.requests("InRelease") == 1  # one index fetch for the run, not one per bake
+
+    apt.publish(build_hello_deb(apt_repo, "1.0.5", apt_repo.parent))
+    table = run_doit(apt_repo, "plan")
+    assert table.returncode == 1
+    assert re.search(r"^hello\s+bake\s+hello-\S+\s+hello-svc 1\.0\.4 -> 1\.0\.5$", table.output, re.M)
+
+    run = run_doit(apt_repo, check=True)
+    assert sorted(re.findall(r"^\[(\w+)\] baked ", run.output, re.M)) == ["hello", "hello2"]
+    newest = records(apt_repo, "hello")[0]
+    assert newest["packages"] == {"hello-svc": "1.0.5"}
+    assert installed_version(image_file(apt_repo, newest), "hello-svc") == "1.0.5"
+    assert run_doit(apt_repo, "plan").returncode == 0
+
+
+def test_a_package_missing_from_the_repository_is_one_line(apt_repo: Path, apt: AptRepository) -> None:
+    write(apt_repo / "bakes" / "hello2.toml", repository_bake(apt.url, packages='["hello-svc", "goodbye-svc"]'))
+    run = run_doit(apt_repo, "bake:hello2")
+    assert run.returncode == 1
+    assert f"bakes/hello2.toml: repository: goodbye-svc is not in {apt.url} stable main (amd64)" in run.output
+    assert "Traceback" not in run.output
+    plan = plan_json(apt_repo)
+    assert [row["action"] for row in plan["bakes"]] == ["keep", "bake", "error"]
+    assert plan["exit"] == 2
+
+
+def test_an_unreachable_repository_is_one_line(apt_repo: Path) -> None:
+    write(apt_repo / "bakes" / "hello2.toml", repository_bake("http://127.0.0.1:9"))
+    run = run_doit(apt_repo, "bake:hello2")
+    assert run.returncode == 1
+    assert "cannot fetch http://127.0.0.1:9/dists/stable/InRelease" in run.output
+    assert "Traceback" not in run.output
+
+
+def test_a_repository_signed_by_another_key_is_refused(apt_repo: Path, apt: AptRepository) -> None:
+    other = AptRepository(apt_repo.parent / "other")  # a second, unrelated signing key
+    other.stop()
+    write(apt_repo / "bakes" / "hello2.toml", repository_bake(apt.url, keyring="../other.gpg"))
+    (apt_repo.parent / "other.gpg").write_bytes(other.keyring.read_bytes())
+    run = run_doit(apt_repo, "bake:hello2")
+    assert run.returncode == 1
+    assert "InRelease: signature check with" in run.output
+    assert not (apt_repo / ".bakehouse" / "records" / "hello2").exists()

@@ -1,0 +1,138 @@
+"""`doit plan` says what `doit` then does, for every reason a bake can have."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from helpers import bump_hello, records, run_doit
+
+NEXT_YEAR = {"BAKEHOUSE_NOW": "2099-01-05T00:00:00Z"}
+
+
+def edit_base_script(repo: Path) -> dict[str, str]:
+    script = repo / "templates" / "scripts" / "local-base.sh"
+    script.write_text(script.read_text() + "# edited\n")
+    return {}
+
+
+def bump(repo: Path) -> dict[str, str]:
+    bump_hello(repo, "1.0.5")
+    return {}
+
+
+def change_vars(repo: Path) -> dict[str, str]:
+    bake = repo / "bakes" / "hello.toml"
+    bake.write_text(bake.read_text().replace('environment = "demo"', 'environment = "prod"'))
+    return {}
+
+
+def change_description(repo: Path) -> dict[str, str]:
+    bake = repo / "bakes" / "hello.toml"
+    bake.write_text(bake.read_text().replace('description = "', 'description = "Edited: '))
+    return {}
+
+
+def forget_dep_file(repo: Path) -> dict[str, str]:
+    for path in repo.glob(".doit.db*"):
+        path.unlink()
+    return {}
+
+
+def rebake_base_alone(repo: Path) -> dict[str, str]:
+    run_doit(repo, "bake:base", "--rebake", check=True)  # the weekly cron job
+    return {}
+
+
+def revert_bump(repo: Path) -> dict[str, str]:
+    bump_hello(repo, "1.0.5")
+    run_doit(repo, check=True)
+    bump_hello(repo, "1.0.4")
+    return {}
+
+
+def next_year(repo: Path) -> dict[str, str]:
+    return NEXT_YEAR
+
+
+SCENARIOS: dict[str, tuple[Callable[[Path], dict[str, str]], dict[str, str]]] = {
+    # scenario: (change, {bake: a reason `doit plan` must give, or "" for keep})
+    "nothing changed": (lambda repo: {}, {"base": "", "hello": ""}),
+    "package version bump": (bump, {"base": "", "hello": "hello-svc 1.0.4 -> 1.0.5"}),
+    "base script edited": (edit_base_script, {
+        "base": "template file scripts/local-base.sh changed", "hello": "its base 'base' will rebake first"}),
+    "new rebuild epoch": (next_year, {"base": "epoch 20", "hello": "its base 'base' will rebake first"}),
+    "vars changed": (change_vars, {"base": "", "hello": "definition: vars {environment=demo} -> {environment=prod}"}),
+    "description changed": (change_description, {"base": "", "hello": ""}),
+    "dep file lost": (forget_dep_file, {"base": "", "hello": ""}),
+    "base rebaked alone": (rebake_base_alone, {"base": "", "hello": "base image base-"}),
+    "change reverted": (revert_bump, {"base": "", "hello": ""}),
+}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_plan_agrees_with_info_and_with_what_doit_does(repo: Path, scenario: str) -> None:
+    change, expected = SCENARIOS[scenario]
+    run_doit(repo, check=True)
+    env = change(repo)
+
+    plan = json.loads(run_doit(repo, "plan", "--json", env=env).stdout)
+    actions = {row["bake"]: row["action"] for row in plan["bakes"]}
+    for bake, reason in expected.items():
+        row = next(row for row in plan["bakes"] if row["bake"] == bake)
+        if reason:
+            assert row["action"] == "bake" and any(reason in r for r in row["reasons"]), row
+        else:
+            assert row["action"] == "keep" and row["reasons"] == [], row
+        info = run_doit(repo, "info", f"bake:{bake}", env=env)
+        assert info.returncode == (0 if actions[bake] == "keep" else 1), info.output
+    assert plan["exit"] == (1 if any(expected.values()) else 0)
+
+    run = run_doit(repo, env=env, check=True)
+    baked = re.findall(r"^\[([\w-]+)\] baked ", run.output, re.M)
+    assert baked == [bake for bake in ("base", "hello") if actions[bake] != "keep"]
+    assert run_doit(repo, "plan", env=env).returncode == 0
+
+
+def test_the_plan_table_flags_a_service_built_on_an_older_base(repo: Path) -> None:
+    run_doit(repo, check=True)
+    old_base = records(repo, "base")[0]["image_id"]
+    hello = records(repo, "hello")[0]["image_id"]
+    run_doit(repo, "bake:base", "--rebake", check=True)
+    new_base = records(repo, "base")[0]["image_id"]
+
+    table = run_doit(repo, "plan")
+    assert table.returncode == 1
+    lines = table.output.splitlines()
+    assert re.match(r"^BAKE\s+ACTION\s+IMAGE\s+WHY$", lines[0])
+    assert re.match(rf"^base\s+keep\s+{new_base}\s+up to date$", lines[1])
+    assert re.match(rf"^hello\s+bake\s+{hello}\s+base image {old_base} -> {new_base}$", lines[2])
+    assert f"note: {hello} is built on {old_base}, not on the newest base image {new_base}" in lines
+    assert lines[-1] == "1 to bake, 1 up to date"
+
+
+def test_plan_of_one_bake_covers_what_it_builds_on(repo: Path) -> None:
+    plan = json.loads(run_doit(repo, "plan", "--json", "bake:base").stdout)
+    assert [row["bake"] for row in plan["bakes"]] == ["base"]
+    plan = json.loads(run_doit(repo, "plan", "--json", "hello").stdout)
+    assert [row["bake"] for row in plan["bakes"]] == ["base", "hello"]
+    wrong = run_doit(repo, "plan", "helo")
+    assert wrong.returncode == 3 and "no bake 'helo' in bakes/ (did you mean 'hello'?)" in wrong.output
+
+
+def test_images_lists_the_catalogue_newest_first(repo: Path) -> None:
+    run_doit(repo, check=True)
+    bump_hello(repo, "1.0.5")
+    run_doit(repo, check=True)
+    text = run_doit(repo, "images", "hello", check=True).output
+    newest, older = records(repo, "hello")
+    assert text.index(newest["image_id"]) < text.index(older["image_id"])
+    assert "packages: hello-svc=1.0.5" in text and f"base: {newest['base_image']}" in text
+    catalogue = json.loads(run_doit(repo, "images", "--json", "--limit", "1").stdout)
+    assert [image["image_id"] for image in catalogue["hello"]] == [newest["image_id"]]
+    assert catalogue["hello"][0]["packages"] == {"hello-svc": "1.0.5"}
+    assert set(catalogue) == {"base", "hello"}
