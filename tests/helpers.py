@@ -71,3 +71,61 @@ def build_hello_deb(repo: Path, version: str, out_dir: Path) -> Path:
     output = out_dir / f"hello-svc_{version}_all.deb"
     subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(output)], check=True, capture_output=True)
     return output
+
+
+class Running:
+    """A `doit` started in the background, in its own process group as a terminal starts it;
+    its output is collected as it comes, so a test can act at a given moment."""
+
+    def __init__(self, repo: Path, *args: str) -> None:
+        import threading
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "doit", *args], cwd=repo, text=True, start_new_session=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, seconds: float = 60) -> None:
+        import time
+
+        deadline = time.monotonic() + seconds
+        while text not in self.output:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"never saw {text!r}; output:\n{self.output}")
+            time.sleep(0.05)
+
+    def finish(self, seconds: float = 60) -> int:
+        code = self.process.wait(timeout=seconds)
+        self._reader.join(timeout=5)
+        return code
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of running processes that mention `text` (leftovers of a bake)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            command = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in command:
+            found.append(command)
+    return found
+
+
+def slow_postinst(repo: Path, seconds: int) -> None:
+    """Make installing hello-svc take `seconds`, to catch a bake in the middle."""
+    postinst = repo / "packages" / "hello-svc" / "DEBIAN" / "postinst"
+    postinst.write_text(f"#!/bin/sh\nset -e\nsleep {seconds}\n")

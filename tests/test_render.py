@@ -52,7 +52,7 @@ def test_hostile_values_arrive_verbatim_through_real_packer(tmp_path: Path, valu
 
 def test_an_undefined_variable_is_one_line_naming_the_template(tmp_path: Path) -> None:
     (tmp_path / "t.j2").write_text("x = {{ vars.region | hcl }}\n")
-    with pytest.raises(TemplateError, match=r"^templates/t\.j2: 'dict object' has no attribute 'region'"):
+    with pytest.raises(TemplateError, match=r"^templates/t\.j2: undefined template value: 'dict object' has no attribute 'region'"):
         Templates(tmp_path).render("t.j2", {"vars": {}})
 
 

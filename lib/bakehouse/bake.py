@@ -13,16 +13,32 @@ from . import packer
 from .aptrepo import download
 from .decide import Decision, Planner
 from .errors import BakehouseError
+from .locks import bake_lock
 from .providers import BakeJob, Provider
 from .registry import ImageRecord
 
 
 def bake_image(planner: Planner, name: str, forced: bool, out: TextIO) -> ImageRecord:
     """Bake `name` unless an image of its current inputs exists (or `forced`)."""
+    started = datetime.now(UTC)
     decision = planner.decide(name, forced)
     if decision.up_to_date and decision.current is not None:
         out.write(f"[{name}] up to date: {decision.current.image_id}\n")
         return decision.current
+    with bake_lock(planner.project.state_dir / "locks", name, out) as waited:
+        if waited:
+            # Whoever held the lock may have baked exactly this image meanwhile: reuse it.
+            planner.forget(name)
+            fresh = planner.decide(name)
+            if fresh.current is not None and (not forced or fresh.current.created >= started.isoformat(timespec="seconds")):
+                out.write(f"[{name}] up to date: {fresh.current.image_id} (baked by the run we waited for)\n")
+                return fresh.current
+            decision = planner.decide(name, forced)
+        return _bake_locked(planner, decision, out)
+
+
+def _bake_locked(planner: Planner, decision: Decision, out: TextIO) -> ImageRecord:
+    name = decision.bake.name
     if decision.key is None or decision.summary is None:
         base = decision.bake.base
         raise BakehouseError(f"{name}: its base '{base}' has no current image; bake it first: doit bake:{base}")

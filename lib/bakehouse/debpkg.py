@@ -86,7 +86,9 @@ def build_deb(package: SourcePackage) -> Path:
         tree = Path(staging) / "tree"
         shutil.copytree(package.source_dir, tree)
         _normalise_modes(tree)
-        partial = package.output.with_suffix(".deb.partial")
+        handle, name = tempfile.mkstemp(dir=package.output.parent, prefix=f".{package.name}.", suffix=".partial")
+        os.close(handle)
+        partial = Path(name)  # unique: two runs at once must not write into one file
         result = subprocess.run(
             ["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(tree), str(partial)],
             env={**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH},

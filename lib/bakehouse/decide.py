@@ -84,6 +84,11 @@ class Planner:
             self._source_packages = find_source_packages(self.project)
         return self._source_packages
 
+    def forget(self, name: str) -> None:
+        """Drop what this run knows of `name`'s images (another process may have baked it)."""
+        self._kept.pop(name, None)
+        self.providers[self.graph[name].provider].registry.forget(name)
+
     def decide(self, name: str, forced: bool = False) -> Decision:
         if not forced and name in self._kept:
             return self._kept[name]

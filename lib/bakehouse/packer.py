@@ -16,7 +16,6 @@ import re
 import signal
 import subprocess
 import threading
-import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -62,34 +61,44 @@ def build(run: PackerRun, out: TextIO) -> None:
     argv = [run.packer, "build", "-color=false", str(run.template)]
     env = {**os.environ, "PACKER_CHECKPOINT_DISABLE": "1", "CHECKPOINT_DISABLE": "1", **run.env}
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-    with run.log_path.open("w", encoding="utf-8") as log, _sigterm_as_interrupt():
+    with run.log_path.open("w", encoding="utf-8") as log:
         log.write(f"$ {' '.join(argv)}\n")
         process = subprocess.Popen(
             argv, cwd=run.template.parent, env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-            start_new_session=True,
+            start_new_session=True,  # our Ctrl-C reaches packer only through us, as SIGINT
         )
-        timer = _Timeout(process, run.timeout_seconds)
+        deadline = _Deadline(process, run.timeout_seconds)
         try:
             _stream(process, run.label, out, log, tail)
             returncode = process.wait()
         except KeyboardInterrupt:
-            log.write("bakehouse: cancelled; asking packer to clean up\n")
-            out.write(f"[{run.label}] cancelled: asking packer to clean up (up to {CLEANUP_GRACE_SECONDS}s)\n")
+            _note(f"cancelled: asking packer to clean up (up to {CLEANUP_GRACE_SECONDS}s; "
+                  "Ctrl-C again to kill it now)", run.label, out, log)
+            deadline.stop()
             _stop(process, run.label, out, log, tail)
             raise Cancelled() from None
         finally:
-            timer.cancel()
-    if timer.fired:
+            deadline.stop()
+        if deadline.fired:
+            _note(f"timed out after {_duration(run.timeout_seconds)}; packer was cancelled", run.label, out, log)
+    if deadline.fired:
         raise PackerError(
-            f"{run.label}: timed out after {_duration(run.timeout_seconds)} and was cancelled; "
-            f"full log: {run.log_path}"
+            f"{run.label}: timed out after {_duration(run.timeout_seconds)} (the bake's timeout) and was "
+            f"cancelled; full log: {run.log_path}"
         )
     if returncode != 0:
         out.write(f"[{run.label}] packer failed; last lines:\n")
         for line in tail:
             out.write(f"[{run.label}]   {line}\n")
         raise PackerError(f"{run.label}: packer exited {returncode}; full log: {run.log_path}")
+
+
+def _note(message: str, label: str, out: TextIO, log: TextIO) -> None:
+    log.write(f"bakehouse: {message}\n")
+    log.flush()
+    out.write(f"[{label}] {message}\n")
+    out.flush()
 
 
 def _stream(process: subprocess.Popen[str], label: str, out: TextIO, log: TextIO, tail: collections.deque[str]) -> None:
@@ -106,58 +115,49 @@ def _stream(process: subprocess.Popen[str], label: str, out: TextIO, log: TextIO
 def _stop(process: subprocess.Popen[str], label: str, out: TextIO, log: TextIO, tail: collections.deque[str]) -> None:
     """SIGINT to packer's group, drain its output while it cleans up, then kill the rest."""
     _signal_group(process, signal.SIGINT)
-    deadline = threading.Timer(CLEANUP_GRACE_SECONDS, _signal_group, (process, signal.SIGKILL))
-    deadline.start()
+    kill = threading.Timer(CLEANUP_GRACE_SECONDS, _signal_group, (process, signal.SIGKILL))
+    kill.daemon = True
+    kill.start()
     try:
         _stream(process, label, out, log, tail)
         process.wait()
     finally:
-        deadline.cancel()
+        kill.cancel()
         _signal_group(process, signal.SIGKILL)  # anything packer left behind in its group
+        process.wait()
 
 
 def _signal_group(process: subprocess.Popen[str], signum: int) -> None:
     try:
         os.killpg(process.pid, signum)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         pass
 
 
-class _Timeout:
-    """Cancels packer like Ctrl-C once `seconds` have passed."""
+class _Deadline:
+    """Cancels packer like Ctrl-C once `seconds` have passed, and kills it after the grace."""
 
     def __init__(self, process: subprocess.Popen[str], seconds: int) -> None:
         self.fired = False
         self.process = process
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
+        self._timers = [threading.Timer(seconds, self._fire)]
+        self._start(self._timers[0])
+
+    @staticmethod
+    def _start(timer: threading.Timer) -> None:
+        timer.daemon = True
+        timer.start()
 
     def _fire(self) -> None:
         self.fired = True
         _signal_group(self.process, signal.SIGINT)
-        time.sleep(CLEANUP_GRACE_SECONDS)
-        _signal_group(self.process, signal.SIGKILL)
+        kill = threading.Timer(CLEANUP_GRACE_SECONDS, _signal_group, (self.process, signal.SIGKILL))
+        self._timers.append(kill)
+        self._start(kill)
 
-    def cancel(self) -> None:
-        self._timer.cancel()
-
-
-class _sigterm_as_interrupt:
-    """While packer runs, SIGTERM cancels the bake like Ctrl-C (only the main thread can)."""
-
-    def __enter__(self) -> None:
-        self.previous: Any = None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGTERM, self._raise)
-
-    @staticmethod
-    def _raise(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
+    def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
 
 
 def read_manifest(path: Path, label: str) -> dict[str, Any]:

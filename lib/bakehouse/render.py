@@ -121,7 +121,10 @@ class Templates:
         try:
             return self.env.get_template(template).render(context)
         except jinja2.UndefinedError as error:
-            raise TemplateError(f"templates/{template}: {error.message} (not a template variable here)") from None
+            raise TemplateError(
+                f"templates/{template}: undefined template value: {error.message} "
+                "(see README, Templates, for the variables a template gets)"
+            ) from None
         except jinja2.TemplateSyntaxError as error:
             raise TemplateError(f"templates/{error.name or template}:{error.lineno}: {error.message}") from None
         except jinja2.TemplateNotFound as error:

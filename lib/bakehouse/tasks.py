@@ -9,7 +9,10 @@ fresh clone decides from the registry alone.
 from __future__ import annotations
 
 import fnmatch
+import os
+import signal
 import sys
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -36,6 +39,7 @@ DOIT_CONFIG: dict[str, Any] = {
 def dodo_globals(root: str | Path) -> dict[str, Any]:
     """What a dodo.py exposes: `globals().update(dodo_globals(Path(__file__).parent))`."""
     project = Project.at(root)
+    _cancel_like_ctrl_c()
 
     def task_package() -> Iterator[dict[str, Any]]:
         """Build the Debian packages under packages/ into dist/."""
@@ -70,6 +74,35 @@ def dodo_globals(root: str | Path) -> dict[str, Any]:
             }
 
     return {"DOIT_CONFIG": dict(DOIT_CONFIG), "task_package": task_package, "task_bake": task_bake}
+
+
+def _cancel_like_ctrl_c() -> None:
+    """SIGTERM cancels a run as Ctrl-C does (doit saves what finished; the running bake stops
+    packer and records nothing), and a cancelled run ends with one line, not a traceback.
+    The process then ends as killed by SIGINT: status 130 in a shell."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+    if getattr(sys.excepthook, "bakehouse", False):
+        return
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, trace: Any) -> None:
+        if not issubclass(kind, KeyboardInterrupt):
+            previous(kind, value, trace)
+            return
+        sys.stderr.write("bakehouse: cancelled; finished bakes are recorded, the interrupted one is not\n")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # End as killed by SIGINT, so a calling shell or CI sees the interrupt (status 130).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    hook.bakehouse = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt()
 
 
 def _task_deps(project: Project, bake: Bake, built_here: Any) -> list[str]:

@@ -31,6 +31,7 @@ done <<< "$INCLUDE"
 
 partial="$OUTPUT.partial.tar.zst"
 trap 'rm -f "$partial"' EXIT
+trap 'exit 130' INT TERM  # cancelled: the EXIT trap still removes what we made
 mkdir -p "$(dirname "$OUTPUT")"
 echo "local-base: mmdebstrap ${args[*]} $SUITE"
 mmdebstrap "${args[@]}" "$SUITE" "$partial" "$MIRROR"

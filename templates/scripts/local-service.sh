@@ -15,6 +15,7 @@ scratch=${BAKEHOUSE_SCRATCH:-/dev/shm}
 work=$(mktemp -d "$scratch/bakehouse-service.XXXXXX")
 partial="$OUTPUT.partial.tar.zst"
 trap 'rm -rf "$work"; rm -f "$partial"' EXIT
+trap 'exit 130' INT TERM  # cancelled: the EXIT trap still removes what we made
 root="$work/root"
 mkdir -p "$root"
 

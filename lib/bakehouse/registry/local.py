@@ -37,6 +37,9 @@ class LocalRegistry:
         complete = [image for image in found if self.artifact(image).is_file()]
         return sorted(complete, key=lambda image: (image.created, image.image_id), reverse=True)
 
+    def forget(self, bake: str) -> None:
+        """Nothing to forget: every images() call reads the records afresh."""
+
     def _read(self, path: Path) -> ImageRecord:
         try:
             return ImageRecord.from_json(json.loads(path.read_text(encoding="utf-8")))

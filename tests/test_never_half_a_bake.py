@@ -1,0 +1,139 @@
+"""Cancellation, failures, timeouts, concurrent runs: a bake is recorded whole or not at all.
+
+Real processes and real signals: doit runs in its own process group as a terminal runs it,
+and the test sends SIGINT to that group (Ctrl-C) or SIGTERM to doit alone (a CI cancel)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from pathlib import Path
+
+import pytest
+
+from helpers import Running, processes_mentioning, records, run_doit, slow_postinst, write
+
+INTERRUPTED = (130, -signal.SIGINT)  # a shell shows both as 130
+
+
+def scratch_dirs() -> set[str]:
+    return {p.name for p in Path("/dev/shm").glob("bakehouse-service.*")}
+
+
+def hello_images(repo: Path) -> list[str]:
+    folder = repo / ".bakehouse" / "images" / "hello"
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_a_cancelled_bake_stops_packer_records_nothing_and_keeps_what_finished(repo: Path, how: str) -> None:
+    script = repo / "templates" / "scripts" / "local-base.sh"
+    script.write_text(script.read_text() + "# edited: base rebakes first\n")
+    slow_postinst(repo, 60)
+    bases_before = len(records(repo, "base"))
+    scratch_before = scratch_dirs()
+
+    run = Running(repo, "bake:hello")
+    run.wait_for("local-service: installing")
+    if how == "ctrl-c":
+        os.killpg(run.process.pid, signal.SIGINT)
+    else:
+        os.kill(run.process.pid, signal.SIGTERM)
+    code = run.finish(seconds=30)
+
+    assert code in INTERRUPTED, run.output
+    assert "[hello] cancelled: asking packer to clean up" in run.output
+    assert "bakehouse: cancelled" in run.output
+    assert "Traceback" not in run.output
+    assert records(repo, "hello") == [] and hello_images(repo) == []
+    assert len(records(repo, "base")) == bases_before + 1  # finished before the cancel: kept
+    assert scratch_dirs() == scratch_before
+    assert processes_mentioning(str(repo)) == []
+
+    slow_postinst(repo, 0)
+    assert re.findall(r"^\[(\w+)\] baked", run_doit(repo, check=True).output, re.M) == ["hello"]
+
+
+def test_a_bake_past_its_timeout_is_cancelled_and_says_so(repo: Path) -> None:
+    bake = repo / "bakes" / "hello.toml"
+    bake.write_text('timeout = "3s"\n' + bake.read_text())
+    slow_postinst(repo, 60)
+    run = run_doit(repo, "bake:hello")
+    assert run.returncode == 1
+    assert "hello: timed out after 3s (the bake's timeout) and was cancelled; full log: " in run.output
+    assert records(repo, "hello") == [] and hello_images(repo) == []
+    assert processes_mentioning(str(repo)) == []
+
+
+def test_two_runs_of_one_bake_bake_it_once(repo: Path) -> None:
+    slow_postinst(repo, 3)
+    first = Running(repo, "bake:hello")
+    first.wait_for("[hello] baking")
+    second = Running(repo, "bake:hello")
+    assert first.finish() == 0 and second.finish() == 0, first.output + second.output
+    assert len(records(repo, "hello")) == 1
+    image = records(repo, "hello")[0]["image_id"]
+    assert "waiting: hello is being baked by pid" in second.output
+    assert f"[hello] up to date: {image} (baked by the run we waited for)" in second.output
+
+
+def test_two_different_bakes_run_in_parallel(repo: Path) -> None:
+    write(repo / "bakes" / "hello2.toml", (repo / "bakes" / "hello.toml").read_text())
+    slow_postinst(repo, 3)
+    one = Running(repo, "bake:hello")
+    two = Running(repo, "bake:hello2")
+    one.wait_for("local-service: installing")
+    two.wait_for("local-service: installing")
+    assert "hello-svc" in one.output and not one.process.poll()  # both install at the same time
+    assert one.finish() == 0 and two.finish() == 0
+    assert "waiting" not in one.output + two.output
+    assert len(records(repo, "hello")) == 1 and len(records(repo, "hello2")) == 1
+
+
+def test_a_failure_leaves_independent_bakes_to_continue(repo: Path) -> None:
+    write(repo / "bakes" / "broken.toml", """\
+        template = "local-service.pkr.hcl.j2"
+        base = "base"
+        packages = ["hello-svc=9.9"]
+        """)
+    run = run_doit(repo, "--continue")
+    assert run.returncode in (1, 2)  # 2: doit also reports the `bake` group as unmet
+    assert "apt-get: not found" in run.output or "install-packages:" in run.output
+    assert "[broken] packer failed; last lines:" in run.output
+    assert re.findall(r"^\[(\w+)\] baked", run.output, re.M) == ["hello"]
+    assert records(repo, "broken") == []
+
+
+def test_a_template_without_a_manifest_records_nothing(repo: Path) -> None:
+    template = (repo / "templates" / "local-service.pkr.hcl.j2").read_text()
+    without = re.sub(r'\n    post-processor "manifest" \{.*?\n    \}', "", template, flags=re.S)
+    assert "manifest" not in without.split("post-processors")[1]
+    write(repo / "templates" / "no-manifest.pkr.hcl.j2", without)
+    bake = repo / "bakes" / "hello.toml"
+    bake.write_text(bake.read_text().replace("local-service.pkr.hcl.j2", "no-manifest.pkr.hcl.j2"))
+    run = run_doit(repo, "bake:hello")
+    assert run.returncode == 1
+    assert "hello: packer succeeded but wrote no manifest at" in run.output
+    assert records(repo, "hello") == [] and hello_images(repo) == []
+
+
+def test_an_undefined_template_value_is_one_line(repo: Path) -> None:
+    template = repo / "templates" / "local-service.pkr.hcl.j2"
+    template.write_text(template.read_text() + "# {{ vars.region | hcl }}\n")
+    run = run_doit(repo, "bake:hello")
+    assert run.returncode == 1
+    assert ("templates/local-service.pkr.hcl.j2: undefined template value: "
+            "'dict object' has no attribute 'region'") in run.output
+    assert "Traceback" not in run.output
+    assert records(repo, "hello") == []
+
+
+def test_a_corrupt_registry_record_is_named(repo: Path) -> None:
+    (record,) = (repo / ".bakehouse" / "records" / "base").glob("*.json")
+    record.write_text('{"image_id": "base-1", "bake"')
+    for command in (("bake:hello",), ("plan",)):
+        run = run_doit(repo, *command)
+        assert run.returncode in (1, 2)
+        assert f"{record}: corrupt image record" in run.output and "delete it" in run.output
+        assert "Traceback" not in run.output
