@@ -18,7 +18,7 @@ else
     exit 1
 fi
 
-args=(--mode="$mode" --quiet)
+args=(--mode="$mode")
 if [ "$VARIANT" = busybox ]; then
     args+=(--variant=custom --hook-dir=/usr/share/mmdebstrap/hooks/busybox
            --include=dpkg,busybox,libc-bin,base-files,base-passwd,debianutils)
