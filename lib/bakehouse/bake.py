@@ -7,6 +7,7 @@ behind is removed, and the next run simply tries again.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from . import packer
@@ -83,7 +84,7 @@ def _run(planner: Planner, provider: Provider, decision: Decision, job: BakeJob,
         if package.path is not None and not package.path.is_file():
             shown = planner.project.relative(package.path)
             raise BakehouseError(f"{job.bake.name}: {shown} is not built; run: doit package:{package.name}")
-    context = {**_common_context(decision, job), **provider.context(job)}
+    context = {**_common_context(decision, job, planner.project.state_dir / "cache"), **provider.context(job)}
     rendered = planner.templates.render(decision.bake.template, context)
     template_path = job.manifest.parent / f"{job.key}.pkr.hcl"
     template_path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,7 +115,7 @@ def _run(planner: Planner, provider: Provider, decision: Decision, job: BakeJob,
     return image
 
 
-def _common_context(decision: Decision, job: BakeJob) -> dict[str, Any]:
+def _common_context(decision: Decision, job: BakeJob, cache_dir: Path) -> dict[str, Any]:
     bake = decision.bake
     packages = decision.packages
     return {
@@ -130,5 +131,5 @@ def _common_context(decision: Decision, job: BakeJob) -> dict[str, Any]:
         "deb_paths": [str(p.path) for p in packages if p.path is not None],
         "package_checks": [p.spec for p in packages],
         "manifest": str(job.manifest),
-        "packer_version": ".".join(str(part) for part in packer.packer_version()),
+        "packer_version": ".".join(str(part) for part in packer.packer_version(cache_dir=cache_dir)),
     }

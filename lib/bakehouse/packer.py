@@ -13,6 +13,7 @@ import collections
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -41,13 +42,34 @@ class Cancelled(KeyboardInterrupt):
     """Raised after packer was stopped because the run was cancelled."""
 
 
+def packer_version(packer: str = "packer", cache_dir: Path | None = None) -> tuple[int, ...]:
+    """(1, 6, 6) for `Packer v1.6.6`. Asking packer costs about 0.1 s, so the answer is kept
+    in `cache_dir`, keyed by the binary's path, size and modification time."""
+    binary = shutil.which(packer)
+    if binary is None:
+        raise PackerError(f"'{packer}' is not installed (Debian: apt-get install packer)")
+    stat = os.stat(binary)
+    identity = f"{os.path.realpath(binary)}:{stat.st_size}:{stat.st_mtime_ns}"
+    cache = None if cache_dir is None else cache_dir / "packer-version.json"
+    if cache is not None and cache.is_file():
+        try:
+            known = json.loads(cache.read_text())
+            if known.get("binary") == identity:
+                return tuple(known["version"])
+        except (ValueError, KeyError, TypeError):
+            pass  # a damaged cache is asked again
+    version = _ask_version(binary)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_suffix(f".{os.getpid()}.partial")
+        partial.write_text(json.dumps({"binary": identity, "version": version}))
+        os.replace(partial, cache)
+    return version
+
+
 @lru_cache(maxsize=None)
-def packer_version(packer: str = "packer") -> tuple[int, ...]:
-    """(1, 6, 6) for `Packer v1.6.6`."""
-    try:
-        output = subprocess.run([packer, "version"], capture_output=True, text=True, timeout=60).stdout
-    except FileNotFoundError:
-        raise PackerError(f"'{packer}' is not installed (Debian: apt-get install packer)") from None
+def _ask_version(binary: str) -> tuple[int, ...]:
+    output = subprocess.run([binary, "version"], capture_output=True, text=True, timeout=60).stdout
     match = re.search(r"v?(\d+)\.(\d+)\.(\d+)", output)
     if match is None:
         raise PackerError(f"cannot tell the packer version from {output.strip()!r}")
@@ -56,7 +78,8 @@ def packer_version(packer: str = "packer") -> tuple[int, ...]:
 
 def build(run: PackerRun, out: TextIO) -> None:
     """`packer build` the template; returns when packer succeeded, raises otherwise."""
-    packer_version(run.packer)  # a clear error when packer is missing
+    if shutil.which(run.packer) is None:
+        raise PackerError(f"'{run.packer}' is not installed (Debian: apt-get install packer)")
     run.log_path.parent.mkdir(parents=True, exist_ok=True)
     argv = [run.packer, "build", "-color=false", str(run.template)]
     env = {**os.environ, "PACKER_CHECKPOINT_DISABLE": "1", "CHECKPOINT_DISABLE": "1", **run.env}
