@@ -6,12 +6,14 @@ which boto3 reads itself and packer gets as `custom_endpoint_ec2`. Throttling is
 boto3's adaptive mode. Every failure becomes one line saying what to do; no credential is
 ever logged.
 
-BAKEHOUSE_AWS_CALL_LOG=<file> appends one line per API call ("ec2 DescribeImages us-east-1"),
-so tests and benchmarks can count calls made by a `doit` run.
+BAKEHOUSE_AWS_CALL_LOG=<file> appends one line per API call (each page counts), e.g.
+`ec2 DescribeImages us-east-1 {"Filters":[...],"Owners":["self"]}`, so tests and benchmarks
+can count the calls of a `doit` run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Callable
 
@@ -19,14 +21,11 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from .errors import BakehouseError
+from .errors import AwsError
 
-RETRIES = {"mode": "adaptive", "max_attempts": 8}
+# Adaptive mode waits out throttling; AWS_MAX_ATTEMPTS (default 3) still applies.
+RETRIES = {"mode": "adaptive"}
 CALL_LOG_VARIABLE = "BAKEHOUSE_AWS_CALL_LOG"
-
-
-class AwsError(BakehouseError):
-    """AWS cannot be reached, refuses the credentials, or rejects a request."""
 
 
 def ec2_endpoint() -> str | None:
@@ -48,7 +47,7 @@ class Ec2:
                 self._session = self._session_factory()
             client = self._session.client("ec2", region_name=region, config=Config(retries=RETRIES))
             if os.environ.get(CALL_LOG_VARIABLE):
-                client.meta.events.register("before-call.ec2", _log_call)
+                client.meta.events.register("before-parameter-build.ec2", _log_call)
             self._clients[region] = client
         return self._clients[region]
 
@@ -61,10 +60,12 @@ class Ec2:
         return images
 
 
-def _log_call(model: Any, context: Any, **_: Any) -> None:
+def _log_call(params: Any, model: Any, context: Any, **_: Any) -> None:
+    """One line per call: service, operation, region and the request (which holds no secret)."""
     region = context.get("client_region", "") if isinstance(context, dict) else ""
+    request = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
     with open(os.environ[CALL_LOG_VARIABLE], "a", encoding="utf-8") as log:
-        log.write(f"ec2 {model.name} {region}\n")
+        log.write(f"ec2 {model.name} {region} {request}\n")
 
 
 class _one_line_errors:

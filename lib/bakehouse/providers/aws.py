@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .. import packer
-from ..aws import AwsError, Ec2, ec2_endpoint
+from ..aws import Ec2, ec2_endpoint
 from ..definitions import AwsSettings, AwsSource, Bake, BakeGraph, load_bakes
-from ..errors import PackerError
+from ..errors import AwsError, PackerError
 from ..fingerprint import compact
 from ..project import Project
 from ..registry import ImageRecord
