@@ -89,6 +89,7 @@ def aws_env(moto_url: str, tmp_path: Path) -> dict[str, str]:
         "AWS_ENDPOINT_URL_EC2": moto_url,
         "BAKEHOUSE_AWS_CALL_LOG": str(tmp_path / "aws-calls.log"),
         "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        "AWS_EC2_METADATA_DISABLED": "true",  # never ask an instance metadata service
     }
 
 
