@@ -176,3 +176,11 @@ def test_an_unreachable_endpoint_is_one_line(aws_repo: Path, aws_env: dict[str, 
     assert result.returncode != 0
     assert "cannot reach http://127.0.0.1:9" in result.output and "is it running?" in result.output
     assert "Traceback" not in result.output
+
+
+def test_missing_credentials_are_one_line(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    env = {**aws_env, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
+    result = run_doit(aws_repo, "bake:aws-base", env=env)
+    assert result.returncode == 1
+    assert "no AWS credentials found; set AWS_PROFILE, or AWS_ACCESS_KEY_ID" in result.output
+    assert "Traceback" not in result.output
