@@ -139,3 +139,10 @@ AWS_SERVICE = 'provider = "aws"\ntemplate = "amazon-ebs.pkr.hcl.j2"\nbase = "bas
 )
 def test_a_bad_aws_definition_is_one_clear_line(empty_repo: Path, files: dict[str, str], message: str) -> None:
     test_a_bad_definition_is_one_clear_line(empty_repo, files, message)
+
+
+def test_the_aws_example_loads_without_asking_aws(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "aws"
+    result = run_doit(example, "list", "--all", env={"AWS_ENDPOINT_URL_EC2": "http://127.0.0.1:9"})
+    assert result.returncode == 0, result.output
+    assert "bake:aws-base" in result.output and "bake:aws-hello" in result.output
