@@ -8,11 +8,13 @@ gets a copy of that repository, registry included, as a fresh clone would have i
 from __future__ import annotations
 
 import shutil
+import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
-from helpers import run_doit, write
+from helpers import SECRET, run_doit, start_moto, write
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -59,4 +61,44 @@ def empty_repo(tmp_path: Path) -> Path:
     shutil.copytree(PROJECT / "templates", root / "templates")
     shutil.copy(PROJECT / "dodo.py", root / "dodo.py")
     (root / "bakes").mkdir()
+    return root
+
+
+# --- AWS: moto's EC2 server on loopback stands in for AWS (there is no AWS account here) ---
+
+@pytest.fixture(scope="session")
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's EC2 server (tests/moto_ec2.py) on 127.0.0.1 and a free port; stopped by its pid."""
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    server, url = start_moto(log)
+    try:
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture
+def aws_env(moto_url: str, tmp_path: Path) -> dict[str, str]:
+    """A fresh moto, and the environment a user sets to point bakehouse and packer at it."""
+    urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=10)
+    return {
+        "AWS_ACCESS_KEY_ID": "AKIAMOTOTESTKEY",
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_EC2": moto_url,
+        "BAKEHOUSE_AWS_CALL_LOG": str(tmp_path / "aws-calls.log"),
+        "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        "AWS_EC2_METADATA_DISABLED": "true",  # never ask an instance metadata service
+    }
+
+
+@pytest.fixture
+def aws_repo(tmp_path: Path) -> Path:
+    """A repository with the shipped AWS example (examples/aws/bakes) and templates."""
+    root = tmp_path / "repo"
+    shutil.copytree(PROJECT / "templates", root / "templates")
+    shutil.copytree(PROJECT / "packages", root / "packages")
+    shutil.copytree(PROJECT / "examples" / "aws" / "bakes", root / "bakes")
+    shutil.copy(PROJECT / "examples" / "aws" / "dodo.py", root / "dodo.py")
     return root

@@ -1,14 +1,19 @@
-"""Helpers for tests: run doit as a user does, and look inside local images with dpkg."""
+"""Helpers for tests: run doit as a user does, look inside local images with dpkg, and at
+AMIs on moto's EC2 server with boto3."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
 
@@ -78,8 +83,6 @@ class Running:
     its output is collected as it comes, so a test can act at a given moment."""
 
     def __init__(self, repo: Path, *args: str) -> None:
-        import threading
-
         self.process = subprocess.Popen(
             [sys.executable, "-m", "doit", *args], cwd=repo, text=True, start_new_session=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -98,8 +101,6 @@ class Running:
         return "".join(self.lines)
 
     def wait_for(self, text: str, seconds: float = 60) -> None:
-        import time
-
         deadline = time.monotonic() + seconds
         while text not in self.output:
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -129,3 +130,58 @@ def slow_postinst(repo: Path, seconds: int) -> None:
     """Make installing hello-svc take `seconds`, to catch a bake in the middle."""
     postinst = repo / "packages" / "hello-svc" / "DEBIAN" / "postinst"
     postinst.write_text(f"#!/bin/sh\nset -e\nsleep {seconds}\n")
+
+
+# --- AWS (moto stands in for AWS: there is no AWS account here) ---
+
+SECRET = "moto-test-secret-never-written-anywhere"
+MOTO_LAUNCHER = Path(__file__).resolve().parent / "moto_ec2.py"
+
+
+def start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """tests/moto_ec2.py on 127.0.0.1 and a free port; returns the process and its URL."""
+    for _ in range(5):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with log.open("ab") as output:
+            server = subprocess.Popen([sys.executable, str(MOTO_LAUNCHER), str(port)], stdout=output, stderr=output)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
+                return server, url
+            except OSError:
+                time.sleep(0.1)
+        server.kill()
+        server.wait()
+    raise RuntimeError(f"moto's server did not start; see {log}")
+
+
+def ec2(env: dict[str, str], region: str):  # type: ignore[no-untyped-def]
+    """A boto3 EC2 client on moto, as a user would look at their AMIs."""
+    import boto3
+
+    return boto3.client(
+        "ec2", region_name=region, endpoint_url=env["AWS_ENDPOINT_URL_EC2"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def amis(env: dict[str, str], region: str, bake: str) -> list[dict]:
+    """The bake's AMIs in `region`, newest first, each with a `tags` dict."""
+    found = ec2(env, region).describe_images(
+        Owners=["self"], Filters=[{"Name": "tag:bakehouse:bake", "Values": [bake]}]
+    )["Images"]
+    for image in found:
+        image["tags"] = {tag["Key"]: tag["Value"] for tag in image.get("Tags", [])}
+    return sorted(found, key=lambda image: image["tags"]["bakehouse:created"], reverse=True)
+
+
+def aws_calls(env: dict[str, str]) -> list[str]:
+    """The AWS calls bakehouse made (BAKEHOUSE_AWS_CALL_LOG), then forgets them."""
+    log = Path(env["BAKEHOUSE_AWS_CALL_LOG"])
+    calls = log.read_text().splitlines() if log.exists() else []
+    log.unlink(missing_ok=True)
+    return calls

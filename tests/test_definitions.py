@@ -90,3 +90,59 @@ def test_the_shipped_bakes_load(tmp_path: Path) -> None:
     assert result.returncode == 0, result.output
     assert "bake:base" in result.output and "bake:hello" in result.output
     assert "package:hello-svc" in result.output
+
+
+AWS_BASE = """\
+provider = "aws"
+template = "amazon-ebs.pkr.hcl.j2"
+regions = ["us-east-1"]
+[source]
+ami = "ami-04681a1dbd79675a5"
+"""
+AWS_SERVICE = 'provider = "aws"\ntemplate = "amazon-ebs.pkr.hcl.j2"\nbase = "base"\n'
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"base.toml": AWS_BASE.replace('regions = ["us-east-1"]\n', "")},
+         "bakes/base.toml: regions is required for provider = \"aws\""),
+        ({"base.toml": AWS_BASE.replace("us-east-1", "us-east")},
+         "bakes/base.toml: regions: 'us-east' is not an AWS region name such as 'us-east-1'"),
+        ({"base.toml": AWS_BASE.replace("regions", "regoins")},
+         "bakes/base.toml: unknown key 'regoins' (did you mean 'regions'?)"),
+        ({"base.toml": "regions = [\"us-east-1\"]\n" + BASE},
+         "bakes/base.toml: regions is only for provider = \"aws\" (this bake is local)"),
+        ({"base.toml": "multi_region = \"copies\"\n" + AWS_BASE},
+         "bakes/base.toml: multi_region: 'copies' is not one of bake, copy (did you mean 'copy'?)"),
+        ({"base.toml": "communicator = \"winrm\"\n" + AWS_BASE},
+         "bakes/base.toml: communicator: 'winrm' is not one of ssh, none"),
+        ({"base.toml": "instance_type = \"big\"\n" + AWS_BASE},
+         "bakes/base.toml: instance_type: 'big' is not valid: an EC2 instance type such as 't3.micro'"),
+        ({"base.toml": AWS_BASE.replace("ami-04681a1dbd79675a5", "ubuntu")},
+         "bakes/base.toml: source.ami: 'ubuntu' is not an AMI id"),
+        ({"base.toml": AWS_BASE + 'name = "debian-12-*"\n'},
+         "bakes/base.toml: [source] of an AWS bake needs either ami"),
+        ({"base.toml": AWS_BASE.replace('ami = "ami-04681a1dbd79675a5"', 'name = "debian-12-*"')},
+         "bakes/base.toml: source.owners is required with source.name"),
+        ({"base.toml": AWS_BASE.replace('ami = "ami-04681a1dbd79675a5"', 'name = "debian-*"\nowner = ["self"]')},
+         "bakes/base.toml: unknown key 'source.owner' (did you mean 'owners'?)"),
+        ({"base.toml": AWS_BASE + "regions = [\"us-west-2\"]\n"},
+         "bakes/base.toml: unknown key 'source.regions' (did you mean 'regions'? It belongs above [source]"),
+        ({"base.toml": AWS_BASE.replace('ami = "ami-04681a1dbd79675a5"', 'ami = { us-west-2 = "ami-04681a1dbd79675a5" }')},
+         "bakes/base.toml: source.ami names no AMI for us-east-1"),
+        ({"base.toml": AWS_BASE, "hello.toml": AWS_SERVICE + 'regions = ["us-east-1", "eu-west-1"]\n'},
+         "bakes/hello.toml: regions: eu-west-1 not in the regions of its base 'base' (us-east-1)"),
+        ({"base.toml": BASE, "hello.toml": AWS_SERVICE + 'regions = ["us-east-1"]\n'},
+         "bakes/hello.toml: base: 'base' is a local bake, but this one is aws"),
+    ],
+)
+def test_a_bad_aws_definition_is_one_clear_line(empty_repo: Path, files: dict[str, str], message: str) -> None:
+    test_a_bad_definition_is_one_clear_line(empty_repo, files, message)
+
+
+def test_the_aws_example_loads_without_asking_aws(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "aws"
+    result = run_doit(example, "list", "--all", env={"AWS_ENDPOINT_URL_EC2": "http://127.0.0.1:9"})
+    assert result.returncode == 0, result.output
+    assert "bake:aws-base" in result.output and "bake:aws-hello" in result.output

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bakehouse.epoch import epoch
-from bakehouse.fingerprint import content_key, explain, summarise
+from bakehouse.fingerprint import compact, content_key, explain, summarise
 from bakehouse.packages import ResolvedPackage
 
 
@@ -41,3 +41,16 @@ def test_epochs() -> None:
     assert epoch("month", moment) == "2026-11"
     assert epoch(None, moment) is None
     assert epoch("week", datetime(2027, 1, 1, tzinfo=UTC)) == "2026-W53"
+
+
+def test_a_compact_summary_explains_like_a_full_one() -> None:
+    full = summarise(
+        definition={"provider": "aws", "template": "t.j2", "vars": {}},
+        files={"t.j2": "a" * 64},
+        packages=(ResolvedPackage("hello-svc", "1.0.4", "artifact", sha256="b" * 64),),
+        source={"ids": {"us-east-1": "ami-1"}}, base_image=None, epoch=None,
+    )
+    short = compact(full)
+    assert short["files"] == {"t.j2": "a" * 12} and short["packages"]["hello-svc"]["sha256"] == "b" * 12
+    assert explain(short, {**full, "epoch": "2026-W48"}) == ["epoch None -> 2026-W48"]
+    assert explain(short, {**full, "files": {"t.j2": "c" * 64}}) == ["template file t.j2 changed"]

@@ -68,3 +68,48 @@ def test_a_computed_file_path_is_refused(tmp_path: Path) -> None:
     (tmp_path / "main.j2").write_text('{{ file("scripts/" ~ name) }}\n')
     with pytest.raises(TemplateError, match="file\\(\\) takes one literal path"):
         Templates(tmp_path).input_files("main.j2")
+
+
+def aws_context(communicator: str, required_plugins: bool = False, deb: str = "/repo/dist/hello-svc_1.0.4_all.deb") -> dict:
+    """What the AWS provider hands templates/amazon-ebs.pkr.hcl.j2 (see README, "AWS")."""
+    tags = {"bakehouse:bake": "hello", "bakehouse:summary:0": '{"a":"${x}"}', "base_ami_id": "ami-04681a1dbd79675a5"}
+    return {
+        "bake": {"name": "hello", "description": "", "provider": "aws"},
+        "deb_paths": [deb],
+        "package_checks": ["hello-svc=1.0.4", "curl"],
+        "manifest": "/repo/build/hello/m.json",
+        "aws": {
+            "builds": [
+                {"name": name, "source": f"source.amazon-ebs.{name}", "region": name.replace("_", "-"),
+                 "source_ami": "ami-04681a1dbd79675a5", "copy_to": [], "tags": tags}
+                for name in ("us_east_1", "eu_west_1")
+            ],
+            "ami_name": "hello-x86_64-20261122111958-a1b2c3-debian", "instance_type": "t3.micro",
+            "communicator": communicator, "ssh_username": "admin", "endpoint": None,
+            "required_plugins": required_plugins,
+        },
+    }
+
+
+@pytest.mark.parametrize("communicator", ["ssh", "none"])
+def test_the_amazon_ebs_template_is_valid_for_packer(tmp_path: Path, communicator: str) -> None:
+    project = Path(__file__).resolve().parent.parent
+    deb = tmp_path / "hello-svc_1.0.4_all.deb"
+    deb.write_bytes(b"!<arch>\n")
+    rendered = Templates(project / "templates").render("amazon-ebs.pkr.hcl.j2", aws_context(communicator, deb=str(deb)))
+    (tmp_path / "t.pkr.hcl").write_text(rendered)
+    result = subprocess.run(["packer", "validate", "t.pkr.hcl"], cwd=tmp_path, capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CHECKPOINT_DISABLE": "1"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    remote_steps = ('provisioner "file"' in rendered, 'provisioner "shell"' in rendered)
+    assert remote_steps == ((True, True) if communicator == "ssh" else (False, False))
+    if communicator == "ssh":
+        assert "sudo sh /tmp/bakehouse/install-packages.sh /tmp/bakehouse/debs hello-svc=1.0.4 curl" in rendered
+        assert str(project / "templates" / "scripts" / "install-packages.sh") in rendered
+    assert "required_plugins" not in rendered
+
+
+def test_required_plugins_only_for_packer_that_needs_them() -> None:
+    project = Path(__file__).resolve().parent.parent
+    rendered = Templates(project / "templates").render("amazon-ebs.pkr.hcl.j2", aws_context("none", True))
+    assert 'source  = "github.com/hashicorp/amazon"' in rendered

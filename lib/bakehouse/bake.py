@@ -59,7 +59,10 @@ def _job(planner: Planner, provider: Provider, decision: Decision, now: datetime
     bake = decision.bake
     assert decision.key is not None
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    image_id = provider.new_image_id(f"{bake.name}-{stamp}-{decision.key[:8]}", bake)
+    if decision.partial is not None:
+        image_id = decision.partial.image_id  # completing an image: its new places join it
+    else:
+        image_id = provider.new_image_id(f"{bake.name}-{stamp}-{decision.key[:8]}", bake)
     work = planner.project.build_dir / bake.name
     return BakeJob(
         bake=bake,
@@ -71,6 +74,8 @@ def _job(planner: Planner, provider: Provider, decision: Decision, now: datetime
         log=planner.project.logs_dir / bake.name / f"{image_id}.log",
         locations=decision.missing or provider.needed_locations(bake),
         extends=decision.partial,
+        summary=decision.summary or {},
+        packages=decision.packages,
     )
 
 
@@ -99,11 +104,13 @@ def _run(planner: Planner, provider: Provider, decision: Decision, job: BakeJob,
         out,
     )
     locations = provider.locations(job, packer.read_manifest(job.manifest, job.bake.name))
+    if job.extends is not None:
+        locations = {**job.extends.locations, **locations}
     image = ImageRecord(
         image_id=job.image_id,
         bake=job.bake.name,
         key=job.key,
-        created=job.created.isoformat(timespec="seconds"),
+        created=job.extends.created if job.extends is not None else job.created.isoformat(timespec="seconds"),
         provider=provider.name,
         locations=locations,
         base_image=None if job.base_image is None else job.base_image.image_id,

@@ -27,3 +27,7 @@ class PackerError(BakehouseError):
 
 class RegistryError(BakehouseError):
     """The image registry cannot be read or written."""
+
+
+class AwsError(BakehouseError):
+    """AWS cannot be reached, finds no credentials, or rejects a request."""

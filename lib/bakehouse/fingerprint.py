@@ -14,6 +14,7 @@ from typing import Any
 from .packages import ResolvedPackage
 
 KEY_SCHEMA = 1
+SHORT_HASH = 12
 
 Summary = dict[str, Any]
 
@@ -42,10 +43,26 @@ def content_key(summary: Summary) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def compact(summary: Summary) -> Summary:
+    """The summary with its sha256 digests cut to 12 hex characters: small enough to travel in
+    AMI tags, still telling which file or package changed. The key is always computed over the
+    full summary; explain() compares compact forms, so a compact summary explains as well."""
+    short = dict(summary)
+    if isinstance(summary.get("files"), dict):
+        short["files"] = {name: str(digest)[:SHORT_HASH] for name, digest in summary["files"].items()}
+    if isinstance(summary.get("packages"), dict):
+        short["packages"] = {
+            name: {**identity, "sha256": identity["sha256"][:SHORT_HASH] if identity.get("sha256") else None}
+            for name, identity in summary["packages"].items()
+        }
+    return short
+
+
 def explain(old: Summary | None, new: Summary) -> list[str]:
     """Why an image with summary `new` differs from the newest image, whose summary is `old`."""
     if old is None:
         return ["no image yet"]
+    old, new = compact(old), compact(new)
     if old.get("schema") != new["schema"]:
         return [f"key schema {old.get('schema')} -> {new['schema']}"]
     reasons = (

@@ -185,12 +185,22 @@ class _Deadline:
 
 def read_manifest(path: Path, label: str) -> dict[str, Any]:
     """The last build entry of packer's manifest post-processor output."""
+    return read_manifest_builds(path, label)[-1]
+
+
+def read_manifest_builds(path: Path, label: str) -> list[dict[str, Any]]:
+    """Every build entry of the manifest's last packer run (one per source block)."""
     try:
-        builds = json.loads(path.read_text(encoding="utf-8"))["builds"]
-        return builds[-1]
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        builds = manifest["builds"]
+        last_run = manifest.get("last_run_uuid")
+        builds = [build for build in builds if last_run is None or build.get("packer_run_uuid") == last_run]
+        if not builds:
+            raise IndexError("no builds")
+        return builds
     except FileNotFoundError:
         raise PackerError(f"{label}: packer succeeded but wrote no manifest at {path}") from None
-    except (ValueError, KeyError, IndexError, TypeError) as error:
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as error:
         raise PackerError(f"{label}: malformed packer manifest {path} ({error})") from None
 
 

@@ -8,12 +8,13 @@ is shared by all providers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..definitions import Bake
+from ..packages import ResolvedPackage
 from ..project import Project
 from ..registry import ImageRecord, Registry
 
@@ -33,6 +34,9 @@ class BakeJob:
     # in some of them already (then `extends` is that image, and only the rest are made).
     locations: tuple[str, ...] = ()
     extends: ImageRecord | None = None
+    # What the image is made of, for providers that label images with it (AMI tags).
+    summary: dict[str, Any] = field(default_factory=dict)
+    packages: tuple[ResolvedPackage, ...] = ()
 
 
 class Provider(Protocol):
@@ -68,7 +72,25 @@ class Provider(Protocol):
 
 
 def make_providers(project: Project) -> dict[str, Provider]:
-    """Every provider, by the name bake files use in `provider = "..."`."""
-    from .local import LocalProvider
+    """Every provider, by the name bake files use in `provider = "..."`. Each is made when
+    first asked for, so a repository of local bakes never loads boto3 or looks for AWS."""
+    return _Providers(project)
 
-    return {"local": LocalProvider(project)}
+
+class _Providers(dict[str, Provider]):
+    def __init__(self, project: Project) -> None:
+        super().__init__()
+        self.project = project
+
+    def __missing__(self, name: str) -> Provider:
+        if name == "local":
+            from .local import LocalProvider
+
+            self[name] = LocalProvider(self.project)
+        elif name == "aws":
+            from .aws import AwsProvider
+
+            self[name] = AwsProvider(self.project)
+        else:
+            raise KeyError(name)
+        return self[name]

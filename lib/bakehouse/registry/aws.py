@@ -1,0 +1,133 @@
+"""AWS as the registry: AMIs tagged by bakehouse, listed in one call per region per run.
+
+Every AMI a bake makes carries tags (on its snapshots too):
+
+    bakehouse:bake        the bake's name
+    bakehouse:image       the image id: one per bake run, shared by its AMIs in all regions
+    bakehouse:key         the content key
+    bakehouse:created     when the bake ran (UTC, ISO 8601)
+    bakehouse:base-image  the image id of the base it was built on (services)
+    bakehouse:log         where the bake's log is, relative to the repository
+    bakehouse:summary:N   the compact input summary as JSON, cut into tag-sized pieces
+
+Lookups are batched: the first question about any bake in a region lists every bakehouse AMI
+of this account there (one paginated DescribeImages) and the answer is kept for the process.
+An image counts in a region only while its AMI there is `available`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from ..aws import Ec2
+from ..errors import RegistryError
+from . import ImageRecord
+
+PREFIX = "bakehouse:"
+BAKE_TAG = PREFIX + "bake"
+IMAGE_TAG = PREFIX + "image"
+KEY_TAG = PREFIX + "key"
+CREATED_TAG = PREFIX + "created"
+BASE_TAG = PREFIX + "base-image"
+LOG_TAG = PREFIX + "log"
+SUMMARY_TAG = PREFIX + "summary:"
+TAG_VALUE_LIMIT = 256
+# AWS allows 50 tags per resource; this leaves room for bakehouse's others and the user's.
+SUMMARY_TAGS_LIMIT = 30
+
+
+def summary_tags(summary: dict[str, Any]) -> dict[str, str]:
+    """The summary as compact JSON in pieces of at most 256 characters."""
+    text = json.dumps(summary, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    pieces = [text[start:start + TAG_VALUE_LIMIT] for start in range(0, len(text), TAG_VALUE_LIMIT)]
+    if len(pieces) > SUMMARY_TAGS_LIMIT:
+        raise RegistryError(
+            f"the input summary is {len(text)} characters, more than {SUMMARY_TAGS_LIMIT} AMI tags can hold; "
+            "shorten the bake's [vars] or split its packages"
+        )
+    return {f"{SUMMARY_TAG}{index}": piece for index, piece in enumerate(pieces)}
+
+
+def _summary_from_tags(tags: dict[str, str]) -> dict[str, Any]:
+    pieces = []
+    while f"{SUMMARY_TAG}{len(pieces)}" in tags:
+        pieces.append(tags[f"{SUMMARY_TAG}{len(pieces)}"])
+    try:
+        summary = json.loads("".join(pieces)) if pieces else {}
+    except ValueError:
+        return {}  # a damaged summary only makes explanations vaguer; the key still decides
+    return summary if isinstance(summary, dict) else {}
+
+
+class AwsRegistry:
+    def __init__(self, ec2: Ec2, regions_of: Callable[[str], tuple[str, ...]]) -> None:
+        self.ec2 = ec2
+        self.regions_of = regions_of
+        self._listings: dict[str, list[dict[str, Any]]] = {}
+
+    def listing(self, region: str) -> list[dict[str, Any]]:
+        """Every available bakehouse AMI of this account in `region` (one call, then cached)."""
+        if region not in self._listings:
+            images = self.ec2.describe_images(
+                region, Owners=["self"], Filters=[{"Name": "tag-key", "Values": [BAKE_TAG]}]
+            )
+            self._listings[region] = [image for image in images if image.get("State") == "available"]
+        return self._listings[region]
+
+    def amis(self, bake: str, image_id: str) -> dict[str, dict[str, Any]]:
+        """The AMIs of one image, by region, as DescribeImages gave them (name, tags, ...)."""
+        return self._grouped(bake).get(image_id, {})
+
+    def images(self, bake: str) -> list[ImageRecord]:
+        records = [_record(bake, image_id, amis) for image_id, amis in self._grouped(bake).items()]
+        return sorted(records, key=lambda image: (image.created, image.image_id), reverse=True)
+
+    def _grouped(self, bake: str) -> dict[str, dict[str, dict[str, Any]]]:
+        """{image id: {region: AMI}}; of two AMIs of one image in a region, the newer counts."""
+        grouped: dict[str, dict[str, dict[str, Any]]] = {}
+        for region in self.regions_of(bake):
+            for image in sorted(self.listing(region), key=lambda image: image.get("CreationDate", "")):
+                tags = _tags(image)
+                if tags.get(BAKE_TAG) == bake and tags.get(IMAGE_TAG) and tags.get(KEY_TAG):
+                    grouped.setdefault(tags[IMAGE_TAG], {})[region] = image
+        return grouped
+
+    def forget(self, bake: str) -> None:
+        """Another process may have baked `bake`: list its regions afresh next time."""
+        for region in self.regions_of(bake):
+            self._listings.pop(region, None)
+
+    def record(self, image: ImageRecord) -> None:
+        """Packer tagged the AMIs; forget the listings of their regions and check they show."""
+        for region in image.locations:
+            self._listings.pop(region, None)
+        seen = {region: ami["ImageId"] for region, ami in self.amis(image.bake, image.image_id).items()}
+        missing = [region for region, ami in image.locations.items() if seen.get(region) != ami]
+        if missing:
+            raise RegistryError(
+                f"{image.bake}: packer reported {image.image_id}, but AWS lists no available AMI of it "
+                f"tagged {IMAGE_TAG} in {', '.join(missing)}"
+            )
+
+
+def _tags(image: dict[str, Any]) -> dict[str, str]:
+    return {tag["Key"]: tag["Value"] for tag in image.get("Tags") or []}
+
+
+def _record(bake: str, image_id: str, amis: dict[str, dict[str, Any]]) -> ImageRecord:
+    first = _tags(next(iter(amis.values())))
+    summary = _summary_from_tags(first)
+    packages = summary.get("packages") if isinstance(summary.get("packages"), dict) else {}
+    return ImageRecord(
+        image_id=image_id,
+        bake=bake,
+        key=first[KEY_TAG],
+        created=min(_tags(ami).get(CREATED_TAG, "") for ami in amis.values()),
+        provider="aws",
+        locations={region: ami["ImageId"] for region, ami in sorted(amis.items())},
+        base_image=first.get(BASE_TAG) or None,
+        packages={name: (identity or {}).get("version") for name, identity in packages.items()},
+        summary=summary,
+        log=first.get(LOG_TAG),
+    )

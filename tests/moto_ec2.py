@@ -1,0 +1,38 @@
+"""moto's EC2 server on loopback, standing in for AWS in tests (there is no AWS account here).
+
+    python tests/moto_ec2.py PORT
+
+Runs `moto.server` on 127.0.0.1:PORT with one correction: moto gives every image it makes
+(CreateImage, CopyImage, RegisterImage) the root device type "standard", where AWS reports
+"ebs" for an image of an EBS-backed instance, an EBS snapshot, or a copy of an EBS image.
+Packer refuses a "standard" source AMI, so without this a service could not be baked on a
+base that moto made. The images moto ships keep the root device type they declare.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from moto.ec2.models.amis import Ami
+
+
+def _ebs_like_aws(original: Any) -> Any:
+    def __init__(self: Ami, *args: Any, **kwargs: Any) -> None:
+        if "root_device_type" not in kwargs:
+            source = kwargs.get("source_ami")
+            kwargs["root_device_type"] = source.root_device_type if source is not None else "ebs"
+        original(self, *args, **kwargs)
+
+    return __init__
+
+
+def main(port: str) -> None:
+    Ami.__init__ = _ebs_like_aws(Ami.__init__)  # type: ignore[method-assign]
+    from moto.server import main as moto_main
+
+    moto_main(["-H", "127.0.0.1", "-p", port])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

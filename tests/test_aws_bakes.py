@@ -1,0 +1,185 @@
+"""The AWS provider end to end: real doit, packer (amazon-ebs) and boto3 against moto's EC2
+server on 127.0.0.1, which stands in for AWS because there is no AWS account here.
+
+The repository is the shipped example (examples/aws/bakes: aws-base from the newest Amazon
+Linux 2 AMI, aws-hello with hello-svc on it, both in us-east-1 and us-west-2). moto cannot run
+an instance, so the example uses communicator = "none": packer starts, stops and images an
+instance, copies, tags and cleans up for real, but runs nothing on it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from helpers import SECRET, amis, aws_calls, bump_hello, ec2, run_doit
+
+REGIONS = ["us-east-1", "us-west-2"]
+NAME = re.compile(r"^aws-hello-x86_64-\d{14}-[0-9a-f]{6}-amzn2$")
+
+
+def baked(output: str) -> list[str]:
+    return re.findall(r"^\[([\w-]+)\] baked ", output, re.M)
+
+
+def listings(calls: list[str]) -> dict[str, int]:
+    """Registry listings (DescribeImages of this account's bakehouse AMIs) per region."""
+    counts: dict[str, int] = {}
+    for call in calls:
+        if call.startswith("ec2 DescribeImages ") and '"Owners":["self"]' in call and "bakehouse:bake" in call:
+            region = call.split()[2]
+            counts[region] = counts.get(region, 0) + 1
+    return counts
+
+
+def test_base_then_service_in_two_regions_tagged_and_named_and_a_second_run_bakes_nothing(
+    aws_repo: Path, aws_env: dict[str, str]
+) -> None:
+    first = run_doit(aws_repo, env=aws_env, check=True)
+    assert baked(first.output) == ["aws-base", "aws-hello"]
+
+    for region in REGIONS:
+        base, = amis(aws_env, region, "aws-base")
+        hello, = amis(aws_env, region, "aws-hello")
+        assert NAME.match(hello["Name"]), hello["Name"]
+        assert hello["State"] == "available" and hello["RootDeviceType"] == "ebs"
+        tags = hello["tags"]
+        assert tags["appversion"] == "hello-svc-1.0.4"
+        assert tags["base_ami_id"] == base["ImageId"]  # built on the base in the same region
+        assert tags["base_ami_name"] == base["Name"]
+        assert tags["bakehouse:base-image"] == base["tags"]["bakehouse:image"]
+        assert tags["creator"] and tags["creation_time"]
+        assert re.fullmatch(r"[0-9a-f]{64}", tags["bakehouse:key"])
+        assert '"hello-svc":{"sha256":' in tags["bakehouse:summary:0"] + tags.get("bakehouse:summary:1", "")
+        assert all(len(value) <= 256 for value in tags.values()) and len(tags) <= 50
+        snapshot = hello["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+        snapshot_tags = ec2(aws_env, region).describe_snapshots(SnapshotIds=[snapshot])["Snapshots"][0]["Tags"]
+        assert {"Key": "bakehouse:image", "Value": tags["bakehouse:image"]} in snapshot_tags
+    east, west = (amis(aws_env, region, "aws-hello")[0] for region in REGIONS)
+    assert east["Name"] == west["Name"]  # one timestamp for all regions of a bake
+    assert east["tags"]["bakehouse:image"] == west["tags"]["bakehouse:image"]
+    assert re.search(
+        rf"^\[aws-hello\] baked \S+ \(us-east-1: {east['ImageId']}, us-west-2: {west['ImageId']}\)$", first.output, re.M
+    )
+
+    aws_calls(aws_env)
+    second = run_doit(aws_repo, env=aws_env, check=True)
+    assert baked(second.output) == []
+    assert f"-- bake:aws-hello: up to date: {east['tags']['bakehouse:image']}" in second.output
+    calls = aws_calls(aws_env)
+    assert listings(calls) == {"us-east-1": 1, "us-west-2": 1}
+    # ...and one lookup of the source filter per region; nothing else.
+    assert len(calls) == 4 and all(call.startswith("ec2 DescribeImages ") for call in calls)
+
+
+def test_a_package_version_bump_rebakes_only_the_service(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    run_doit(aws_repo, env=aws_env, check=True)
+    bump_hello(aws_repo, "1.0.5")
+
+    info = run_doit(aws_repo, "info", "bake:aws-hello", env=aws_env)
+    assert info.returncode == 1 and "hello-svc 1.0.4 -> 1.0.5" in info.output
+    assert run_doit(aws_repo, "info", "bake:aws-base", env=aws_env).returncode == 0
+
+    run = run_doit(aws_repo, env=aws_env, check=True)
+    assert baked(run.output) == ["aws-hello"]
+    for region in REGIONS:
+        assert len(amis(aws_env, region, "aws-base")) == 1
+        newest, older = amis(aws_env, region, "aws-hello")
+        assert newest["tags"]["appversion"] == "hello-svc-1.0.5"
+    assert run_doit(aws_repo, "info", "bake:aws-hello", env=aws_env).returncode == 0
+
+
+def test_a_new_upstream_ami_rebakes_base_and_service(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    # Amazon publishes a newer Amazon Linux 2 AMI; in moto we register it in this account.
+    base_file = aws_repo / "bakes" / "aws-base.toml"
+    base_file.write_text(base_file.read_text().replace('owners = ["137112412989"]', 'owners = ["137112412989", "self"]'))
+    run_doit(aws_repo, env=aws_env, check=True)
+    old_source = {region: amis(aws_env, region, "aws-base")[0]["tags"]["base_ami_id"] for region in REGIONS}
+    new_source = {
+        region: ec2(aws_env, region).register_image(Name="amzn2-ami-hvm-2.0.29990101.0-x86_64-gp2")["ImageId"]
+        for region in REGIONS
+    }
+
+    info = run_doit(aws_repo, "info", "bake:aws-base", env=aws_env)
+    assert info.returncode == 1
+    assert f"us-east-1={old_source['us-east-1']}" in info.output and f"us-east-1={new_source['us-east-1']}" in info.output
+    assert "its base 'aws-base' will rebake first" in run_doit(aws_repo, "info", "bake:aws-hello", env=aws_env).output
+
+    run = run_doit(aws_repo, env=aws_env, check=True)
+    assert baked(run.output) == ["aws-base", "aws-hello"]
+    for region in REGIONS:
+        base = amis(aws_env, region, "aws-base")[0]
+        assert base["tags"]["base_ami_id"] == new_source[region]
+        assert amis(aws_env, region, "aws-hello")[0]["tags"]["base_ami_id"] == base["ImageId"]
+    assert baked(run_doit(aws_repo, env=aws_env, check=True).output) == []
+
+
+def test_a_service_ami_deleted_in_one_region_is_baked_again_there_alone(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    run_doit(aws_repo, env=aws_env, check=True)
+    east = amis(aws_env, "us-east-1", "aws-hello")[0]
+    lost = amis(aws_env, "us-west-2", "aws-hello")[0]
+    ec2(aws_env, "us-west-2").deregister_image(ImageId=lost["ImageId"])
+
+    info = run_doit(aws_repo, "info", "bake:aws-hello", env=aws_env)
+    assert info.returncode == 1 and "missing in us-west-2" in info.output
+
+    run = run_doit(aws_repo, env=aws_env, check=True)
+    assert baked(run.output) == ["aws-hello"]
+    assert "amazon-ebs.us_east_1" not in run.output  # nothing baked where the image exists
+    assert [image["ImageId"] for image in amis(aws_env, "us-east-1", "aws-hello")] == [east["ImageId"]]
+    again, = amis(aws_env, "us-west-2", "aws-hello")
+    assert again["ImageId"] != lost["ImageId"]
+    assert again["tags"]["bakehouse:image"] == east["tags"]["bakehouse:image"]  # the same image, complete again
+    assert again["Name"] == east["Name"]
+    assert baked(run_doit(aws_repo, env=aws_env, check=True).output) == []
+
+
+def test_copy_mode_bakes_once_and_copies(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    for name in ("aws-base.toml", "aws-hello.toml"):
+        path = aws_repo / "bakes" / name
+        path.write_text(path.read_text().replace("provider = ", 'multi_region = "copy"\nprovider = '))
+    run = run_doit(aws_repo, env=aws_env, check=True)
+    assert baked(run.output) == ["aws-base", "aws-hello"]
+    assert "amazon-ebs.us_west_2" not in run.output  # one source block, in us-east-1
+    east, west = (amis(aws_env, region, "aws-hello")[0] for region in REGIONS)
+    assert east["tags"]["bakehouse:image"] == west["tags"]["bakehouse:image"]
+    assert west["tags"]["base_ami_id"] == amis(aws_env, "us-east-1", "aws-base")[0]["ImageId"]  # copied from east
+    assert baked(run_doit(aws_repo, env=aws_env, check=True).output) == []
+
+
+def test_rebake_forces_the_service_in_every_region(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    run_doit(aws_repo, env=aws_env, check=True)
+    forced = run_doit(aws_repo, "bake:aws-hello", "--rebake", env=aws_env, check=True)
+    assert baked(forced.output) == ["aws-hello"] and "forced (--rebake)" in forced.output
+    for region in REGIONS:
+        first, second = amis(aws_env, region, "aws-hello")
+        assert first["tags"]["bakehouse:key"] == second["tags"]["bakehouse:key"]
+        assert first["Name"] != second["Name"]
+
+
+def test_no_credential_is_written_to_templates_logs_or_records(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    run = run_doit(aws_repo, env=aws_env, check=True)
+    assert SECRET not in run.output
+    written = [path for path in aws_repo.rglob("*") if path.is_file() and "dist" not in path.parts]
+    assert any(path.suffix == ".hcl" for path in written) and any(path.suffix == ".log" for path in written)
+    for path in written:
+        assert SECRET.encode() not in path.read_bytes(), path
+    for region in REGIONS:
+        for image in amis(aws_env, region, "aws-hello") + amis(aws_env, region, "aws-base"):
+            assert SECRET not in str(image["tags"])
+
+
+def test_an_unreachable_endpoint_is_one_line(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    env = {**aws_env, "AWS_ENDPOINT_URL_EC2": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1"}
+    result = run_doit(aws_repo, "info", "bake:aws-base", env=env)
+    assert result.returncode != 0
+    assert "cannot reach http://127.0.0.1:9" in result.output and "is it running?" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_credentials_are_one_line(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    env = {**aws_env, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
+    result = run_doit(aws_repo, "bake:aws-base", env=env)
+    assert result.returncode == 1
+    assert "no AWS credentials found; set AWS_PROFILE, or AWS_ACCESS_KEY_ID" in result.output
+    assert "Traceback" not in result.output
