@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Running, processes_mentioning, records, run_doit, slow_postinst, write
+from helpers import Running, amis, ec2, processes_mentioning, records, run_doit, slow_postinst, write
 
 INTERRUPTED = (130, -signal.SIGINT)  # a shell shows both as 130
 
@@ -137,3 +137,34 @@ def test_a_corrupt_registry_record_is_named(repo: Path) -> None:
         assert run.returncode in (1, 2)
         assert f"{record}: corrupt image record" in run.output and "delete it" in run.output
         assert "Traceback" not in run.output
+
+
+def test_a_cancelled_ami_bake_leaves_no_instance_key_pair_group_or_ami(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    """moto stands in for AWS (no AWS account here); packer's amazon-ebs runs for real."""
+    run_doit(aws_repo, "bake:aws-base", env=aws_env, check=True)
+    # A template that waits once the instances are up, so the cancel lands mid-bake.
+    template = (aws_repo / "templates" / "amazon-ebs.pkr.hcl.j2").read_text()
+    slow = re.sub(r"(\n  sources = [^\n]+\n)", r'\1  provisioner "shell-local" {\n'
+                  r'    inline = ["echo bakehouse-test: instances are up", "sleep 60"]\n  }\n', template, count=1)
+    write(aws_repo / "templates" / "amazon-ebs-slow.pkr.hcl.j2", slow)
+    bake = aws_repo / "bakes" / "aws-hello.toml"
+    bake.write_text(bake.read_text().replace('"amazon-ebs.pkr.hcl.j2"', '"amazon-ebs-slow.pkr.hcl.j2"'))
+    clients = {region: ec2(aws_env, region) for region in ("us-east-1", "us-west-2")}
+    groups_before = {r: {g["GroupId"] for g in c.describe_security_groups()["SecurityGroups"]} for r, c in clients.items()}
+
+    run = Running(aws_repo, "bake:aws-hello", env=aws_env)
+    run.wait_for("bakehouse-test: instances are up")
+    assert any(
+        instance["State"]["Name"] in ("pending", "running")
+        for c in clients.values() for r in c.describe_instances()["Reservations"] for instance in r["Instances"]
+    )
+    os.killpg(run.process.pid, signal.SIGINT)
+    assert run.finish(seconds=60) in INTERRUPTED, run.output
+
+    for region, client in clients.items():
+        states = [i["State"]["Name"] for r in client.describe_instances()["Reservations"] for i in r["Instances"]]
+        assert set(states) <= {"terminated", "shutting-down"}, (region, states)
+        assert [k["KeyName"] for k in client.describe_key_pairs()["KeyPairs"] if k["KeyName"].startswith("packer")] == []
+        assert {g["GroupId"] for g in client.describe_security_groups()["SecurityGroups"]} == groups_before[region]
+        assert amis(aws_env, region, "aws-hello") == []
+    assert processes_mentioning(str(aws_repo)) == []
