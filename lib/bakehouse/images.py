@@ -7,10 +7,12 @@ region:AMI), when it was made, its packages with versions, and the base image it
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from doit.cmd_base import DoitCmdBase
 
+from .errors import BakehouseError
 from .plan import selected
 from .registry import ImageRecord
 from .tasks import planner_from_tasks
@@ -36,7 +38,8 @@ def catalogue_text(catalogue: dict[str, list[ImageRecord]]) -> str:
         lines.append(f"{name}: {len(images) or 'no'} image{'s' if len(images) != 1 else ''}")
         for image in images:
             where = ", ".join(f"{place}:{ref}" if place != "local" else ref for place, ref in sorted(image.locations.items()))
-            lines.append(f"  {image.image_id}  {image.created}  {where}")
+            named = f"  {image.name}" if image.name else ""
+            lines.append(f"  {image.image_id}  {image.created}{named}  {where}")
             packages = " ".join(name if v is None else f"{name}={v}" for name, v in sorted(image.packages.items()))
             details = [f"packages: {packages}" if packages else "", f"base: {image.base_image}" if image.base_image else ""]
             if any(details):
@@ -62,9 +65,13 @@ class ImagesCommand(DoitCmdBase):
         names = [name.removeprefix("bake:") for name in pos_args or []]
         shown = names or selected(planner.graph, [])
         selected(planner.graph, names)  # unknown names: one clear error
-        catalogue = {
-            name: planner.providers[planner.graph[name].provider].registry.images(name)[:limit]
-            for name in shown
-        }
+        try:
+            catalogue = {
+                name: planner.providers[planner.graph[name].provider].registry.images(name)[:limit]
+                for name in shown
+            }
+        except BakehouseError as error:
+            sys.stderr.write(f"ERROR: {error}\n")
+            return 2
         self.outstream.write(catalogue_json(catalogue) + "\n" if as_json else catalogue_text(catalogue))
         return 0

@@ -64,6 +64,7 @@ def _row(planner: Planner, name: str) -> PlanRow:
     bake = planner.graph[name]
     try:
         decision = planner.decide(name)
+        lineage = _lineage(planner, decision)
     except BakehouseError as error:
         return PlanRow(name, bake.provider, "error", None, base=bake.base, error=str(error))
     image = decision.current or decision.partial or decision.newest
@@ -77,7 +78,7 @@ def _row(planner: Planner, name: str) -> PlanRow:
         missing=list(decision.missing),
         base=bake.base,
         key=decision.key,
-        lineage=_lineage(planner, decision),
+        lineage=lineage,
     )
 
 

@@ -25,17 +25,18 @@ class ImageRecord:
     packages: dict[str, str | None]
     summary: dict[str, Any] = field(default_factory=dict)
     log: str | None = None
+    name: str | None = None  # the AMI name, where the provider names images apart from ids
 
     def to_json(self) -> dict[str, Any]:
         return {
             "image_id": self.image_id, "bake": self.bake, "key": self.key, "created": self.created,
             "provider": self.provider, "locations": self.locations, "base_image": self.base_image,
-            "packages": self.packages, "summary": self.summary, "log": self.log,
+            "packages": self.packages, "summary": self.summary, "log": self.log, "name": self.name,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ImageRecord:
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name != "name"}, name=data.get("name"))
 
 
 class Registry(Protocol):

@@ -130,4 +130,5 @@ def _record(bake: str, image_id: str, amis: dict[str, dict[str, Any]]) -> ImageR
         packages={name: (identity or {}).get("version") for name, identity in packages.items()},
         summary=summary,
         log=first.get(LOG_TAG),
+        name=next(iter(amis.values())).get("Name"),
     )
