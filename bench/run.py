@@ -3,11 +3,17 @@
     .venv/bin/python bench/run.py [--runs N] [SECTION ...]
 
 Sections (all by default):
-  deciding   `doit plan`, a no-op `doit` and `doit list` on generated repositories of
-             1 base + 10 / 100 / 500 services, every image up to date; wall time, peak memory
-  overhead   `doit bake:hello --rebake` against `packer build` of the same rendered template
-  parallel   8 independent service bakes with `doit -n 4` against `doit -n 1`
-  local      time to bake a service image on a cached minimal base, and image sizes
+  deciding       local images: `doit plan`, a no-op `doit` and `doit list` on generated
+                 repositories of 1 base + 10 / 100 / 500 services, all up to date
+  aws-deciding   the same against moto's EC2 server, 3 regions, counting EC2 API calls
+  overhead       `doit bake:svc1 --rebake` against `packer build` of the same rendered
+                 template, local and against moto
+  parallel       8 independent service bakes with `doit -n 4` against `doit -n 1`,
+                 local and against moto
+  local          time to bake a service image on a cached minimal base, and image sizes
+
+moto's server (tests/moto_ec2.py, which needs the test extra) stands in for AWS: there is no
+AWS account here, so AWS's own latency is not measured, only what bakehouse and packer add.
 
 Each measurement is the median of N runs (default 5). Every repository is generated under
 $BAKEHOUSE_BENCH_DIR (default /tmp/bakehouse-bench) from this checkout's templates/ and
@@ -39,7 +45,9 @@ from bakehouse.definitions import load_bakes  # noqa: E402
 from bakehouse.epoch import now_utc  # noqa: E402
 from bakehouse.project import Project  # noqa: E402
 from bakehouse.providers import make_providers  # noqa: E402
+from bakehouse.fingerprint import compact  # noqa: E402
 from bakehouse.registry import ImageRecord  # noqa: E402
+from bakehouse.registry.aws import BAKE_TAG, BASE_TAG, CREATED_TAG, IMAGE_TAG, KEY_TAG, summary_tags  # noqa: E402
 
 WORK = Path(os.environ.get("BAKEHOUSE_BENCH_DIR", "/tmp/bakehouse-bench"))
 BASE = """\
@@ -55,6 +63,34 @@ description = "service {n}"
 template = "local-service.pkr.hcl.j2"
 base = "base"
 packages = ["dist/hello-svc_*.deb"]
+
+[vars]
+service = "svc{n}"
+"""
+
+
+AWS_REGIONS = ["us-east-1", "us-west-2", "eu-west-1"]
+AWS_BASE = """\
+description = "AWS base for benchmarks"
+provider = "aws"
+template = "amazon-ebs.pkr.hcl.j2"
+regions = {regions}
+communicator = "none"
+os = "amzn2"
+
+[source]
+name = "amzn2-ami-hvm-*-x86_64-gp2"
+owners = ["137112412989"]
+"""
+AWS_SERVICE = """\
+description = "AWS service {n}"
+provider = "aws"
+template = "amazon-ebs.pkr.hcl.j2"
+base = "base"
+regions = {regions}
+packages = ["dist/hello-svc_*.deb"]
+communicator = "none"
+os = "amzn2"
 
 [vars]
 service = "svc{n}"
@@ -155,42 +191,59 @@ def deciding(runs: int) -> list[str]:
 
 
 def overhead(runs: int) -> list[str]:
-    repo = repo_with_services("overhead", 1)
-    run(doit("bake:svc1"), repo)
-    bakehouse = median_of(runs, lambda: run(doit("bake:svc1", "--rebake"), repo))
+    lines = ["| where | `packer build` of the rendered template | `doit bake:svc1 --rebake` | ratio | added |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    local_repo = repo_with_services("overhead", 1)
+    env = Moto.shared().fresh()
+    aws = aws_repo("aws-overhead", 1, AWS_REGIONS[:1])
+    for where, repo, env in (("local", local_repo, {}), ("moto", aws, env)):
+        run(doit("bake"), repo, env)
+        bakehouse = median_of(runs, lambda: run(doit("bake:svc1", "--rebake"), repo, env))
+        direct = _direct_packer_copy(repo, where)
+        count = iter(range(10**6))
+        packer = median_of(runs, lambda: run(["packer", "build", "-color=false", _unique(direct, next(count))], direct, env))
+        lines.append(f"| {where} | {packer.seconds:.2f} s | {bakehouse.seconds:.2f} s | "
+                     f"{bakehouse.seconds / packer.seconds:.2f} | {bakehouse.seconds - packer.seconds:.2f} s |")
+    return lines
+
+
+def _direct_packer_copy(repo: Path, where: str) -> Path:
+    """The template bakehouse rendered for its last bake of svc1, with its outputs moved aside."""
     rendered = max((repo / "build" / "svc1").glob("*.pkr.hcl"), key=lambda p: p.stat().st_mtime)
-    direct = WORK / "overhead-direct"
+    direct = WORK / f"overhead-direct-{where}"
     shutil.rmtree(direct, ignore_errors=True)
     direct.mkdir()
     text = rendered.read_text()
     text = re.sub(r'"OUTPUT=[^"]+"', f'"OUTPUT={direct}/image.tar.zst"', text)
     text = re.sub(r'(files\s*=\s*\[)"[^"]+"', rf'\1"{direct}/image.tar.zst"', text)
     text = re.sub(r'(output\s*=\s*)"[^"]+"', rf'\1"{direct}/manifest.json"', text)
-    (direct / "t.pkr.hcl").write_text(text)
-    packer = median_of(runs, lambda: run(["packer", "build", "-color=false", "t.pkr.hcl"], direct))
-    return [
-        "| what | median |", "| --- | ---: |",
-        f"| `packer build` of the rendered template | {packer.seconds:.2f} s |",
-        f"| `doit bake:svc1 --rebake` | {bakehouse.seconds:.2f} s |",
-        f"| ratio | {bakehouse.seconds / packer.seconds:.2f} |",
-    ]
+    (direct / "template.pkr.hcl").write_text(text)
+    return direct
+
+
+def _unique(direct: Path, n: int) -> str:
+    """A copy of the template whose AMI name is new (AWS refuses a second AMI of one name)."""
+    text = (direct / "template.pkr.hcl").read_text()
+    text = re.sub(r'(ami_name\s*=\s*)"([^"]+)"', rf'\1"\2-direct{n}"', text)
+    path = direct / f"t{n}.pkr.hcl"
+    path.write_text(text)
+    return path.name
 
 
 def parallel(runs: int) -> list[str]:
-    template = repo_with_services("parallel", 8)
+    lines = ["| where | `doit -n 1` (8 bakes) | `doit -n 4` | speed-up |", "| --- | ---: | ---: | ---: |"]
+    for where, repo, env in (("local", repo_with_services("parallel", 8), {}), *_aws_parallel_repo()):
+        run(doit("bake"), repo, env)
+        every = [arg for n in range(1, 9) for arg in (f"bake:svc{n}", "--rebake")]
+        one = median_of(runs, lambda: run(doit("-n", "1", *every), repo, env))
+        four = median_of(runs, lambda: run(doit("-n", "4", *every), repo, env))
+        lines.append(f"| {where} | {one.seconds:.2f} s | {four.seconds:.2f} s | {one.seconds / four.seconds:.2f}x |")
+    return lines
 
-    def bake_all(jobs: int) -> Sample:
-        repo = WORK / f"parallel-n{jobs}"
-        shutil.rmtree(repo, ignore_errors=True)
-        shutil.copytree(template, repo, ignore=shutil.ignore_patterns(".doit.db*"))
-        return run(doit("-n", str(jobs), "bake"), repo)
 
-    one = median_of(runs, lambda: bake_all(1))
-    four = median_of(runs, lambda: bake_all(4))
-    return [
-        "| `doit -n 1 bake` (8 bakes) | `doit -n 4 bake` | speed-up |", "| ---: | ---: | ---: |",
-        f"| {one.seconds:.2f} s | {four.seconds:.2f} s | {one.seconds / four.seconds:.2f}x |",
-    ]
+def _aws_parallel_repo() -> list[tuple[str, Path, dict[str, str]]]:
+    env = Moto.shared().fresh()
+    return [("moto", aws_repo("aws-parallel", 8, AWS_REGIONS[:1]), env)]
 
 
 def local(runs: int) -> list[str]:
@@ -209,7 +262,137 @@ def local(runs: int) -> list[str]:
     ]
 
 
-SECTIONS = {"deciding": deciding, "overhead": overhead, "parallel": parallel, "local": local}
+class Moto:
+    """moto's EC2 server (tests/moto_ec2.py) on 127.0.0.1, started once, stopped by its pid."""
+
+    _shared: Moto | None = None
+
+    def __init__(self) -> None:
+        import socket
+        import urllib.request
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        log = (WORK / "moto.log").open("ab")
+        self.process = subprocess.Popen([sys.executable, str(PROJECT / "tests" / "moto_ec2.py"), str(self.port)],
+                                        stdout=log, stderr=log)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("moto's server did not start; see moto.log")
+                time.sleep(0.1)
+
+    @classmethod
+    def shared(cls) -> Moto:
+        if cls._shared is None:
+            cls._shared = cls()
+        return cls._shared
+
+    def fresh(self) -> dict[str, str]:
+        """Forget every AMI; the environment that points bakehouse, boto3 and packer here."""
+        import urllib.request
+
+        urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"), timeout=30)
+        env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+               "AWS_ENDPOINT_URL_EC2": self.url, "AWS_EC2_METADATA_DISABLED": "true"}
+        os.environ.update(env)
+        return env
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def aws_repo(name: str, services: int, regions: list[str]) -> Path:
+    repo = WORK / name
+    shutil.rmtree(repo, ignore_errors=True)
+    repo.mkdir(parents=True)
+    for part in ("templates", "packages"):
+        shutil.copytree(PROJECT / part, repo / part)
+    shutil.copy(PROJECT / "dodo.py", repo / "dodo.py")
+    (repo / "bakes").mkdir()
+    (repo / "bakes" / "base.toml").write_text(AWS_BASE.format(regions=json.dumps(regions)))
+    for n in range(1, services + 1):
+        (repo / "bakes" / f"svc{n}.toml").write_text(AWS_SERVICE.format(n=n, regions=json.dumps(regions)))
+    run(doit("package"), repo)
+    return repo
+
+
+def seed_amis(repo: Path) -> None:
+    """Register, with bakehouse's tags, an AMI of every service's current key in each region,
+    without baking it (as seed_registry does for local images)."""
+    import boto3
+
+    project = Project.at(repo)
+    planner = Planner(project, load_bakes(project), make_providers(project), now_utc())
+    clients = {region: boto3.client("ec2", region_name=region) for region in AWS_REGIONS}
+    for bake in planner.graph.bakes:
+        decision = planner.decide(bake.name)
+        if decision.up_to_date or decision.key is None or decision.summary is None:
+            continue
+        image_id = f"{bake.name}-seeded-{decision.key[:8]}"
+        tags = {BAKE_TAG: bake.name, IMAGE_TAG: image_id, KEY_TAG: decision.key,
+                CREATED_TAG: "2026-01-01T00:00:00+00:00", **summary_tags(compact(decision.summary))}
+        if decision.base_image is not None:
+            tags[BASE_TAG] = decision.base_image.image_id
+        for region in planner.providers["aws"].needed_locations(bake):
+            ami = clients[region].register_image(Name=image_id, RootDeviceName="/dev/xvda")["ImageId"]
+            clients[region].create_tags(Resources=[ami], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+
+
+def _moto_listing_seconds() -> float:
+    """How long moto itself takes to answer a run's registry listings (one warm client per
+    region, the same request bakehouse makes): the part of a run that is the emulator's."""
+    import boto3
+
+    clients = [boto3.client("ec2", region_name=region) for region in AWS_REGIONS]
+    for client in clients:
+        client.describe_regions()  # connect first: only the listing is timed
+    start = time.perf_counter()
+    for client in clients:
+        client.describe_images(Owners=["self"], Filters=[{"Name": "tag-key", "Values": [BAKE_TAG]}])
+    return time.perf_counter() - start
+
+
+def aws_deciding(runs: int) -> list[str]:
+    moto = Moto.shared()
+    lines = ["| services | `doit list` | no-op `doit` | `doit plan` | no-op / list | of which moto answering "
+             "| plan per bake | peak RSS (plan) | DescribeImages per region (no-op `doit`) |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for services in (10, 100, 500):
+        env = moto.fresh()
+        repo = aws_repo(f"aws-deciding-{services}", services, AWS_REGIONS)
+        run(doit("bake:base"), repo, env)
+        seed_amis(repo)
+        calls = WORK / "aws-calls.log"
+        calls.unlink(missing_ok=True)
+        run(doit(), repo, {**env, "BAKEHOUSE_AWS_CALL_LOG": str(calls)})
+        per_region: dict[str, int] = {}
+        for line in calls.read_text().splitlines():
+            _, operation, region, *_ = line.split(" ", 3)
+            if operation == "DescribeImages":
+                per_region[region] = per_region.get(region, 0) + 1
+        listing = median_of(runs, lambda: run(doit("list"), repo, env))
+        noop = median_of(runs, lambda: run(doit(), repo, env))
+        planned = median_of(runs, lambda: run(doit("plan"), repo, env))
+        moto_answering = statistics.median(_moto_listing_seconds() for _ in range(runs))
+        per_bake_ms = planned.seconds / (services + 1) * 1000
+        lines.append(
+            f"| {services} | {listing.seconds:.2f} s | {noop.seconds:.2f} s | {planned.seconds:.2f} s | "
+            f"{noop.seconds / listing.seconds:.2f}x | {moto_answering:.2f} s | {per_bake_ms:.1f} ms | "
+            f"{planned.max_rss_mib:.0f} MiB | {', '.join(f'{r}: {n}' for r, n in sorted(per_region.items()))} |"
+        )
+    return lines
+
+
+SECTIONS = {"deciding": deciding, "aws-deciding": aws_deciding, "overhead": overhead, "parallel": parallel,
+            "local": local}
 
 
 def machine() -> str:
@@ -227,9 +410,13 @@ def main() -> None:
     parser.add_argument("sections", nargs="*", choices=[[], *SECTIONS], default=[])
     args = parser.parse_args()
     print(f"Machine: {machine()}; median of {args.runs} runs\n")
-    for name in args.sections or list(SECTIONS):
-        print(f"## {name}\n")
-        print("\n".join(SECTIONS[name](args.runs)) + "\n", flush=True)
+    try:
+        for name in args.sections or list(SECTIONS):
+            print(f"## {name}\n")
+            print("\n".join(SECTIONS[name](args.runs)) + "\n", flush=True)
+    finally:
+        if Moto._shared is not None:
+            Moto._shared.stop()
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from debian.deb822 import Deb822
@@ -118,7 +119,14 @@ class DebInfo:
 
 
 def read_deb(path: Path, shown_as: str) -> DebInfo:
-    """Name and version from a .deb's control data (never from its file name)."""
+    """Name and version from a .deb's control data (never from its file name); read once per
+    file and content, since every bake whose glob matches the file asks."""
+    stat = path.stat()
+    return _read_deb(path, stat.st_size, stat.st_mtime_ns, shown_as)
+
+
+@lru_cache(maxsize=4096)
+def _read_deb(path: Path, size: int, mtime_ns: int, shown_as: str) -> DebInfo:
     try:
         control = DebFile(str(path)).debcontrol()
         return DebInfo(name=control["Package"], version=control["Version"])

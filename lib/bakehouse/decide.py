@@ -24,6 +24,7 @@ from .registry import ImageRecord
 from .render import Templates
 
 FORCED = "forced (--rebake)"
+AMI_TO_DEBIAN_ARCHITECTURE = {"x86_64": "amd64", "arm64": "arm64", "i386": "i386"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,12 @@ class Planner:
         """The Debian architecture images are made for (the host's, for local images)."""
         return host_architecture()
 
+    def _architecture(self, bake: Bake) -> str:
+        """The Debian architecture of `bake`'s images: its AMI's, or the host's."""
+        if bake.aws is not None:
+            return AMI_TO_DEBIAN_ARCHITECTURE.get(bake.aws.arch, bake.aws.arch)
+        return self.architecture
+
     @property
     def source_packages(self) -> tuple[SourcePackage, ...]:
         if self._source_packages is None:
@@ -102,7 +109,7 @@ class Planner:
         where = self.project.relative(bake.path)
         packages = resolve_packages(
             self.project, where, bake.packages, self.source_packages,
-            bake.repositories, self.indexes, self.architecture if bake.repositories else "",
+            bake.repositories, self.indexes, self._architecture(bake) if bake.repositories else "",
         )
         files = self.templates.input_files(bake.template)
         images = provider.registry.images(bake.name)

@@ -63,6 +63,7 @@ class Templates:
         self.env.filters.update(hcl=hcl_literal, shell=shell_word, json=json_literal)
         self.env.globals[FILE_FUNCTION] = self._file_path
         self._hash_cache: dict[Path, str] = {}
+        self._inputs_cache: dict[str, dict[str, str]] = {}
 
     def _file_path(self, name: str) -> str:
         path = self._existing(name, "file()")
@@ -75,7 +76,13 @@ class Templates:
         return path
 
     def input_files(self, template: str) -> dict[str, str]:
-        """sha256 of the template and of every template and file() it can reach."""
+        """sha256 of the template and of every template and file() it can reach (worked out
+        once per template and run: many bakes share a template)."""
+        if template not in self._inputs_cache:
+            self._inputs_cache[template] = self._input_files(template)
+        return dict(self._inputs_cache[template])
+
+    def _input_files(self, template: str) -> dict[str, str]:
         found: dict[str, str] = {}
         pending = [template]
         while pending:

@@ -64,15 +64,21 @@ class AwsRegistry:
     def __init__(self, ec2: Ec2, regions_of: Callable[[str], tuple[str, ...]]) -> None:
         self.ec2 = ec2
         self.regions_of = regions_of
-        self._listings: dict[str, list[dict[str, Any]]] = {}
+        self._listings: dict[str, dict[str, list[dict[str, Any]]]] = {}
 
-    def listing(self, region: str) -> list[dict[str, Any]]:
-        """Every available bakehouse AMI of this account in `region` (one call, then cached)."""
+    def listing(self, region: str) -> dict[str, list[dict[str, Any]]]:
+        """Every available bakehouse AMI of this account in `region`, by bake, oldest first
+        (one call, then kept: indexed once, so each bake's lookup costs only its own AMIs)."""
         if region not in self._listings:
             images = self.ec2.describe_images(
                 region, Owners=["self"], Filters=[{"Name": "tag-key", "Values": [BAKE_TAG]}]
             )
-            self._listings[region] = [image for image in images if image.get("State") == "available"]
+            by_bake: dict[str, list[dict[str, Any]]] = {}
+            for image in sorted(images, key=lambda image: image.get("CreationDate", "")):
+                tags = _tags(image)
+                if image.get("State") == "available" and tags.get(IMAGE_TAG) and tags.get(KEY_TAG):
+                    by_bake.setdefault(tags.get(BAKE_TAG, ""), []).append({**image, "tags": tags})
+            self._listings[region] = by_bake
         return self._listings[region]
 
     def amis(self, bake: str, image_id: str) -> dict[str, dict[str, Any]]:
@@ -87,10 +93,8 @@ class AwsRegistry:
         """{image id: {region: AMI}}; of two AMIs of one image in a region, the newer counts."""
         grouped: dict[str, dict[str, dict[str, Any]]] = {}
         for region in self.regions_of(bake):
-            for image in sorted(self.listing(region), key=lambda image: image.get("CreationDate", "")):
-                tags = _tags(image)
-                if tags.get(BAKE_TAG) == bake and tags.get(IMAGE_TAG) and tags.get(KEY_TAG):
-                    grouped.setdefault(tags[IMAGE_TAG], {})[region] = image
+            for image in self.listing(region).get(bake, []):
+                grouped.setdefault(image["tags"][IMAGE_TAG], {})[region] = image
         return grouped
 
     def forget(self, bake: str) -> None:
@@ -112,6 +116,8 @@ class AwsRegistry:
 
 
 def _tags(image: dict[str, Any]) -> dict[str, str]:
+    if "tags" in image:  # indexed by listing()
+        return image["tags"]
     return {tag["Key"]: tag["Value"] for tag in image.get("Tags") or []}
 
 
