@@ -11,7 +11,8 @@ Every AMI a bake makes carries tags (on its snapshots too):
     bakehouse:summary:N   the compact input summary as JSON, cut into tag-sized pieces
 
 Lookups are batched: the first question about any bake in a region lists every bakehouse AMI
-of this account there (one paginated DescribeImages) and the answer is kept for the process.
+of this account there (one paginated DescribeImages) and the answer is kept for the process;
+a new image is checked by its AMI ids and added to what is kept.
 An image counts in a region only while its AMI there is `available`.
 """
 
@@ -103,11 +104,21 @@ class AwsRegistry:
             self._listings.pop(region, None)
 
     def record(self, image: ImageRecord) -> None:
-        """Packer tagged the AMIs; forget the listings of their regions and check they show."""
-        for region in image.locations:
-            self._listings.pop(region, None)
-        seen = {region: ami["ImageId"] for region, ami in self.amis(image.bake, image.image_id).items()}
-        missing = [region for region, ami in image.locations.items() if seen.get(region) != ami]
+        """Packer tagged the AMIs; check each shows, available and tagged, and add it to the
+        kept listing (asking for the new AMIs by id, not listing the account again: a run
+        that bakes many images would otherwise list every region once per bake)."""
+        missing = []
+        for region, ami_id in image.locations.items():
+            found = [
+                {**ami, "tags": _tags(ami)}
+                for ami in self.ec2.describe_images(region, ImageIds=[ami_id])
+                if ami.get("State") == "available" and _tags(ami).get(IMAGE_TAG) == image.image_id
+            ]
+            if not found:
+                missing.append(region)
+            elif region in self._listings:
+                kept = self._listings[region].setdefault(image.bake, [])
+                kept[:] = [ami for ami in kept if ami["ImageId"] != ami_id] + found
         if missing:
             raise RegistryError(
                 f"{image.bake}: packer reported {image.image_id}, but AWS lists no available AMI of it "
