@@ -125,18 +125,24 @@ def doit(*args: str) -> list[str]:
     return [sys.executable, "-m", "doit", *args]
 
 
+def new_repo(name: str, base: str) -> Path:
+    """A repository with this checkout's templates and packages, and `base` as bakes/base.toml."""
+    repo = WORK / name
+    shutil.rmtree(repo, ignore_errors=True)
+    repo.mkdir(parents=True)
+    for part in ("templates", "packages"):
+        shutil.copytree(PROJECT / part, repo / part)
+    shutil.copy(PROJECT / "dodo.py", repo / "dodo.py")
+    (repo / "bakes").mkdir()
+    (repo / "bakes" / "base.toml").write_text(base)
+    return repo
+
+
 def base_repo() -> Path:
     """A repository whose tiny base is baked (once; reused by later runs of the benchmarks)."""
     repo = WORK / "base-repo"
     if not (repo / ".bakehouse" / "records" / "base").is_dir():
-        shutil.rmtree(repo, ignore_errors=True)
-        repo.mkdir(parents=True)
-        for part in ("templates", "packages"):
-            shutil.copytree(PROJECT / part, repo / part)
-        shutil.copy(PROJECT / "dodo.py", repo / "dodo.py")
-        (repo / "bakes").mkdir()
-        (repo / "bakes" / "base.toml").write_text(BASE)
-        run(doit("bake:base"), repo)
+        run(doit("bake:base"), new_repo("base-repo", BASE))
     return repo
 
 
@@ -310,14 +316,7 @@ class Moto:
 
 
 def aws_repo(name: str, services: int, regions: list[str]) -> Path:
-    repo = WORK / name
-    shutil.rmtree(repo, ignore_errors=True)
-    repo.mkdir(parents=True)
-    for part in ("templates", "packages"):
-        shutil.copytree(PROJECT / part, repo / part)
-    shutil.copy(PROJECT / "dodo.py", repo / "dodo.py")
-    (repo / "bakes").mkdir()
-    (repo / "bakes" / "base.toml").write_text(AWS_BASE.format(regions=json.dumps(regions)))
+    repo = new_repo(name, AWS_BASE.format(regions=json.dumps(regions)))
     for n in range(1, services + 1):
         (repo / "bakes" / f"svc{n}.toml").write_text(AWS_SERVICE.format(n=n, regions=json.dumps(regions)))
     run(doit("package"), repo)
@@ -407,7 +406,8 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("sections", nargs="*", choices=[[], *SECTIONS], default=[])
+    parser.add_argument("sections", nargs="*", choices=[[], *SECTIONS], default=[], metavar="SECTION",
+                        help=f"any of: {', '.join(SECTIONS)} (default: all)")
     args = parser.parse_args()
     print(f"Machine: {machine()}; median of {args.runs} runs\n")
     try:
