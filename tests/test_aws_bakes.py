@@ -183,3 +183,15 @@ def test_missing_credentials_are_one_line(aws_repo: Path, aws_env: dict[str, str
     assert result.returncode == 1
     assert "no AWS credentials found; set AWS_PROFILE, or AWS_ACCESS_KEY_ID" in result.output
     assert "Traceback" not in result.output
+
+
+def test_base_and_service_bake_in_one_parallel_run(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    """`doit -n 2`: the base bakes in one process and the service in another, which must see
+    the base's new AMIs although it listed the regions before they existed."""
+    run = run_doit(aws_repo, "-n", "2", env=aws_env, check=True)
+    assert sorted(baked(run.output)) == ["aws-base", "aws-hello"]
+    for region in REGIONS:
+        base, = amis(aws_env, region, "aws-base")
+        hello, = amis(aws_env, region, "aws-hello")
+        assert hello["tags"]["base_ami_id"] == base["ImageId"]
+    assert baked(run_doit(aws_repo, "-n", "2", env=aws_env, check=True).output) == []

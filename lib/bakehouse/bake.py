@@ -23,6 +23,12 @@ def bake_image(planner: Planner, name: str, forced: bool, out: TextIO) -> ImageR
     """Bake `name` unless an image of its current inputs exists (or `forced`)."""
     started = datetime.now(UTC)
     decision = planner.decide(name, forced)
+    if decision.key is None:
+        # doit runs a bake after what it builds on; when that ran in another process
+        # (`doit -n`), what this process knows of those images predates it: ask again.
+        for ancestor in planner.graph.chain(name)[:-1]:
+            planner.forget(ancestor.name)
+        decision = planner.decide(name, forced)
     if decision.up_to_date and decision.current is not None:
         out.write(f"[{name}] up to date: {decision.current.image_id}\n")
         return decision.current
