@@ -21,7 +21,8 @@ from doit.cmd_base import DoitCmdBase
 from doit.exceptions import InvalidCommand
 
 from .decide import Decision, Planner
-from .definitions import BakeGraph, did_you_mean
+from .definitions import BakeGraph
+from .tomlcheck import did_you_mean
 from .errors import BakehouseError
 from .tasks import planner_from_tasks
 

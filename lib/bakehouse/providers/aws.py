@@ -22,7 +22,8 @@ from typing import Any
 
 from .. import packer
 from ..aws import Ec2, ec2_endpoint
-from ..definitions import AwsSettings, AwsSource, Bake, BakeGraph, load_bakes
+from ..aws_definitions import AwsSettings, AwsSource
+from ..definitions import Bake, BakeGraph, load_bakes
 from ..errors import AwsError, PackerError
 from ..fingerprint import compact
 from ..project import Project

@@ -1,0 +1,175 @@
+"""The keys of `provider = "aws"` bakes: regions, how an AMI is built and named, its source.
+
+Parsed with the same one-line errors as every other key (see tomlcheck.py); the rest of a
+bake file is read by definitions.py.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import DefinitionError
+from .tomlcheck import Getter
+
+if TYPE_CHECKING:
+    from .definitions import Bake
+
+AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+AMI_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
+MULTI_REGION_MODES = ("bake", "copy")
+COMMUNICATORS = ("ssh", "none")
+AWS_KEYS = (
+    "regions", "multi_region", "instance_type", "arch", "os", "ami_name", "ami_suffix",
+    "communicator", "ssh_username",
+)
+AWS_SOURCE_KEYS = ("ami", "name", "owners", "most_recent")
+
+
+@dataclass(frozen=True)
+class AwsSource:
+    """Where an AMI bake starts: an AMI id (one for all regions, or one per region), or a
+    filter (name pattern, owners) resolved to the newest matching AMI in each region."""
+
+    ami: str | tuple[tuple[str, str], ...] | None = None
+    name: str | None = None
+    owners: tuple[str, ...] = ()
+    most_recent: bool = True
+
+    def content(self) -> dict[str, Any]:
+        ami = dict(self.ami) if isinstance(self.ami, tuple) else self.ami
+        return {"ami": ami, "name": self.name, "owners": list(self.owners), "most_recent": self.most_recent}
+
+    def ami_in(self, region: str) -> str | None:
+        """The AMI id given for `region`, when the source names ids rather than a filter."""
+        if isinstance(self.ami, tuple):
+            return dict(self.ami).get(region)
+        return self.ami
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """The keys of an AMI bake: where it must exist and how it is built and named."""
+
+    regions: tuple[str, ...]
+    multi_region: str = "bake"  # "bake": one bake per region, in parallel; "copy": bake once, copy
+    instance_type: str = "t3.micro"
+    arch: str = "x86_64"
+    os: str = "linux"
+    ami_name: str | None = None
+    ami_suffix: str | None = None
+    communicator: str = "ssh"
+    ssh_username: str = "admin"
+
+    def content(self) -> dict[str, Any]:
+        """What can change the image: not names, the SSH user, or how regions are filled."""
+        return {
+            "regions": list(self.regions), "instance_type": self.instance_type,
+            "arch": self.arch, "communicator": self.communicator,
+        }
+
+
+def parse_aws(where: str, data: dict[str, Any], provider: str) -> AwsSettings | None:
+    """The AWS keys of a bake; they are refused on bakes of other providers."""
+    if provider != "aws":
+        for key in AWS_KEYS:
+            if key in data:
+                raise DefinitionError(f"{where}: {key} is only for provider = \"aws\" (this bake is {provider})")
+        return None
+    get = Getter(where, data)
+    regions = tuple(get.string_list("regions"))
+    if not regions:
+        raise DefinitionError(f"{where}: regions is required for provider = \"aws\", e.g. regions = [\"us-east-1\"]")
+    for region in regions:
+        if not AWS_REGION.match(region):
+            raise DefinitionError(f"{where}: regions: '{region}' is not an AWS region name such as 'us-east-1'")
+    if len(set(regions)) != len(regions):
+        raise DefinitionError(f"{where}: regions: a region is named more than once")
+    return AwsSettings(
+        regions=regions,
+        multi_region=get.choice("multi_region", MULTI_REGION_MODES, default="bake"),
+        instance_type=_matching(where, get, "instance_type", r"^[a-z][a-z0-9-]*\.[a-z0-9]+$", "t3.micro",
+                                "an EC2 instance type such as 't3.micro'"),
+        arch=_matching(where, get, "arch", r"^[a-z0-9_]+$", "x86_64", "lower-case letters, digits and '_'"),
+        os=_matching(where, get, "os", r"^[a-z0-9][a-z0-9.]*$", "linux", "lower-case letters, digits and '.'"),
+        ami_name=_matching(where, get, "ami_name", r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$", None, _NAME_PART),
+        ami_suffix=_matching(where, get, "ami_suffix", r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$", None, _NAME_PART),
+        communicator=get.choice("communicator", COMMUNICATORS, default="ssh"),
+        ssh_username=_matching(where, get, "ssh_username", r"^[a-z_][a-z0-9_-]{0,31}$", "admin", "a user name"),
+    )
+
+
+_NAME_PART = "letters, digits, '.', '_' and '-' (part of an AMI name)"
+
+
+def _matching(where: str, get: Getter, key: str, pattern: str, default: str | None, wanted: str) -> Any:
+    value = get.string(key)
+    if value is None:
+        return default
+    if not re.match(pattern, value):
+        raise DefinitionError(f"{where}: {key}: {value!r} is not valid: {wanted}")
+    return value
+
+
+def parse_aws_source(where: str, table: dict[str, Any]) -> AwsSource:
+    get = Getter(where, table, prefix="source.")
+    ami, name = table.get("ami"), get.string("name")
+    if (ami is None) == (name is None):
+        raise DefinitionError(
+            f"{where}: [source] of an AWS bake needs either ami (an AMI id, or a table of one per region) "
+            "or name (an AMI name pattern, with owners)"
+        )
+    if name is not None:
+        owners = tuple(get.string_list("owners"))
+        if not owners:
+            raise DefinitionError(
+                f"{where}: source.owners is required with source.name (account ids, 'self' or 'amazon'), "
+                "so an image of someone else with a matching name is never picked"
+            )
+        most_recent = table.get("most_recent", True)
+        if not isinstance(most_recent, bool):
+            raise get.fail("most_recent", "a boolean", most_recent)
+        return AwsSource(name=name, owners=owners, most_recent=most_recent)
+    for key in ("owners", "most_recent"):
+        if key in table:
+            raise DefinitionError(f"{where}: source.{key} goes with source.name (a filter), not with source.ami")
+    if isinstance(ami, str):
+        return AwsSource(ami=_ami_id(where, "source.ami", ami))
+    if isinstance(ami, dict) and ami:
+        for region, value in ami.items():
+            if not AWS_REGION.match(region):
+                raise DefinitionError(f"{where}: source.ami: '{region}' is not an AWS region name such as 'us-east-1'")
+            if not isinstance(value, str):
+                raise get.fail(f"ami.{region}", "an AMI id", value)
+            _ami_id(where, f"source.ami.{region}", value)
+        return AwsSource(ami=tuple(sorted(ami.items())))
+    raise get.fail("ami", "an AMI id or a table of region = AMI id", ami)
+
+
+def _ami_id(where: str, key: str, value: str) -> str:
+    if not AMI_ID.match(value):
+        raise DefinitionError(f"{where}: {key}: '{value}' is not an AMI id such as 'ami-0123456789abcdef0'")
+    return value
+
+
+def check_aws_chain(bakes: dict[str, Bake]) -> None:
+    """A service builds in each of its regions on its base's image there, so the base must
+    exist wherever the service does; AMI ids given per region must cover the regions. (In
+    copy mode too: a region that goes missing later is baked there alone.)"""
+    for bake in bakes.values():
+        if bake.aws is None:
+            continue
+        base = bakes[bake.base] if bake.base is not None else None
+        if base is not None and base.aws is not None:
+            outside = [region for region in bake.aws.regions if region not in base.aws.regions]
+            if outside:
+                raise DefinitionError(
+                    f"bakes/{bake.name}.toml: regions: {', '.join(outside)} not in the regions of its base "
+                    f"'{base.name}' ({', '.join(base.aws.regions)}); a service bakes on its base's image in each region"
+                )
+        source = bake.source
+        if isinstance(source, AwsSource) and isinstance(source.ami, tuple):
+            uncovered = [region for region in bake.aws.regions if source.ami_in(region) is None]
+            if uncovered:
+                raise DefinitionError(f"bakes/{bake.name}.toml: source.ami names no AMI for {', '.join(uncovered)}")
