@@ -109,14 +109,6 @@ class BakeGraph:
             chain.insert(0, self[chain[0].base])
         return chain
 
-    def dependents(self, name: str) -> list[Bake]:
-        """The bakes built on `name`, directly or through other bakes."""
-        found: list[Bake] = []
-        for bake in self.bakes:
-            if bake.base is not None and (bake.base == name or self[bake.base] in found):
-                found.append(bake)
-        return found
-
 
 def load_bakes(project: Project) -> BakeGraph:
     """Every bakes/*.toml, validated, with the graph checked (missing bases, cycles)."""

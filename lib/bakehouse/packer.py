@@ -17,7 +17,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TextIO
@@ -34,7 +34,6 @@ class PackerRun:
     template: Path
     log_path: Path
     timeout_seconds: int
-    env: dict[str, str] = field(default_factory=dict)
     packer: str = "packer"
 
 
@@ -82,7 +81,7 @@ def build(run: PackerRun, out: TextIO) -> None:
         raise PackerError(f"'{run.packer}' is not installed (Debian: apt-get install packer)")
     run.log_path.parent.mkdir(parents=True, exist_ok=True)
     argv = [run.packer, "build", "-color=false", str(run.template)]
-    env = {**os.environ, "PACKER_CHECKPOINT_DISABLE": "1", "CHECKPOINT_DISABLE": "1", **run.env}
+    env = {**os.environ, "PACKER_CHECKPOINT_DISABLE": "1", "CHECKPOINT_DISABLE": "1"}
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     with run.log_path.open("w", encoding="utf-8") as log:
         log.write(f"$ {' '.join(argv)}\n")

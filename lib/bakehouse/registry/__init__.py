@@ -51,7 +51,3 @@ class Registry(Protocol):
     def forget(self, bake: str) -> None:
         """Drop anything cached about `bake`'s images: the next images() reads afresh."""
         ...
-
-
-def find_by_key(registry: Registry, bake: str, key: str) -> ImageRecord | None:
-    return next((image for image in registry.images(bake) if image.key == key), None)
