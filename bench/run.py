@@ -160,7 +160,8 @@ def seed_registry(repo: Path) -> None:
     """Record an image of every service's current key without baking it: deciding costs the
     same however the images were made, and baking hundreds would take the benchmark hours."""
     project = Project.at(repo)
-    planner = Planner(project, load_bakes(project), make_providers(project), now_utc())
+    graph = load_bakes(project)
+    planner = Planner(project, graph, make_providers(project, graph), now_utc())
     registry = planner.providers["local"].registry
     for bake in planner.graph.bakes:
         decision = planner.decide(bake.name)
@@ -329,7 +330,8 @@ def seed_amis(repo: Path) -> None:
     import boto3
 
     project = Project.at(repo)
-    planner = Planner(project, load_bakes(project), make_providers(project), now_utc())
+    graph = load_bakes(project)
+    planner = Planner(project, graph, make_providers(project, graph), now_utc())
     clients = {region: boto3.client("ec2", region_name=region) for region in AWS_REGIONS}
     for bake in planner.graph.bakes:
         decision = planner.decide(bake.name)

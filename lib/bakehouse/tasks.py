@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 from doit.exceptions import InvalidCommand, InvalidDodoFile, TaskFailed
 
 from .bake import bake_image
-from .debpkg import build_deb, find_source_packages
+from .debpkg import build_deb
 from .decide import Decision, Planner
 from .definitions import Bake, load_bakes
 from .epoch import now_utc
@@ -43,7 +43,7 @@ def dodo_globals(root: str | Path) -> dict[str, Any]:
 
     def task_package() -> Iterator[dict[str, Any]]:
         """Build the Debian packages under packages/ into dist/."""
-        for package in _guard(find_source_packages, project):
+        for package in _guard(lambda: planner_for(project.root).source_packages):
             yield {
                 "name": package.name,
                 "doc": f"build {project.relative(package.output)} from {project.relative(package.source_dir)}/",
@@ -55,9 +55,9 @@ def dodo_globals(root: str | Path) -> dict[str, Any]:
 
     def task_bake() -> Iterator[dict[str, Any]]:
         """Bake images: `doit bake:<name>` bakes one image and what it builds on."""
-        graph = _guard(load_bakes, project)
-        built_here = _guard(find_source_packages, project)
-        for bake in graph.bakes:
+        planner = _guard(lambda: planner_for(project.root))
+        built_here = _guard(lambda: planner.source_packages)
+        for bake in planner.graph.bakes:
             check = ImageUpToDate(project.root, bake.name)
             yield {
                 "name": bake.name,
@@ -114,19 +114,21 @@ def _task_deps(project: Project, bake: Bake, built_here: Any) -> list[str]:
     return deps
 
 
-def _guard(load: Callable[[Project], Any], project: Project) -> Any:
+def _guard(load: Callable[[], Any]) -> Any:
     """Loading errors become doit's own one-line `ERROR: ...` (exit 3), not a traceback."""
     try:
-        return load(project)
+        return load()
     except BakehouseError as error:
         raise InvalidDodoFile(str(error)) from None
 
 
 @lru_cache(maxsize=None)
 def planner_for(root: Path) -> Planner:
-    """One planner per process and repository, shared by all checks and actions."""
+    """One planner per process and repository, shared by task loading, checks and actions:
+    bake files are read and package sources hashed once per run."""
     project = Project.at(root)
-    return Planner(project, load_bakes(project), make_providers(project), now_utc())
+    graph = load_bakes(project)
+    return Planner(project, graph, make_providers(project, graph), now_utc())
 
 
 def planner_from_tasks(tasks: list[Any]) -> Planner:
@@ -188,7 +190,7 @@ def _bake(root: str, name: str, rebake: bool = False) -> TaskFailed | None:
 
 def _build_package(root: str, name: str) -> TaskFailed | None:
     try:
-        package = next(p for p in find_source_packages(Project.at(root)) if p.name == name)
+        package = next(p for p in planner_for(Path(root)).source_packages if p.name == name)
         build_deb(package)
     except BakehouseError as error:
         return TaskFailed(str(error))

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..definitions import Bake
+from ..definitions import Bake, BakeGraph
 from ..packages import ResolvedPackage
 from ..project import Project
 from ..registry import ImageRecord, Registry
@@ -71,16 +71,17 @@ class Provider(Protocol):
         ...
 
 
-def make_providers(project: Project) -> dict[str, Provider]:
+def make_providers(project: Project, graph: BakeGraph) -> dict[str, Provider]:
     """Every provider, by the name bake files use in `provider = "..."`. Each is made when
     first asked for, so a repository of local bakes never loads boto3 or looks for AWS."""
-    return _Providers(project)
+    return _Providers(project, graph)
 
 
 class _Providers(dict[str, Provider]):
-    def __init__(self, project: Project) -> None:
+    def __init__(self, project: Project, graph: BakeGraph) -> None:
         super().__init__()
         self.project = project
+        self.graph = graph
 
     def __missing__(self, name: str) -> Provider:
         if name == "local":
@@ -90,7 +91,7 @@ class _Providers(dict[str, Provider]):
         elif name == "aws":
             from .aws import AwsProvider
 
-            self[name] = AwsProvider(self.project)
+            self[name] = AwsProvider(self.project, self.graph)
         else:
             raise KeyError(name)
         return self[name]

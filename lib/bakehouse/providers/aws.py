@@ -23,7 +23,7 @@ from typing import Any
 from .. import packer
 from ..aws import Ec2, ec2_endpoint
 from ..aws_definitions import AwsSettings, AwsSource
-from ..definitions import Bake, BakeGraph, load_bakes
+from ..definitions import Bake, BakeGraph
 from ..errors import AwsError, PackerError
 from ..fingerprint import compact
 from ..project import Project
@@ -39,17 +39,15 @@ PLUGINS_SINCE = (1, 7)  # packer 1.7 moved amazon-ebs into a plugin that must be
 class AwsProvider:
     name = "aws"
 
-    def __init__(self, project: Project, ec2: Ec2 | None = None) -> None:
+    def __init__(self, project: Project, graph: BakeGraph, ec2: Ec2 | None = None) -> None:
         self.project = project
+        self.graph = graph
         self.ec2 = ec2 or Ec2()
         self.registry = AwsRegistry(self.ec2, self._regions_of)
-        self._graph: BakeGraph | None = None
         self._resolved: dict[tuple[str, str, tuple[str, ...]], dict[str, Any]] = {}
 
     def _regions_of(self, bake: str) -> tuple[str, ...]:
-        if self._graph is None:
-            self._graph = load_bakes(self.project)
-        return _settings(self._graph[bake]).regions
+        return _settings(self.graph[bake]).regions
 
     def source(self, bake: Bake) -> dict[str, Any] | None:
         if not isinstance(bake.source, AwsSource):
