@@ -14,6 +14,7 @@ import textwrap
 import threading
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 
@@ -36,9 +37,10 @@ def write(path: Path, text: str) -> Path:
 
 
 def records(repo: Path, bake: str) -> list[dict]:
-    """The registry's records of `bake`, newest first."""
+    """The registry's records of `bake`, newest first: by creation time, then by the sequence
+    the registry gives each image of a bake (the README's rule)."""
     found = [json.loads(p.read_text()) for p in (repo / ".bakehouse" / "records" / bake).glob("*.json")]
-    return sorted(found, key=lambda r: (r["created"], r["image_id"]), reverse=True)
+    return sorted(found, key=lambda r: (datetime.fromisoformat(r["created"]), r.get("sequence", 0)), reverse=True)
 
 
 def image_file(repo: Path, record: dict) -> Path:
@@ -176,7 +178,10 @@ def amis(env: dict[str, str], region: str, bake: str) -> list[dict]:
     )["Images"]
     for image in found:
         image["tags"] = {tag["Key"]: tag["Value"] for tag in image.get("Tags", [])}
-    return sorted(found, key=lambda image: image["tags"]["bakehouse:created"], reverse=True)
+    return sorted(
+        found, key=lambda image: (datetime.fromisoformat(image["tags"]["bakehouse:created"]),
+                                  int(image["tags"].get("bakehouse:sequence", 0))), reverse=True,
+    )
 
 
 def aws_calls(env: dict[str, str]) -> list[str]:

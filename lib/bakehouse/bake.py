@@ -6,22 +6,22 @@ behind is removed, and the next run simply tries again.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from . import packer
 from .aptrepo import download
 from .decide import Decision, Planner
+from .epoch import now_utc
 from .errors import BakehouseError
 from .locks import bake_lock
 from .providers import BakeJob, Provider
-from .registry import ImageRecord
+from .registry import ImageRecord, next_sequence, timestamp
 
 
 def bake_image(planner: Planner, name: str, forced: bool, out: TextIO) -> ImageRecord:
     """Bake `name` unless an image of its current inputs exists (or `forced`)."""
-    started = datetime.now(UTC)
     decision = planner.decide(name, forced)
     if decision.key is None:
         # doit runs a bake after what it builds on; when that ran in another process
@@ -34,13 +34,14 @@ def bake_image(planner: Planner, name: str, forced: bool, out: TextIO) -> ImageR
         return decision.current
     with bake_lock(planner.project.state_dir / "locks", name, out) as waited:
         if waited:
-            # Whoever held the lock may have baked exactly this image meanwhile: reuse it.
+            # Whoever held the lock may have baked exactly this image meanwhile: reuse it,
+            # unless this is a forced rebake: that bake began before this request was made
+            # (it held the lock when we asked), so it cannot answer it. No clock is compared.
             planner.forget(name)
-            fresh = planner.decide(name)
-            if fresh.current is not None and (not forced or fresh.current.created >= started.isoformat(timespec="seconds")):
-                out.write(f"[{name}] up to date: {fresh.current.image_id} (baked by the run we waited for)\n")
-                return fresh.current
             decision = planner.decide(name, forced)
+            if decision.up_to_date and decision.current is not None:
+                out.write(f"[{name}] up to date: {decision.current.image_id} (baked by the run we waited for)\n")
+                return decision.current
         return _bake_locked(planner, decision, out)
 
 
@@ -50,7 +51,7 @@ def _bake_locked(planner: Planner, decision: Decision, out: TextIO) -> ImageReco
         base = decision.bake.base
         raise BakehouseError(f"{name}: its base '{base}' has no current image; bake it first: doit bake:{base}")
     provider = planner.providers[decision.bake.provider]
-    job = _job(planner, provider, decision, datetime.now(UTC))
+    job = _job(planner, provider, decision, now_utc())
     out.write(f"[{name}] baking {job.image_id}: {'; '.join(decision.reasons)}\n")
     try:
         image = _run(planner, provider, decision, job, out)
@@ -66,15 +67,19 @@ def _job(planner: Planner, provider: Provider, decision: Decision, now: datetime
     assert decision.key is not None
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     if decision.partial is not None:
-        image_id = decision.partial.image_id  # completing an image: its new places join it
+        # Completing an image: its new places join it, and it keeps its time and place in order.
+        image_id, sequence = decision.partial.image_id, decision.partial.sequence
+        created = decision.partial.created
     else:
         image_id = provider.new_image_id(f"{bake.name}-{stamp}-{decision.key[:8]}", bake)
+        sequence, created = next_sequence(provider.registry.images(bake.name)), timestamp(now)
     work = planner.project.build_dir / bake.name
     return BakeJob(
         bake=bake,
         key=decision.key,
         image_id=image_id,
-        created=now,
+        created=created,
+        sequence=sequence,
         base_image=decision.base_image,
         manifest=work / f"{image_id}.manifest.json",
         log=planner.project.logs_dir / bake.name / f"{image_id}.log",
@@ -116,7 +121,8 @@ def _run(planner: Planner, provider: Provider, decision: Decision, job: BakeJob,
         image_id=job.image_id,
         bake=job.bake.name,
         key=job.key,
-        created=job.extends.created if job.extends is not None else job.created.isoformat(timespec="seconds"),
+        created=job.created,
+        sequence=job.sequence,
         provider=provider.name,
         locations=locations,
         base_image=None if job.base_image is None else job.base_image.image_id,

@@ -9,7 +9,6 @@ is shared by all providers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,7 +25,8 @@ class BakeJob:
     bake: Bake
     key: str
     image_id: str
-    created: datetime
+    created: str  # the image's `created` (registry.timestamp), kept when completing an image
+    sequence: int  # its place among the bake's images (registry.next_sequence)
     base_image: ImageRecord | None
     manifest: Path
     log: Path

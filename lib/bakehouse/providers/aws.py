@@ -29,7 +29,7 @@ from ..fingerprint import compact
 from ..project import Project
 from ..registry import ImageRecord
 from ..registry.aws import (
-    BAKE_TAG, BASE_TAG, CREATED_TAG, IMAGE_TAG, KEY_TAG, LOG_TAG, AwsRegistry, summary_tags,
+    BAKE_TAG, BASE_TAG, CREATED_TAG, IMAGE_TAG, KEY_TAG, LOG_TAG, SEQUENCE_TAG, AwsRegistry, summary_tags,
 )
 from . import BakeJob
 
@@ -146,17 +146,18 @@ class AwsProvider:
             existing = self.registry.amis(job.bake.name, job.extends.image_id)
             if existing:
                 return str(next(iter(existing.values()))["Name"])
-        stamp = settings.ami_suffix or f"{job.created:%Y%m%d%H%M%S}-{job.image_id[-6:]}"
+        made = datetime.fromisoformat(job.created)
+        stamp = settings.ami_suffix or f"{made:%Y%m%d%H%M%S}-{job.image_id[-6:]}"
         return f"{settings.ami_name or job.bake.name}-{settings.arch}-{stamp}-{settings.os}"
 
     def _common_tags(self, job: BakeJob, name: str) -> dict[str, str]:
-        created = job.extends.created if job.extends is not None else job.created.isoformat(timespec="seconds")
         tags = {
             "Name": name,
             BAKE_TAG: job.bake.name,
             IMAGE_TAG: job.image_id,
             KEY_TAG: job.key,
-            CREATED_TAG: created,
+            CREATED_TAG: job.created,
+            SEQUENCE_TAG: str(job.sequence),
             LOG_TAG: self.project.relative(job.log),
             "appversion": _appversion(job),
             "creator": _creator(),

@@ -2,11 +2,20 @@
 
 A registry answers "which complete images of bake B exist, newest first?" and records a new
 image atomically. The doit dep file is only a cache; a fresh clone asks the registry.
+
+Newest means newest, by one rule (`newest_first`) that every question of order uses:
+`created` (UTC, to the microsecond; records written before microseconds were kept count
+from the start of their second), then `sequence`, a number that grows with each image of a
+bake (the next one is given while the bake's lock is held), so two images made in
+the same instant (a controlled clock, a coarse one) still order by which came last. Never
+by an id or a hash.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 
@@ -26,17 +35,49 @@ class ImageRecord:
     summary: dict[str, Any] = field(default_factory=dict)
     log: str | None = None
     name: str | None = None  # the AMI name, where the provider names images apart from ids
+    sequence: int = 0  # grows with each image of a bake; 0 for records older than it
 
     def to_json(self) -> dict[str, Any]:
         return {
             "image_id": self.image_id, "bake": self.bake, "key": self.key, "created": self.created,
             "provider": self.provider, "locations": self.locations, "base_image": self.base_image,
             "packages": self.packages, "summary": self.summary, "log": self.log, "name": self.name,
+            "sequence": self.sequence,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ImageRecord:
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name != "name"}, name=data.get("name"))
+        optional = {"name": None, "sequence": 0}
+        required = {name: data[name] for name in cls.__dataclass_fields__ if name not in optional}
+        return cls(**required, **{name: data.get(name, default) for name, default in optional.items()})
+
+
+def timestamp(moment: datetime) -> str:
+    """How `created` is written: ISO 8601, UTC, to the microsecond (always with a fraction)."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def created_at(image: ImageRecord) -> datetime:
+    """When `image` was made; a time that cannot be read sorts oldest."""
+    try:
+        moment = datetime.fromisoformat(image.created)
+    except (TypeError, ValueError):
+        return datetime.min.replace(tzinfo=UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def order(image: ImageRecord) -> tuple[datetime, int]:
+    """The one measure of "newer": later `created`, then higher `sequence`."""
+    return created_at(image), image.sequence
+
+
+def newest_first(images: Iterable[ImageRecord]) -> list[ImageRecord]:
+    return sorted(images, key=order, reverse=True)
+
+
+def next_sequence(images: Iterable[ImageRecord]) -> int:
+    """The sequence number of the next image of a bake whose images are `images`."""
+    return max((image.sequence for image in images), default=0) + 1
 
 
 class Registry(Protocol):

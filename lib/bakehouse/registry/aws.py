@@ -5,7 +5,8 @@ Every AMI a bake makes carries tags (on its snapshots too):
     bakehouse:bake        the bake's name
     bakehouse:image       the image id: one per bake run, shared by its AMIs in all regions
     bakehouse:key         the content key
-    bakehouse:created     when the bake ran (UTC, ISO 8601)
+    bakehouse:created     when the bake ran (UTC, ISO 8601, to the microsecond)
+    bakehouse:sequence    grows with each image of the bake: orders images made in one instant
     bakehouse:base-image  the image id of the base it was built on (services)
     bakehouse:log         where the bake's log is, relative to the repository
     bakehouse:summary:N   the compact input summary as JSON, cut into tag-sized pieces
@@ -23,13 +24,14 @@ from typing import Any, Callable
 
 from ..aws import Ec2
 from ..errors import RegistryError
-from . import ImageRecord
+from . import ImageRecord, newest_first
 
 PREFIX = "bakehouse:"
 BAKE_TAG = PREFIX + "bake"
 IMAGE_TAG = PREFIX + "image"
 KEY_TAG = PREFIX + "key"
 CREATED_TAG = PREFIX + "created"
+SEQUENCE_TAG = PREFIX + "sequence"
 BASE_TAG = PREFIX + "base-image"
 LOG_TAG = PREFIX + "log"
 SUMMARY_TAG = PREFIX + "summary:"
@@ -88,7 +90,7 @@ class AwsRegistry:
 
     def images(self, bake: str) -> list[ImageRecord]:
         records = [_record(bake, image_id, amis) for image_id, amis in self._grouped(bake).items()]
-        return sorted(records, key=lambda image: (image.created, image.image_id), reverse=True)
+        return newest_first(records)
 
     def _grouped(self, bake: str) -> dict[str, dict[str, dict[str, Any]]]:
         """{image id: {region: AMI}}; of two AMIs of one image in a region, the newer counts."""
@@ -148,4 +150,10 @@ def _record(bake: str, image_id: str, amis: dict[str, dict[str, Any]]) -> ImageR
         summary=summary,
         log=first.get(LOG_TAG),
         name=next(iter(amis.values())).get("Name"),
+        sequence=_sequence(first.get(SEQUENCE_TAG)),
     )
+
+
+def _sequence(tag: str | None) -> int:
+    """An AMI's sequence tag; images tagged before there was one (or with a damaged one) are 0."""
+    return int(tag) if tag is not None and tag.isdigit() else 0

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import RegistryError
-from . import ImageRecord
+from . import ImageRecord, newest_first
 
 
 class LocalRegistry:
@@ -35,7 +35,7 @@ class LocalRegistry:
     def images(self, bake: str) -> list[ImageRecord]:
         found = [self._read(path) for path in self.records_dir(bake).glob("*.json")]
         complete = [image for image in found if self.artifact(image).is_file()]
-        return sorted(complete, key=lambda image: (image.created, image.image_id), reverse=True)
+        return newest_first(complete)
 
     def forget(self, bake: str) -> None:
         """Nothing to forget: every images() call reads the records afresh."""
