@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 SUITE = "stable"
@@ -57,14 +56,20 @@ class AptRepository:
         self._gpg("--clearsign", "--output", str(dists / "InRelease"), str(dists / "Release"))
 
     def serve(self) -> str:
-        port = _free_port()
+        """Serve the repository on 127.0.0.1 and a port the kernel picks when the server binds
+        (port 0), read from the server's first line: no port can be taken in between."""
         with self.log.open("wb") as log:
             self.server = subprocess.Popen(
-                [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
-                cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
+                [sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", "0"],
+                cwd=self.root, stdout=subprocess.PIPE, stderr=log, text=True,
             )
-        _wait_for_port(port)
-        self.url = f"http://127.0.0.1:{port}"
+        assert self.server.stdout is not None
+        banner = self.server.stdout.readline()  # "Serving HTTP on 127.0.0.1 port 43121 (http://...) ..."
+        match = re.search(r" port (\d+) ", banner)
+        if match is None:
+            self.server.kill()
+            raise RuntimeError(f"the test repository's server did not start: {banner!r}; see {self.log}")
+        self.url = f"http://127.0.0.1:{match.group(1)}"
         return self.url
 
     def requests(self, path_part: str) -> int:
@@ -79,18 +84,3 @@ class AptRepository:
         shutil.rmtree(self.gnupg, ignore_errors=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_for_port(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")

@@ -134,6 +134,45 @@ def slow_postinst(repo: Path, seconds: int) -> None:
     postinst.write_text(f"#!/bin/sh\nset -e\nsleep {seconds}\n")
 
 
+HELD_POSTINST = """#!/bin/sh
+# A test holds this install until it lets it go (or two minutes pass).
+touch /tmp/bakehouse-test-held
+i=0
+while [ ! -e /tmp/bakehouse-test-release ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done
+"""
+
+
+class HeldInstalls:
+    """hello-svc's postinst waits, inside each image being baked, until the test releases it,
+    so a test acts while bakes are installing whatever the machine's speed: it waits for a
+    condition (an install has begun), never for a length of time. The test sees into the
+    images being baked through their scratch directory (BAKEHOUSE_SCRATCH)."""
+
+    def __init__(self, repo: Path, scratch: Path) -> None:
+        (repo / "packages" / "hello-svc" / "DEBIAN" / "postinst").write_text(HELD_POSTINST)
+        scratch.mkdir(parents=True, exist_ok=True)
+        self.scratch = scratch
+        self.env = {"BAKEHOUSE_SCRATCH": str(scratch)}
+
+    def held(self) -> list[Path]:
+        """The roots of the images whose install is waiting now."""
+        return [
+            flag.parent.parent for flag in self.scratch.glob("*/root/tmp/bakehouse-test-held")
+            if not (flag.parent / "bakehouse-test-release").exists()
+        ]
+
+    def wait_until_held(self, count: int, seconds: float = 120) -> None:
+        deadline = time.monotonic() + seconds
+        while len(self.held()) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{count} installs never held at once (held: {self.held()})")
+            time.sleep(0.05)
+
+    def release(self) -> None:
+        for root in self.held():
+            (root / "tmp" / "bakehouse-test-release").touch()
+
+
 # --- AWS (moto stands in for AWS: there is no AWS account here) ---
 
 SECRET = "moto-test-secret-never-written-anywhere"

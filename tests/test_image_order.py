@@ -13,7 +13,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from helpers import Running, amis, bump_hello, records, run_doit, slow_postinst
+from helpers import HeldInstalls, Running, amis, bump_hello, records, run_doit
 
 INSTANT = {"BAKEHOUSE_NOW": os.environ["BAKEHOUSE_NOW"]}  # the session's instant (conftest.py)
 
@@ -69,16 +69,19 @@ def test_records_with_second_resolution_times_still_order(repo: Path) -> None:
     assert [image["sequence"] for image in catalogue["hello"]] == [1, 0]
 
 
-def test_racing_forced_rebakes_bake_once_per_request(repo: Path) -> None:
-    """The second request arrives while the first bakes, in the same second: the first bake
+def test_racing_forced_rebakes_bake_once_per_request(repo: Path, tmp_path: Path) -> None:
+    """The second request arrives while the first bakes, in the same instant: the first bake
     began before it was asked for, so the second bakes again after waiting."""
     run_doit(repo, "bake:hello", check=True)
-    slow_postinst(repo, 2)
-    first = Running(repo, "bake:hello", "--rebake")
-    first.wait_for("[hello] baking")
-    second = Running(repo, "bake:hello", "--rebake")
+    installs = HeldInstalls(repo, tmp_path / "scratch")
+    first = Running(repo, "bake:hello", "--rebake", env=installs.env)
+    installs.wait_until_held(1)
+    second = Running(repo, "bake:hello", "--rebake", env=installs.env)
+    second.wait_for("waiting: hello is being baked by pid")
+    installs.release()
+    installs.wait_until_held(1)  # the second request's own bake
+    installs.release()
     assert first.finish() == 0 and second.finish() == 0, first.output + second.output
-    assert "waiting: hello is being baked by pid" in second.output
     (by_first,), (by_second,) = baked_ids(first.output), baked_ids(second.output)
     assert [record["image_id"] for record in records(repo, "hello")][:2] == [by_second, by_first]
     assert len(records(repo, "hello")) == 3

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Running, amis, ec2, processes_mentioning, records, run_doit, slow_postinst, write
+from helpers import (
+    HeldInstalls, Running, amis, ec2, processes_mentioning, records, run_doit, slow_postinst, write,
+)
 
 INTERRUPTED = (130, -signal.SIGINT)  # a shell shows both as 130
 
@@ -66,27 +68,27 @@ def test_a_bake_past_its_timeout_is_cancelled_and_says_so(repo: Path) -> None:
     assert processes_mentioning(str(repo)) == []
 
 
-def test_two_runs_of_one_bake_bake_it_once(repo: Path) -> None:
-    slow_postinst(repo, 3)
-    first = Running(repo, "bake:hello")
-    first.wait_for("[hello] baking")
-    second = Running(repo, "bake:hello")
+def test_two_runs_of_one_bake_bake_it_once(repo: Path, tmp_path: Path) -> None:
+    installs = HeldInstalls(repo, tmp_path / "scratch")
+    first = Running(repo, "bake:hello", env=installs.env)
+    installs.wait_until_held(1)
+    second = Running(repo, "bake:hello", env=installs.env)
+    second.wait_for("waiting: hello is being baked by pid")
+    installs.release()
     assert first.finish() == 0 and second.finish() == 0, first.output + second.output
     assert len(records(repo, "hello")) == 1
     image = records(repo, "hello")[0]["image_id"]
-    assert "waiting: hello is being baked by pid" in second.output
     assert f"[hello] up to date: {image} (baked by the run we waited for)" in second.output
 
 
-def test_two_different_bakes_run_in_parallel(repo: Path) -> None:
+def test_two_different_bakes_run_in_parallel(repo: Path, tmp_path: Path) -> None:
     write(repo / "bakes" / "hello2.toml", (repo / "bakes" / "hello.toml").read_text())
-    slow_postinst(repo, 3)
-    one = Running(repo, "bake:hello")
-    two = Running(repo, "bake:hello2")
-    one.wait_for("local-service: installing")
-    two.wait_for("local-service: installing")
-    assert one.process.poll() is None  # both are installing at the same time: neither waited
-    assert one.finish() == 0 and two.finish() == 0
+    installs = HeldInstalls(repo, tmp_path / "scratch")
+    one = Running(repo, "bake:hello", env=installs.env)
+    two = Running(repo, "bake:hello2", env=installs.env)
+    installs.wait_until_held(2)  # both are installing at the same time: neither waited
+    installs.release()
+    assert one.finish() == 0 and two.finish() == 0, one.output + two.output
     assert "waiting" not in one.output + two.output
     assert len(records(repo, "hello")) == 1 and len(records(repo, "hello2")) == 1
 
