@@ -50,7 +50,7 @@ def image_file(repo: Path, record: dict) -> Path:
 def installed_version(image: Path, package: str) -> str:
     """dpkg-query inside the unpacked image."""
     with tempfile.TemporaryDirectory(dir="/dev/shm") as root:
-        subprocess.run(f"zstd -q -dc '{image}' | tar -x -C '{root}' ./var/lib/dpkg", shell=True, check=True)
+        subprocess.run(["tar", "--zstd", "-xf", str(image), "-C", root, "./var/lib/dpkg"], check=True)
         result = subprocess.run(
             ["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W", "-f=${Version}", package],
             capture_output=True, text=True,

@@ -20,7 +20,9 @@ root="$work/root"
 mkdir -p "$root"
 
 echo "local-service: unpacking $(basename "$BASE_IMAGE")"
-zstd -q -dc "$BASE_IMAGE" | tar -x --numeric-owner -C "$root"
+# tar reads the file itself: in a `zstd -dc | tar -x` pipeline tar stops at the end-of-archive
+# marker, zstd can die of SIGPIPE on the padding after it, and pipefail fails the bake by chance.
+tar --zstd -xf "$BASE_IMAGE" --numeric-owner -C "$root"
 
 inbox="$root/tmp/bakehouse"
 mkdir -p "$inbox/debs"
