@@ -11,6 +11,9 @@ Sections (all by default):
   parallel       8 independent service bakes with `doit -n 4` against `doit -n 1`,
                  local and against moto
   local          time to bake a service image on a cached minimal base, and image sizes
+  soak           (only when named) the shipped bakes as they are, on the real minbase base:
+                 `doit bake:hello --rebake` BAKEHOUSE_SOAK_RUNS times (default 100); every
+                 one must pass (a bake that fails by chance is a bug)
 
 moto's server (tests/moto_ec2.py, which needs the test extra) stands in for AWS: there is no
 AWS account here, so AWS's own latency is not measured, only what bakehouse and packer add.
@@ -269,6 +272,37 @@ def local(runs: int) -> list[str]:
     ]
 
 
+def soak(runs: int) -> list[str]:
+    """The README's main job's service bake, over and over, on the shipped base."""
+    rounds = int(os.environ.get("BAKEHOUSE_SOAK_RUNS", "100"))
+    repo = WORK / "soak"
+    if not (repo / ".bakehouse" / "records" / "base").is_dir():
+        shutil.rmtree(repo, ignore_errors=True)
+        repo.mkdir(parents=True)
+        for part in ("templates", "packages", "bakes"):
+            shutil.copytree(PROJECT / part, repo / part)
+        shutil.copy(PROJECT / "dodo.py", repo / "dodo.py")
+        run(doit(), repo)  # the shipped base (minbase, from the host's mirror) and hello
+    seconds, failures = [], []
+    for n in range(1, rounds + 1):
+        start = time.perf_counter()
+        result = subprocess.run(doit("bake:hello", "--rebake"), cwd=repo, capture_output=True, text=True)
+        seconds.append(time.perf_counter() - start)
+        if result.returncode != 0:
+            failures.append(f"run {n}: exit {result.returncode}: {result.stdout[-400:]}")
+        print(f"soak: {n}/{rounds}, {len(failures)} failed", file=sys.stderr, flush=True)
+        if n % 10 == 0:  # keep the disk: images of earlier rounds are not needed
+            for image in sorted((repo / ".bakehouse" / "images" / "hello").glob("*.tar.zst"))[:-1]:
+                image.unlink()
+    lines = [
+        "| what | value |", "| --- | ---: |",
+        f"| `doit bake:hello --rebake` on the shipped minbase base, passed | {rounds - len(failures)}/{rounds} |",
+        f"| median time per bake | {statistics.median(seconds):.2f} s |",
+        f"| slowest bake | {max(seconds):.2f} s |",
+    ]
+    return lines + [f"\n    {failure}" for failure in failures]
+
+
 class Moto:
     """moto's EC2 server (tests/moto_ec2.py) on 127.0.0.1, started once, stopped by its pid."""
 
@@ -394,6 +428,7 @@ def aws_deciding(runs: int) -> list[str]:
 
 SECTIONS = {"deciding": deciding, "aws-deciding": aws_deciding, "overhead": overhead, "parallel": parallel,
             "local": local}
+NAMED_ONLY = {"soak": soak}  # minutes long, and downloads the real base: run when asked for
 
 
 def machine() -> str:
@@ -408,14 +443,14 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("sections", nargs="*", choices=[[], *SECTIONS], default=[], metavar="SECTION",
-                        help=f"any of: {', '.join(SECTIONS)} (default: all)")
+    parser.add_argument("sections", nargs="*", choices=[[], *SECTIONS, *NAMED_ONLY], default=[], metavar="SECTION",
+                        help=f"any of: {', '.join([*SECTIONS, *NAMED_ONLY])} (default: {', '.join(SECTIONS)})")
     args = parser.parse_args()
     print(f"Machine: {machine()}; median of {args.runs} runs\n")
     try:
         for name in args.sections or list(SECTIONS):
             print(f"## {name}\n")
-            print("\n".join(SECTIONS[name](args.runs)) + "\n", flush=True)
+            print("\n".join({**SECTIONS, **NAMED_ONLY}[name](args.runs)) + "\n", flush=True)
     finally:
         if Moto._shared is not None:
             Moto._shared.stop()

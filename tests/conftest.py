@@ -16,9 +16,7 @@ from typing import Iterator
 
 import pytest
 
-from helpers import SECRET, run_doit, start_moto, write
-
-PROJECT = Path(__file__).resolve().parent.parent
+from helpers import PROJECT, SECRET, run_doit, start_moto, write
 
 # One instant for the whole session (the clock override users have too): a suite that runs
 # across midnight or into a new ISO week decides as it would have at its start, and every

@@ -17,6 +17,8 @@ import urllib.request
 from datetime import datetime
 from pathlib import Path
 
+PROJECT = Path(__file__).resolve().parent.parent
+
 
 def run_doit(repo: Path, *args: str, env: dict[str, str] | None = None, check: bool = False) -> subprocess.CompletedProcess[str]:
     """`doit ARGS` in `repo`, as a user runs it; stdout and stderr together in .output."""
