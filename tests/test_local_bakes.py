@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -128,3 +129,11 @@ def test_a_base_image_with_padding_after_the_end_of_the_archive_bakes_every_time
     run = run_doit(repo, "bake:hello", check=True)
     assert baked(run.output) == ["hello"]
     assert installed_version(image_file(repo, records(repo, "hello")[0]), "hello-svc") == "1.0.4"
+
+
+def test_a_repository_path_with_spaces_and_quotes_bakes(repo: Path, tmp_path: Path) -> None:
+    spaced = tmp_path / "team's images" / "my repo"
+    shutil.copytree(repo, spaced, symlinks=True)
+    run = run_doit(spaced, "bake:hello", check=True)
+    assert baked(run.output) == ["hello"]
+    assert installed_version(image_file(spaced, records(spaced, "hello")[0]), "hello-svc") == "1.0.4"
