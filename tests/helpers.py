@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.request
 from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -115,6 +116,15 @@ class Running:
         code = self.process.wait(timeout=seconds)
         self._reader.join(timeout=5)
         return code
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 60) -> None:
+    """Wait for `condition` to hold (polling), failing after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not true after {seconds}s: {condition}")
+        time.sleep(0.05)
 
 
 def processes_mentioning(text: str) -> list[str]:

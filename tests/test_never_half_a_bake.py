@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from helpers import (
-    HeldInstalls, Running, amis, ec2, processes_mentioning, records, run_doit, slow_postinst, write,
+    HeldInstalls, wait_until, Running, amis, ec2, processes_mentioning, records, run_doit, slow_postinst, write,
 )
 
 INTERRUPTED = (130, -signal.SIGINT)  # a shell shows both as 130
@@ -28,7 +28,7 @@ def hello_images(repo: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "sighup"])
 def test_a_cancelled_bake_stops_packer_records_nothing_and_keeps_what_finished(repo: Path, how: str) -> None:
     script = repo / "templates" / "scripts" / "local-base.sh"
     script.write_text(script.read_text() + "# edited: base rebakes first\n")
@@ -40,8 +40,8 @@ def test_a_cancelled_bake_stops_packer_records_nothing_and_keeps_what_finished(r
     run.wait_for("local-service: installing")
     if how == "ctrl-c":
         os.killpg(run.process.pid, signal.SIGINT)
-    else:
-        os.kill(run.process.pid, signal.SIGTERM)
+    else:  # a CI job cancelled, a terminal closed: the signal reaches doit alone
+        os.kill(run.process.pid, signal.SIGTERM if how == "sigterm" else signal.SIGHUP)
     code = run.finish(seconds=30)
 
     assert code in INTERRUPTED, run.output
@@ -55,6 +55,31 @@ def test_a_cancelled_bake_stops_packer_records_nothing_and_keeps_what_finished(r
 
     slow_postinst(repo, 0)
     assert re.findall(r"^\[(\w+)\] baked", run_doit(repo, check=True).output, re.M) == ["hello"]
+
+
+def test_a_killed_run_cancels_packer_and_the_next_run_cleans_up_and_bakes(repo: Path, tmp_path: Path) -> None:
+    """SIGKILL leaves doit no chance to cancel anything: the kernel cancels packer, and packer
+    holds the bake's lock until it has cleaned up, so the rerun never bakes beside it."""
+    installs = HeldInstalls(repo, tmp_path / "scratch")
+    run = Running(repo, "bake:hello", env=installs.env)
+    installs.wait_until_held(1)
+    os.kill(run.process.pid, signal.SIGKILL)
+    run.finish(seconds=30)
+    # packer is cancelled by the kernel even though its install is still held (so it has
+    # written nothing, and no broken pipe could have stopped it)
+    wait_until(lambda: not [p for p in processes_mentioning(str(repo / "build")) if "packer" in p])
+    # What a run killed between packing and recording leaves: a complete image, no record.
+    stray = repo / ".bakehouse" / "images" / "hello" / "hello-20261201T000000Z-0123abcd.tar.zst"
+    write(stray, "an image file whose bake was killed before it was recorded\n")
+    rerun = Running(repo, "bake:hello", env=installs.env)
+    installs.release()  # the orphan's install, if packer had not stopped it yet
+    installs.wait_until_held(1)
+    installs.release()  # the rerun's own
+    assert rerun.finish(seconds=120) == 0, rerun.output
+    assert f"[hello] removed {stray.relative_to(repo)}, left by a bake that never finished" in rerun.output
+    (record,) = records(repo, "hello")
+    assert hello_images(repo) == [f"{record['image_id']}.tar.zst"]
+    assert processes_mentioning(str(repo)) == []
 
 
 def test_a_bake_past_its_timeout_is_cancelled_and_says_so(repo: Path) -> None:

@@ -32,8 +32,8 @@ def bake_image(planner: Planner, name: str, forced: bool, out: TextIO) -> ImageR
     if decision.up_to_date and decision.current is not None:
         out.write(f"[{name}] up to date: {decision.current.image_id}\n")
         return decision.current
-    with bake_lock(planner.project.state_dir / "locks", name, out) as waited:
-        if waited:
+    with bake_lock(planner.project.state_dir / "locks", name, out) as held:
+        if held.waited:
             # Whoever held the lock may have baked exactly this image meanwhile: reuse it,
             # unless this is a forced rebake: that bake began before this request was made
             # (it held the lock when we asked), so it cannot answer it. No clock is compared.
@@ -42,19 +42,21 @@ def bake_image(planner: Planner, name: str, forced: bool, out: TextIO) -> ImageR
             if decision.up_to_date and decision.current is not None:
                 out.write(f"[{name}] up to date: {decision.current.image_id} (baked by the run we waited for)\n")
                 return decision.current
-        return _bake_locked(planner, decision, out)
+        return _bake_locked(planner, decision, held.fd, out)
 
 
-def _bake_locked(planner: Planner, decision: Decision, out: TextIO) -> ImageRecord:
+def _bake_locked(planner: Planner, decision: Decision, lock_fd: int, out: TextIO) -> ImageRecord:
     name = decision.bake.name
     if decision.key is None or decision.summary is None:
         base = decision.bake.base
         raise BakehouseError(f"{name}: its base '{base}' has no current image; bake it first: doit bake:{base}")
     provider = planner.providers[decision.bake.provider]
+    for leftover in provider.sweep(decision.bake):
+        out.write(f"[{name}] removed {leftover}, left by a bake that never finished\n")
     job = _job(planner, provider, decision, now_utc())
     out.write(f"[{name}] baking {job.image_id}: {'; '.join(decision.reasons)}\n")
     try:
-        image = _run(planner, provider, decision, job, out)
+        image = _run(planner, provider, decision, job, lock_fd, out)
     except BaseException:
         provider.discard(job)
         raise
@@ -90,7 +92,9 @@ def _job(planner: Planner, provider: Provider, decision: Decision, now: datetime
     )
 
 
-def _run(planner: Planner, provider: Provider, decision: Decision, job: BakeJob, out: TextIO) -> ImageRecord:
+def _run(
+    planner: Planner, provider: Provider, decision: Decision, job: BakeJob, lock_fd: int, out: TextIO
+) -> ImageRecord:
     assert decision.summary is not None
     for package in decision.packages:
         if package.url is not None and package.sha256 is not None:
@@ -110,7 +114,7 @@ def _run(planner: Planner, provider: Provider, decision: Decision, job: BakeJob,
     packer.build(
         packer.PackerRun(
             label=job.bake.name, template=template_path, log_path=job.log,
-            timeout_seconds=job.bake.timeout_seconds,
+            timeout_seconds=job.bake.timeout_seconds, inherit_fds=(lock_fd,),
         ),
         out,
     )

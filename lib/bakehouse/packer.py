@@ -10,6 +10,7 @@ post-processor, never scraped from log lines.
 from __future__ import annotations
 
 import collections
+import ctypes
 import json
 import os
 import re
@@ -25,6 +26,7 @@ from typing import Any, TextIO
 from .errors import PackerError
 
 CLEANUP_GRACE_SECONDS = 120
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 TAIL_LINES = 15
 
 
@@ -35,6 +37,7 @@ class PackerRun:
     log_path: Path
     timeout_seconds: int
     packer: str = "packer"
+    inherit_fds: tuple[int, ...] = ()  # e.g. the bake's lock, held by packer while it runs
 
 
 class Cancelled(KeyboardInterrupt):
@@ -89,6 +92,7 @@ def build(run: PackerRun, out: TextIO) -> None:
             argv, cwd=run.template.parent, env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
             start_new_session=True,  # our Ctrl-C reaches packer only through us, as SIGINT
+            pass_fds=run.inherit_fds, preexec_fn=_cancel_when_parent_dies,
         )
         deadline = _Deadline(process, run.timeout_seconds)
         try:
@@ -114,6 +118,15 @@ def build(run: PackerRun, out: TextIO) -> None:
         for line in tail:
             out.write(f"[{run.label}]   {line}\n")
         raise PackerError(f"{run.label}: packer exited {returncode}; full log: {run.log_path}")
+
+
+def _cancel_when_parent_dies() -> None:
+    """In the child, before packer starts: if this process dies without cancelling packer
+    (SIGKILL, a crash), the kernel sends packer SIGTERM (its wrapper ignores a lone SIGINT),
+    and packer cancels and cleans up instead of baking on with no one to record or remove
+    what it makes. What its scripts leave is swept by the next bake (Provider.sweep)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def _note(message: str, label: str, out: TextIO, log: TextIO) -> None:

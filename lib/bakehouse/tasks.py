@@ -77,11 +77,13 @@ def dodo_globals(root: str | Path) -> dict[str, Any]:
 
 
 def _cancel_like_ctrl_c() -> None:
-    """SIGTERM cancels a run as Ctrl-C does (doit saves what finished; the running bake stops
-    packer and records nothing), and a cancelled run ends with one line, not a traceback.
-    The process then ends as killed by SIGINT: status 130 in a shell."""
+    """SIGTERM (a CI cancel) and SIGHUP (a closed terminal) cancel a run as Ctrl-C does (doit
+    saves what finished; the running bake stops packer and records nothing), and a cancelled
+    run ends with one line, not a traceback. The process then ends as killed by SIGINT:
+    status 130 in a shell."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGHUP, _interrupt)
     if getattr(sys.excepthook, "bakehouse", False):
         return
     previous = sys.excepthook

@@ -70,6 +70,11 @@ class Provider(Protocol):
         """Remove whatever a failed or cancelled bake left behind."""
         ...
 
+    def sweep(self, bake: Bake) -> list[str]:
+        """Remove what bakes of `bake` that never finished left (a killed run cannot discard
+        its own), called while the bake's lock is held; returns what it removed."""
+        ...
+
 
 def make_providers(project: Project, graph: BakeGraph) -> dict[str, Provider]:
     """Every provider, by the name bake files use in `provider = "..."`. Each is made when

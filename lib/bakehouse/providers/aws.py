@@ -183,6 +183,11 @@ class AwsProvider:
         """Nothing to do: packer removes what a failed build made; an AMI a region did finish
         stays, tagged, and the next run bakes only the regions still missing."""
 
+    def sweep(self, bake: Bake) -> list[str]:
+        """Nothing to sweep: an AMI counts only once it is available and tagged, and packer
+        (cancelled by the kernel when its parent dies) cleans up its own instances."""
+        return []
+
 
 def _settings(bake: Bake) -> AwsSettings:
     assert bake.aws is not None, f"{bake.name} is not an AWS bake"

@@ -69,6 +69,18 @@ class LocalProvider:
         for leftover in (image, image.with_name(image.name + ".partial.tar.zst")):
             leftover.unlink(missing_ok=True)
 
+    def sweep(self, bake: Bake) -> list[str]:
+        """Image files without a record, and partial files: no bake of `bake` is running
+        (its lock is held), so these were left by one that was killed."""
+        recorded = {self.registry.artifact(image) for image in self.registry.images(bake.name)}
+        folder = self.registry.state_dir / "images" / bake.name
+        removed = []
+        for path in sorted(folder.glob("*.tar.zst")) if folder.is_dir() else []:
+            if path not in recorded:
+                path.unlink(missing_ok=True)
+                removed.append(self.project.relative(path))
+        return removed
+
     def _image_path(self, job: BakeJob) -> Path:
         return self.registry.image_path(job.bake.name, job.image_id)
 
