@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import gzip
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from helpers import serve_directory
 
 SUITE = "stable"
 
@@ -56,20 +57,7 @@ class AptRepository:
         self._gpg("--clearsign", "--output", str(dists / "InRelease"), str(dists / "Release"))
 
     def serve(self) -> str:
-        """Serve the repository on 127.0.0.1 and a port the kernel picks when the server binds
-        (port 0), read from the server's first line: no port can be taken in between."""
-        with self.log.open("wb") as log:
-            self.server = subprocess.Popen(
-                [sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", "0"],
-                cwd=self.root, stdout=subprocess.PIPE, stderr=log, text=True,
-            )
-        assert self.server.stdout is not None
-        banner = self.server.stdout.readline()  # "Serving HTTP on 127.0.0.1 port 43121 (http://...) ..."
-        match = re.search(r" port (\d+) ", banner)
-        if match is None:
-            self.server.kill()
-            raise RuntimeError(f"the test repository's server did not start: {banner!r}; see {self.log}")
-        self.url = f"http://127.0.0.1:{match.group(1)}"
+        self.server, self.url = serve_directory(self.root, self.log)
         return self.url
 
     def requests(self, path_part: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -183,6 +184,24 @@ class HeldInstalls:
     def release(self) -> None:
         for root in self.held():
             (root / "tmp" / "bakehouse-test-release").touch()
+
+
+def serve_directory(root: Path, log: Path) -> tuple[subprocess.Popen[str], str]:
+    """Python's http.server for `root` on 127.0.0.1 and a port the kernel picks when it binds
+    (port 0), read from the server's first line: no port can be taken in between. Requests
+    are logged to `log`. Stop it by its pid."""
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", "0"],
+            cwd=root, stdout=subprocess.PIPE, stderr=output, text=True,
+        )
+    assert server.stdout is not None
+    banner = server.stdout.readline()  # "Serving HTTP on 127.0.0.1 port 43121 (http://...) ..."
+    match = re.search(r" port (\d+) ", banner)
+    if match is None:
+        server.kill()
+        raise RuntimeError(f"http.server did not start: {banner!r}; see {log}")
+    return server, f"http://127.0.0.1:{match.group(1)}"
 
 
 # --- AWS (moto stands in for AWS: there is no AWS account here) ---

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.parse
 from typing import Any, Callable
 
 import boto3
 import botocore.exceptions
+import botocore.parsers
 from botocore.config import Config
 
 from .errors import AwsError
@@ -26,11 +28,36 @@ from .errors import AwsError
 # Adaptive mode waits out throttling; AWS_MAX_ATTEMPTS (default 3) still applies.
 RETRIES = {"mode": "adaptive"}
 CALL_LOG_VARIABLE = "BAKEHOUSE_AWS_CALL_LOG"
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL")
+# Every call is bounded: an endpoint that never answers costs at most
+# attempts x (connect + read timeout), never botocore's 60 s + 60 s per attempt.
+CONNECT_TIMEOUT_VARIABLE, READ_TIMEOUT_VARIABLE = "BAKEHOUSE_AWS_CONNECT_TIMEOUT", "BAKEHOUSE_AWS_READ_TIMEOUT"
+CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS = 10.0, 30.0
 
 
 def ec2_endpoint() -> str | None:
     """The EC2 endpoint boto3 uses when one is set (an emulator, a VPC endpoint), for packer."""
-    return os.environ.get("AWS_ENDPOINT_URL_EC2") or os.environ.get("AWS_ENDPOINT_URL") or None
+    for variable in ENDPOINT_VARIABLES:
+        url = os.environ.get(variable)
+        if url:
+            parts = urllib.parse.urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in url):
+                raise AwsError(f"{variable}={url!r} is not a URL such as http://127.0.0.1:5000 or https://ec2.example.com")
+            return url
+    return None
+
+
+def _seconds(variable: str, default: float) -> float:
+    value = os.environ.get(variable)
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1
+    if not 0 < seconds <= 3600:
+        raise AwsError(f"{variable}={value!r} is not a number of seconds between 0 and 3600")
+    return seconds
 
 
 class Ec2:
@@ -45,7 +72,13 @@ class Ec2:
         if region not in self._clients:
             if self._session is None:
                 self._session = self._session_factory()
-            client = self._session.client("ec2", region_name=region, config=Config(retries=RETRIES))
+            ec2_endpoint()  # a malformed endpoint is one line here, not boto3's ValueError
+            config = Config(
+                retries=RETRIES,
+                connect_timeout=_seconds(CONNECT_TIMEOUT_VARIABLE, CONNECT_TIMEOUT_SECONDS),
+                read_timeout=_seconds(READ_TIMEOUT_VARIABLE, READ_TIMEOUT_SECONDS),
+            )
+            client = self._session.client("ec2", region_name=region, config=config)
             if os.environ.get(CALL_LOG_VARIABLE):
                 client.meta.events.register("before-parameter-build.ec2", _log_call)
             self._clients[region] = client
@@ -85,12 +118,31 @@ class _one_line_errors:
                 f"{self.where}: no AWS credentials found; set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY, or run where an instance role applies"
             ) from None
+        if isinstance(error, (botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectTimeoutError)):
+            url = error.kwargs.get("endpoint_url", "the EC2 endpoint")
+            raise AwsError(
+                f"{self.where}: {url} did not answer in time, on every attempt "
+                f"({CONNECT_TIMEOUT_VARIABLE}, {READ_TIMEOUT_VARIABLE} and AWS_MAX_ATTEMPTS set the bounds)"
+            ) from None
         if isinstance(error, botocore.exceptions.EndpointConnectionError):
             endpoint = ec2_endpoint()
             hint = f" (AWS_ENDPOINT_URL_EC2/AWS_ENDPOINT_URL is {endpoint}: is it running?)" if endpoint else ""
             raise AwsError(f"{self.where}: cannot reach {error.kwargs.get('endpoint_url', 'EC2')}{hint}") from None
         if isinstance(error, botocore.exceptions.ClientError):
             details = error.response.get("Error", {})
-            raise AwsError(f"{self.where}: {details.get('Code', 'error')}: {details.get('Message', error)}") from None
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            message = _one_line(str(details.get("Message") or error))
+            raise AwsError(f"{self.where}: {details.get('Code') or status or 'error'}: {message}") from None
+        if isinstance(error, botocore.parsers.ResponseParserError):
+            raise AwsError(
+                f"{self.where}: {ec2_endpoint() or 'EC2'} answered with something that is not an AWS "
+                f"response (a proxy's or a web server's error page?): {_one_line(str(error), 200)}"
+            ) from None
         if isinstance(error, botocore.exceptions.BotoCoreError):
-            raise AwsError(f"{self.where}: {error}") from None
+            raise AwsError(f"{self.where}: {_one_line(str(error))}") from None
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """An answer's text as one short line (an endpoint may answer with a whole HTML page)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[:limit] + "..."

@@ -30,6 +30,7 @@ LOCAL_VARIANTS = (
 BAKE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 DURATION = re.compile(r"^(\d+)(s|m|h)$")
 DEFAULT_TIMEOUT_SECONDS = 3600
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600  # a bake longer than a week is a mistake, and timers must hold it
 VarValue = str | int | float | bool
 
 
@@ -249,7 +250,10 @@ def _parse_duration(where: str, value: Any) -> int:
     match = DURATION.match(value) if isinstance(value, str) else None
     if match is None or int(match.group(1)) == 0:
         raise DefinitionError(f"{where}: timeout: {value!r} is not a duration such as \"90s\", \"45m\" or \"2h\"")
-    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
+    seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
+    if seconds > MAX_TIMEOUT_SECONDS:
+        raise DefinitionError(f"{where}: timeout: {value!r} is longer than a week (168h)")
+    return seconds
 
 
 def _template_names(project: Project) -> list[str]:

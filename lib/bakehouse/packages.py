@@ -123,6 +123,11 @@ def check_version(where: str, name: str, version: str) -> None:
 def _resolve_artifacts(
     project: Project, where: str, pattern: str, source_packages: tuple[SourcePackage, ...]
 ) -> list[ResolvedPackage]:
+    if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+        raise PackageError(
+            f"{where}: packages: '{pattern}' is outside the repository; name .deb files by a path "
+            "relative to it (e.g. dist/*.deb), so every clone bakes the same files"
+        )
     built_here = [sp for sp in source_packages if fnmatch.fnmatch(project.relative(sp.output), pattern)]
     names_built_here = {sp.name for sp in source_packages}
     candidates = [

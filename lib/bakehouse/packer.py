@@ -71,7 +71,10 @@ def packer_version(packer: str = "packer", cache_dir: Path | None = None) -> tup
 
 @lru_cache(maxsize=None)
 def _ask_version(binary: str) -> tuple[int, ...]:
-    output = subprocess.run([binary, "version"], capture_output=True, text=True, timeout=60).stdout
+    try:
+        output = subprocess.run([binary, "version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise _cannot_run(binary, error) from None
     match = re.search(r"v?(\d+)\.(\d+)\.(\d+)", output)
     if match is None:
         raise PackerError(f"cannot tell the packer version from {output.strip()!r}")
@@ -88,12 +91,15 @@ def build(run: PackerRun, out: TextIO) -> None:
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     with run.log_path.open("w", encoding="utf-8") as log:
         log.write(f"$ {' '.join(argv)}\n")
-        process = subprocess.Popen(
-            argv, cwd=run.template.parent, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-            start_new_session=True,  # our Ctrl-C reaches packer only through us, as SIGINT
-            pass_fds=run.inherit_fds, preexec_fn=_cancel_when_parent_dies,
-        )
+        try:
+            process = subprocess.Popen(
+                argv, cwd=run.template.parent, env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                start_new_session=True,  # our Ctrl-C reaches packer only through us, as SIGINT
+                pass_fds=run.inherit_fds, preexec_fn=_cancel_when_parent_dies,
+            )
+        except OSError as error:
+            raise _cannot_run(run.packer, error) from None
         deadline = _Deadline(process, run.timeout_seconds)
         try:
             _stream(process, run.label, out, log, tail)
@@ -118,6 +124,14 @@ def build(run: PackerRun, out: TextIO) -> None:
         for line in tail:
             out.write(f"[{run.label}]   {line}\n")
         raise PackerError(f"{run.label}: packer exited {returncode}; full log: {run.log_path}")
+
+
+def _cannot_run(binary: str, error: Exception) -> PackerError:
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return PackerError(
+        f"'{shutil.which(binary) or binary}' cannot run ({reason}); "
+        "install packer (Debian: apt-get install packer) or put a working one first on PATH"
+    )
 
 
 def _cancel_when_parent_dies() -> None:

@@ -47,9 +47,25 @@ class ImageRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ImageRecord:
-        optional = {"name": None, "sequence": 0}
-        required = {name: data[name] for name in cls.__dataclass_fields__ if name not in optional}
-        return cls(**required, **{name: data.get(name, default) for name, default in optional.items()})
+        """A record as written by to_json(); TypeError or KeyError for any other shape."""
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
+        optional = {"name": None, "sequence": 0, "summary": {}, "log": None}
+        values = {name: data[name] for name in cls.__dataclass_fields__ if name not in optional}
+        values.update({name: data.get(name, default) for name, default in optional.items()})
+        for name, wanted in _SHAPE.items():
+            if not isinstance(values[name], wanted):
+                raise TypeError(f"'{name}' is {type(values[name]).__name__}")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in values["locations"].items()):
+            raise TypeError("'locations' must map places to strings")
+        return cls(**values)
+
+
+_SHAPE: dict[str, type | tuple[type, ...]] = {
+    "image_id": str, "bake": str, "key": str, "created": str, "provider": str, "locations": dict,
+    "base_image": (str, type(None)), "packages": dict, "summary": dict, "log": (str, type(None)),
+    "name": (str, type(None)), "sequence": int,
+}
 
 
 def timestamp(moment: datetime) -> str:

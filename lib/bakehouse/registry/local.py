@@ -42,7 +42,10 @@ class LocalRegistry:
 
     def _read(self, path: Path) -> ImageRecord:
         try:
-            return ImageRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
+            record = ImageRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
+            if not isinstance(record.locations.get("local"), str):
+                raise KeyError("locations.local")
+            return record
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise RegistryError(
                 f"{path}: corrupt image record ({type(error).__name__}: {error}); "

@@ -1,0 +1,59 @@
+"""`doit info TASK`: for a bake, the dry run users reach for first, in the bake's own words.
+
+A bake task prints its name and description, what it builds on, and its decision: up to date
+with which image and where, or each reason it would bake (the same decision `doit` and
+`doit plan` make). Other tasks get doit's own report. An unknown task is one line with a
+did-you-mean. Exit status as doit's: 0 up to date, 1 it would run (or cannot be decided),
+3 a usage error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from doit.cmd_info import Info
+from doit.exceptions import InvalidCommand
+
+from .errors import BakehouseError
+from .tasks import ImageUpToDate, planner_for
+from .tomlcheck import did_you_mean
+
+
+class InfoCommand(Info):
+    """Replaces doit's `info` (same name, registered through the `doit.COMMAND` entry point)."""
+
+    name = "info"
+
+    def _execute(self, pos_args: list[str], hide_status: bool = False) -> int:
+        tasks = {task.name: task for task in self.task_list}
+        if len(pos_args) == 1 and pos_args[0] not in tasks:
+            raise InvalidCommand(f"no task '{pos_args[0]}'{did_you_mean(pos_args[0], tasks)}; `doit list --all` lists them")
+        check = _bake_check(tasks[pos_args[0]]) if len(pos_args) == 1 else None
+        if check is None:
+            return int(super()._execute(pos_args, hide_status=hide_status))
+        return self._bake_info(tasks[pos_args[0]], check)
+
+    def _bake_info(self, task: Any, check: ImageUpToDate) -> int:
+        planner = planner_for(check.root)
+        bake = planner.graph[check.name]
+        write = self.outstream.write
+        write(f"{task.name}: {bake.description or 'bake the ' + bake.name + ' image'}\n")
+        write(f"builds on: {bake.base or 'nothing (a base image)'}\n")
+        try:
+            decision = planner.decide(bake.name)
+        except BakehouseError as error:
+            write(f"status: cannot decide: {error}\n")
+            return 1
+        if decision.up_to_date and decision.current is not None:
+            places = ", ".join(f"{place}: {ref}" for place, ref in sorted(decision.current.locations.items()))
+            write(f"status: up to date: {decision.current.image_id} ({places})\n")
+            return 0
+        write("status: would bake because:\n" + "".join(f"  - {reason}\n" for reason in decision.reasons))
+        return 1
+
+
+def _bake_check(task: Any) -> ImageUpToDate | None:
+    for check, _, _ in task.uptodate:
+        if isinstance(check, ImageUpToDate):
+            return check
+    return None

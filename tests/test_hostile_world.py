@@ -1,0 +1,123 @@
+"""What a hostile or unlucky world does: bad tools, bad state, bad endpoints, bad values.
+Each ends in one clear line (never a traceback) and records nothing half-made.
+
+The AWS cases need no AWS account: the endpoints here are servers of the test's own on
+127.0.0.1 that answer badly or not at all (they stand in for a broken or hung endpoint)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from helpers import records, run_doit, serve_directory, write
+
+
+def one_line_error(output: str, expected: str) -> None:
+    assert expected in output, output
+    assert "Traceback" not in output, output
+
+
+def test_a_packer_that_cannot_run_is_one_line(repo: Path, tmp_path: Path) -> None:
+    broken = write(tmp_path / "bin" / "packer", "not a program\n")
+    broken.chmod(0o755)
+    broken.write_bytes(b"\x7fELF garbage")
+    env = {"PATH": f"{broken.parent}:{os.environ['PATH']}"}
+    run = run_doit(repo, "bake:hello", env=env)
+    assert run.returncode == 1
+    one_line_error(run.output, f"'{broken}' cannot run (Exec format error); install packer")
+    assert records(repo, "hello") == []
+
+
+@pytest.mark.parametrize("damage", [
+    {"locations": "images/hello/x.tar.zst"},
+    {"locations": {"elsewhere": "x"}},
+    {"packages": ["hello-svc"]},
+    {"created": 20261201},
+    {"sequence": "3"},
+])
+def test_a_record_of_the_right_syntax_but_the_wrong_shape_is_named(repo: Path, damage: dict) -> None:
+    run_doit(repo, "bake:hello", check=True)
+    (path,) = (repo / ".bakehouse" / "records" / "hello").glob("*.json")
+    path.write_text(json.dumps({**json.loads(path.read_text()), **damage}))
+    for command in (("plan",), ("images",), ("bake:hello",)):
+        run = run_doit(repo, *command)
+        assert run.returncode in (1, 2), run.output
+        one_line_error(run.output, f"{path}: corrupt image record")
+
+
+def test_a_deb_outside_the_repository_is_one_line(repo: Path) -> None:
+    bake = repo / "bakes" / "hello.toml"
+    bake.write_text(bake.read_text().replace('"dist/hello-svc_*.deb"', '"/tmp/hello-svc_1.0.4_all.deb"'))
+    run = run_doit(repo, "plan")
+    assert run.returncode == 2
+    one_line_error(run.output, "bakes/hello.toml: packages: '/tmp/hello-svc_1.0.4_all.deb' is outside the repository")
+
+
+def test_a_timeout_longer_than_a_week_is_one_line(repo: Path) -> None:
+    bake = repo / "bakes" / "hello.toml"
+    bake.write_text('timeout = "99999999999999h"\n' + bake.read_text())
+    run = run_doit(repo, "plan")
+    assert run.returncode == 3
+    one_line_error(run.output, "bakes/hello.toml: timeout: '99999999999999h' is longer than a week (168h)")
+
+
+def test_an_endpoint_without_a_scheme_is_one_line(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    env = {**aws_env, "AWS_ENDPOINT_URL_EC2": "127.0.0.1:5000"}
+    run = run_doit(aws_repo, "plan", env=env)
+    assert run.returncode == 2
+    one_line_error(run.output, "AWS_ENDPOINT_URL_EC2='127.0.0.1:5000' is not a URL such as http://127.0.0.1:5000")
+
+
+def test_an_endpoint_answering_with_an_html_page_is_one_line(aws_repo: Path, aws_env: dict[str, str], tmp_path: Path) -> None:
+    server, url = serve_directory(tmp_path, tmp_path / "http.log")  # POST: 501 and an HTML page
+    try:
+        env = {**aws_env, "AWS_ENDPOINT_URL_EC2": url, "AWS_MAX_ATTEMPTS": "1"}
+        run = run_doit(aws_repo, "plan", env=env)
+    finally:
+        server.kill()
+        server.wait()
+    assert run.returncode == 2
+    (row,) = [line for line in run.output.splitlines() if line.startswith("aws-base")]
+    one_line_error(row, f"AWS DescribeImages in us-east-1: {url} answered with something that is not an AWS response")
+    assert len(row) < 500, row
+
+
+def test_an_endpoint_that_never_answers_is_bounded_and_named(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        env = {**aws_env, "AWS_ENDPOINT_URL_EC2": url, "AWS_MAX_ATTEMPTS": "1",
+               "BAKEHOUSE_AWS_READ_TIMEOUT": "1"}
+        run = run_doit(aws_repo, "plan", env=env)
+    assert run.returncode == 2
+    one_line_error(run.output, f"{url}/ did not answer in time, on every attempt")
+
+
+def test_doit_info_of_a_misspelt_bake_is_one_line(repo: Path) -> None:
+    run = run_doit(repo, "info", "bake:helo")
+    assert run.returncode == 3
+    one_line_error(run.output, "ERROR: no task 'bake:helo' (did you mean 'bake:hello'?)")
+
+
+def test_doit_info_of_a_bake_reads_like_a_dry_run(repo: Path) -> None:
+    run = run_doit(repo, "info", "bake:hello")
+    assert run.returncode == 1
+    assert run.output.splitlines() == [
+        "bake:hello: hello-svc on the base image",
+        "builds on: base",
+        "status: would bake because:",
+        "  - no image yet",
+    ]
+    run_doit(repo, "bake:hello", check=True)
+    (record,) = records(repo, "hello")
+    run = run_doit(repo, "info", "bake:hello")
+    assert run.returncode == 0
+    assert run.output.splitlines()[-1] == (
+        f"status: up to date: {record['image_id']} (local: {record['locations']['local']})"
+    )
+    assert "kwargs" not in run.output and "verbosity" not in run.output
