@@ -57,6 +57,25 @@ def test_a_cancelled_bake_stops_packer_records_nothing_and_keeps_what_finished(r
     assert re.findall(r"^\[(\w+)\] baked", run_doit(repo, check=True).output, re.M) == ["hello"]
 
 
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_a_cancelled_base_bake_leaves_no_scratch_mount_or_process(repo: Path, tmp_path: Path, how: str) -> None:
+    """Cancelled while mmdebstrap works: it unmounts /proc, /sys, /dev/pts and the host's
+    /dev/shm from its scratch root and removes it (and its keyring dir) before the run ends."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    run = Running(repo, "bake:base", "--rebake", env={"TMPDIR": str(scratch)})
+    run.wait_for("I: downloading packages with apt")  # mmdebstrap's own line: its scratch exists
+    if how == "ctrl-c":
+        os.killpg(run.process.pid, signal.SIGINT)
+    else:
+        os.kill(run.process.pid, signal.SIGTERM)
+    assert run.finish(seconds=150) in INTERRUPTED, run.output
+    assert [line for line in Path("/proc/mounts").read_text().splitlines() if str(scratch) in line] == []
+    assert sorted(path.name for path in scratch.iterdir()) == []
+    assert processes_mentioning(str(repo)) == [] and processes_mentioning(str(scratch)) == []
+    assert len(records(repo, "base")) == 1  # the session's base only: nothing recorded
+
+
 def test_a_killed_run_cancels_packer_and_the_next_run_cleans_up_and_bakes(repo: Path, tmp_path: Path) -> None:
     """SIGKILL leaves doit no chance to cancel anything: the kernel cancels packer, and packer
     holds the bake's lock until it has cleaned up, so the rerun never bakes beside it."""

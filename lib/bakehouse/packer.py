@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -170,10 +171,33 @@ def _stop(process: subprocess.Popen[str], label: str, out: TextIO, log: TextIO, 
     try:
         _stream(process, label, out, log, tail)
         process.wait()
+        # packer may exit before what it started has cleaned up (mmdebstrap unmounting and
+        # removing its scratch): let them finish within the grace period, then kill the rest.
+        _wait_for_group(process.pid, deadline=time.monotonic() + CLEANUP_GRACE_SECONDS)
     finally:
         kill.cancel()
         _signal_group(process, signal.SIGKILL)  # anything packer left behind in its group
         process.wait()
+
+
+def _wait_for_group(group: int, deadline: float) -> None:
+    """Until no live process is left in process group `group` (zombies do not count: an
+    orphan's is reaped by whoever adopted it, which may be slow), or until `deadline`."""
+    while time.monotonic() < deadline and _live_members(group):
+        time.sleep(0.1)
+
+
+def _live_members(group: int) -> list[int]:
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == group and state not in ("Z", "X"):
+            members.append(int(stat.parent.name))
+    return members
 
 
 def _signal_group(process: subprocess.Popen[str], signum: int) -> None:

@@ -34,7 +34,13 @@ trap 'rm -f "$partial"' EXIT
 trap 'exit 130' INT TERM  # cancelled: the EXIT trap still removes what we made
 mkdir -p "$(dirname "$OUTPUT")"
 echo "local-base: mmdebstrap ${args[*]} $SUITE"
+# Cancelled, packer may exit before mmdebstrap has unmounted /proc, /sys, /dev/pts and the
+# host's /dev/shm from its scratch root and removed it; its output then goes nowhere. With
+# SIGPIPE ignored (inherited), a write to that pipe fails instead of killing mmdebstrap
+# half-way through its cleanup; bakehouse waits for it to finish.
+trap '' PIPE
 mmdebstrap "${args[@]}" "$SUITE" "$partial" "$MIRROR"
+trap - PIPE
 
 # A wrong suite layout can "succeed" with an empty image: check what is really inside.
 check=$(mktemp -d)
