@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,44 @@ def test_doit_info_of_a_bake_reads_like_a_dry_run(repo: Path) -> None:
         f"status: up to date: {record['image_id']} (local: {record['locations']['local']})"
     )
     assert "kwargs" not in run.output and "verbosity" not in run.output
+
+
+def test_links_in_a_package_tree_are_packed_as_links(repo: Path) -> None:
+    tree = repo / "packages" / "hello-svc" / "opt" / "hello-svc"
+    (tree / "host-file").symlink_to("/etc/hostname")  # points into the image, not at this host
+    (tree / "dangling").symlink_to("/opt/hello-svc/not-there")
+    (tree / "etc").symlink_to("/etc")
+    run = run_doit(repo, "bake:hello", check=True)
+    assert "Traceback" not in run.output
+    (deb,) = (repo / "dist").glob("hello-svc_*.deb")
+    listing = subprocess.run(["dpkg-deb", "-c", str(deb)], check=True, capture_output=True, text=True).stdout
+    assert "./opt/hello-svc/host-file -> /etc/hostname" in listing
+    assert "./opt/hello-svc/dangling -> /opt/hello-svc/not-there" in listing
+    assert "./opt/hello-svc/etc -> /etc" in listing and "./opt/hello-svc/etc/" not in listing
+    key = records(repo, "hello")[0]["key"]
+
+    (tree / "dangling").unlink()
+    (tree / "dangling").symlink_to("/opt/hello-svc/elsewhere")  # a link's target is content
+    assert "hello-svc 1.0.4 rebuilt with other content" in run_doit(repo, "info", "bake:hello").output
+    run_doit(repo, "bake:hello", check=True)
+    assert records(repo, "hello")[0]["key"] != key
+    listing = subprocess.run(["dpkg-deb", "-c", str(deb)], check=True, capture_output=True, text=True).stdout
+    assert "./opt/hello-svc/dangling -> /opt/hello-svc/elsewhere" in listing
+
+
+def test_a_file_name_that_is_not_utf8_is_packed(repo: Path) -> None:
+    tree = repo / "packages" / "hello-svc" / "opt" / "hello-svc"
+    (Path(os.fsdecode(bytes(tree) + b"/caf\xe9.txt"))).write_text("latin-1 name\n")
+    run = run_doit(repo, "bake:hello", check=True)
+    assert "Traceback" not in run.output
+    (deb,) = (repo / "dist").glob("hello-svc_*.deb")
+    listing = subprocess.run(["dpkg-deb", "-c", str(deb)], check=True, capture_output=True).stdout
+    assert b"./opt/hello-svc/caf\\351.txt" in listing  # tar shows the byte 0xe9 escaped
+
+
+def test_a_control_file_in_another_encoding_is_one_line(repo: Path) -> None:
+    control = repo / "packages" / "hello-svc" / "DEBIAN" / "control"
+    control.write_bytes(control.read_bytes() + "Description-fr: caf\xe9\n".encode("latin-1"))
+    run = run_doit(repo, "plan")
+    assert run.returncode == 3
+    one_line_error(run.output, "packages/hello-svc/DEBIAN/control: not UTF-8")

@@ -5,6 +5,11 @@ into `dist/<name>_<version>_<arch>.deb`. The build is reproducible (fixed timest
 and modes), and such a package is identified by a hash of its source tree, so the bake graph
 knows the version and identity of a package before it is built, and a fresh clone that
 rebuilds it decides exactly like the machine that built it first.
+
+Symbolic links in a package tree are packed as links (what they point to is resolved in the
+image, never on this machine): a link to a host file is not a copy of that file, and a
+dangling one is fine. File names are bytes, as dpkg sees them; control files are UTF-8, as
+Debian policy says, and anything else is one line naming the file.
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ class SourcePackage:
 
     @property
     def files(self) -> list[Path]:
-        return sorted(p for p in self.source_dir.rglob("*") if p.is_file())
+        """The regular files of the tree (links are covered by `tree_sha256`)."""
+        return sorted(p for p in self.source_dir.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def find_source_packages(project: Project) -> tuple[SourcePackage, ...]:
@@ -53,8 +59,14 @@ def find_source_packages(project: Project) -> tuple[SourcePackage, ...]:
 
 def _source_package(project: Project, source_dir: Path) -> SourcePackage:
     control_path = source_dir / "DEBIAN" / "control"
-    with control_path.open(encoding="utf-8") as handle:
-        control = Deb822(handle)
+    try:
+        with control_path.open(encoding="utf-8") as handle:
+            control = Deb822(handle)
+    except UnicodeDecodeError as error:
+        raise PackageError(
+            f"{project.relative(control_path)}: not UTF-8 (byte {error.start}); Debian control files "
+            "must be UTF-8: convert it, e.g. with iconv -f latin1 -t utf-8"
+        ) from None
     missing = [field for field in ("Package", "Version", "Architecture") if not control.get(field)]
     if missing:
         raise PackageError(f"{project.relative(control_path)}: missing field {', '.join(missing)}")
@@ -73,8 +85,11 @@ def tree_sha256(directory: Path) -> str:
     """Hash of what dpkg-deb packs: relative paths, the executable bit and file contents."""
     digest = hashlib.sha256()
     for path in sorted(directory.rglob("*")):
-        if path.is_file():
-            digest.update(str(path.relative_to(directory)).encode() + b"\0")
+        name = os.fsencode(path.relative_to(directory))
+        if path.is_symlink():
+            digest.update(b"link:" + name + b"\0" + os.fsencode(os.readlink(path)) + b"\0")
+        elif path.is_file():
+            digest.update(name + b"\0")
             digest.update(b"x" if os.access(path, os.X_OK) else b"-")
             digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
@@ -85,7 +100,7 @@ def build_deb(package: SourcePackage) -> Path:
     package.output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bakehouse-deb-") as staging:
         tree = Path(staging) / "tree"
-        shutil.copytree(package.source_dir, tree)
+        shutil.copytree(package.source_dir, tree, symlinks=True)
         _normalise_modes(tree)
         handle, name = tempfile.mkstemp(dir=package.output.parent, prefix=f".{package.name}.", suffix=".partial")
         os.close(handle)
@@ -108,6 +123,8 @@ def build_deb(package: SourcePackage) -> Path:
 def _normalise_modes(tree: Path) -> None:
     """Modes from a checkout depend on the umask; pack 0755/0644 by the executable bit."""
     for path in [tree, *tree.rglob("*")]:
+        if path.is_symlink():
+            continue  # a link has no mode of its own; chmod would follow it
         executable = path.is_dir() or os.access(path, os.X_OK)
         path.chmod(0o755 if executable else 0o644)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from doit.exceptions import InvalidCommand, InvalidDodoFile, TaskFailed
+from doit.tools import config_changed
 
 from .bake import bake_image
 from .debpkg import build_deb
@@ -49,6 +50,8 @@ def dodo_globals(root: str | Path) -> dict[str, Any]:
                 "doc": f"build {project.relative(package.output)} from {project.relative(package.source_dir)}/",
                 "actions": [(_build_package, [str(project.root), package.name])],
                 "file_dep": [str(path) for path in package.files],
+                # links and names are in the tree's hash, not in file_dep: rebuild when it changes
+                "uptodate": [config_changed(package.tree_sha256)],
                 "targets": [str(package.output)],
                 "clean": True,
             }
