@@ -163,3 +163,13 @@ def test_a_control_file_in_another_encoding_is_one_line(repo: Path) -> None:
     run = run_doit(repo, "plan")
     assert run.returncode == 3
     one_line_error(run.output, "packages/hello-svc/DEBIAN/control: not UTF-8")
+
+
+def test_a_template_expression_that_fails_on_this_bakes_values_is_one_line(repo: Path) -> None:
+    template = repo / "templates" / "local-service.pkr.hcl.j2"
+    template.write_text(template.read_text() + "# {{ (vars.environment | length) / 0 }}\n")
+    run = run_doit(repo, "bake:hello")
+    assert run.returncode == 1
+    one_line_error(run.output, "templates/local-service.pkr.hcl.j2:")
+    assert "rendering failed: ZeroDivisionError: division by zero" in run.output
+    assert records(repo, "hello") == []

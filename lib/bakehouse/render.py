@@ -136,3 +136,20 @@ class Templates:
             raise TemplateError(f"templates/{error.name or template}:{error.lineno}: {error.message}") from None
         except jinja2.TemplateNotFound as error:
             raise TemplateError(f"templates/{template}: includes '{error.name}', which does not exist") from None
+        except TemplateError:
+            raise
+        except Exception as error:  # an expression that fails on this bake's values (1/0, a call)
+            line = _template_line(error.__traceback__, template)
+            raise TemplateError(
+                f"templates/{template}{line}: rendering failed: {type(error).__name__}: {error}"
+            ) from None
+
+
+def _template_line(trace: Any, template: str) -> str:
+    """':N' for the template line an error came from, when Jinja2's traceback tells it."""
+    line = ""
+    while trace is not None:
+        if trace.tb_frame.f_code.co_filename.endswith(template):
+            line = f":{trace.tb_lineno}"
+        trace = trace.tb_next
+    return line
