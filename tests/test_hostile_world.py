@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,16 @@ def test_a_template_expression_that_fails_on_this_bakes_values_is_one_line(repo:
     one_line_error(run.output, "templates/local-service.pkr.hcl.j2:")
     assert "rendering failed: ZeroDivisionError: division by zero" in run.output
     assert records(repo, "hello") == []
+
+
+def test_a_small_dev_shm_falls_back_to_tmpdir(repo: Path, tmp_path: Path) -> None:
+    """An 8 MiB /dev/shm (a container's is 64 MiB), in a mount namespace of this test's own,
+    so the machine's /dev/shm is untouched."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    shell = f"mount -t tmpfs -o size=8m tmpfs /dev/shm && exec {sys.executable} -m doit bake:hello"
+    run = subprocess.run(["unshare", "--mount", "sh", "-c", shell], cwd=repo, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "TMPDIR": str(scratch)})
+    assert run.returncode == 0, run.stdout
+    assert f"MiB free; unpacking in {scratch}" in run.stdout
+    assert len(records(repo, "hello")) == 1 and list(scratch.iterdir()) == []

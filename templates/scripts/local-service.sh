@@ -9,9 +9,21 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
-# Unpacking is several times faster in memory than on disk.
-scratch=${BAKEHOUSE_SCRATCH:-/dev/shm}
-[ -d "$scratch" ] && [ -w "$scratch" ] || scratch=${TMPDIR:-/tmp}
+# Unpacking is several times faster in memory than on disk, when /dev/shm has room for the
+# unpacked base (a container's default /dev/shm is 64 MB): about 6x the compressed image,
+# plus room for the packages. BAKEHOUSE_SCRATCH chooses the place outright.
+need_kib=$(( $(stat -c %s "$BASE_IMAGE") * 6 / 1024 + 65536 ))
+roomy() {
+    [ -d "$1" ] && [ -w "$1" ] && [ "$(df -Pk "$1" | awk 'NR == 2 { print $4 }')" -ge "$need_kib" ]
+}
+if [ -n "${BAKEHOUSE_SCRATCH:-}" ]; then
+    scratch=$BAKEHOUSE_SCRATCH
+elif roomy /dev/shm; then
+    scratch=/dev/shm
+else
+    scratch=${TMPDIR:-/tmp}
+    echo "local-service: /dev/shm has less than $(( need_kib / 1024 )) MiB free; unpacking in $scratch"
+fi
 work=$(mktemp -d "$scratch/bakehouse-service.XXXXXX")
 partial="$OUTPUT.partial.tar.zst"
 trap 'rm -rf "$work"; rm -f "$partial"' EXIT
@@ -34,7 +46,9 @@ mapfile -t specs <<< "$PACKAGES"
 [ -n "${specs[0]:-}" ] || specs=()
 
 echo "local-service: installing ${specs[*]:-nothing}"
-chroot "$root" /bin/sh /tmp/bakehouse/install-packages.sh /tmp/bakehouse/debs "${specs[@]}"
+# A clean environment: nothing of this host's (TMPDIR, HOME, locale, ...) reaches the image.
+env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 \
+    chroot "$root" /bin/sh /tmp/bakehouse/install-packages.sh /tmp/bakehouse/debs "${specs[@]}"
 rm -rf "$inbox"
 
 mkdir -p "$(dirname "$OUTPUT")"
