@@ -23,6 +23,7 @@ class AptRepository:
         self.pool = root / "pool" / "main"
         self.pool.mkdir(parents=True)
         self.log = root.parent / "http.log"
+        self.extra_entries = b""  # hand-written index entries, added as they are
         self.gnupg = Path(tempfile.mkdtemp(prefix="gpg-", dir="/tmp"))  # sockets need a short path
         self.gnupg.chmod(0o700)
         self._gpg("--quick-generate-key", "bakehouse tests <tests@example.invalid>", "ed25519", "sign", "never")
@@ -42,7 +43,7 @@ class AptRepository:
         binary = self.root / "dists" / SUITE / "main" / "binary-amd64"
         binary.mkdir(parents=True, exist_ok=True)
         packages = subprocess.run(["dpkg-scanpackages", "--multiversion", "pool", "/dev/null"], cwd=self.root,
-                                  check=True, capture_output=True).stdout
+                                  check=True, capture_output=True).stdout + self.extra_entries
         (binary / "Packages").write_bytes(packages)
         (binary / "Packages.gz").write_bytes(gzip.compress(packages))
         release = subprocess.run(

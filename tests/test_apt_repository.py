@@ -80,6 +80,24 @@ def test_a_package_missing_from_the_repository_is_one_line(apt_repo: Path, apt: 
     assert plan["exit"] == 2
 
 
+def test_index_entries_without_the_fields_a_download_needs_are_left_out(apt_repo: Path, apt: AptRepository) -> None:
+    apt.extra_entries = (
+        b"\nPackage: hello-svc\nVersion: 9.9\nArchitecture: all\n"  # no Filename, no SHA256
+        b"\nPackage: odd-svc\nVersion: 1.0\nArchitecture: all\nFilename: pool/main/odd.deb\n"
+        b"SHA256: 00\nSize: lots\n"
+    )
+    apt.publish(build_hello_deb(apt_repo, "1.0.5", apt_repo.parent))
+    plan = plan_json(apt_repo)
+    rows = {row["bake"]: row for row in plan["bakes"]}
+    assert rows["hello"]["reasons"] == ["no image yet"] and rows["hello"]["error"] is None
+    run = run_doit(apt_repo, "bake:hello", check=True)
+    assert records(apt_repo, "hello")[0]["packages"] == {"hello-svc": "1.0.5"}
+    write(apt_repo / "bakes" / "hello2.toml", repository_bake(apt.url, packages='["odd-svc"]'))
+    run = run_doit(apt_repo, "plan")
+    assert run.returncode == 2 and "Traceback" not in run.output
+    assert f"repository: odd-svc is not in {apt.url} stable main (amd64)" in run.output
+
+
 def test_an_unreachable_repository_is_one_line(apt_repo: Path) -> None:
     write(apt_repo / "bakes" / "hello2.toml", repository_bake("http://127.0.0.1:9"))
     run = run_doit(apt_repo, "bake:hello2")

@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from debian.deb822 import Packages, Release
 from debian.debian_support import Version
@@ -81,6 +81,25 @@ def fetch_url(url: str) -> bytes:
         raise PackageError(f"cannot fetch {url}: {reason}; is the repository reachable?") from None
 
 
+INDEX_FIELDS = ("Package", "Version", "Filename", "SHA256")
+
+
+def _indexed(repository: Repository, paragraph: Any) -> IndexedPackage | None:
+    """One entry of a Packages index; an entry without the fields a download needs (or with
+    a size that is not a number) is left out, as apt leaves it out: it cannot be fetched and
+    checked, so a bake asking for it gets "not in the repository"."""
+    if any(not paragraph.get(field) for field in INDEX_FIELDS):
+        return None
+    try:
+        size = int(paragraph.get("Size", "0"))
+    except ValueError:
+        return None
+    return IndexedPackage(
+        name=paragraph["Package"], version=paragraph["Version"],
+        url=f"{repository.url.rstrip('/')}/{paragraph['Filename']}", sha256=paragraph["SHA256"], size=size,
+    )
+
+
 class AptIndexes:
     """The indexes of every repository used in one run, each fetched once."""
 
@@ -108,19 +127,16 @@ class AptIndexes:
     def _read(self, repository: Repository, architecture: str) -> dict[str, list[IndexedPackage]]:
         dists = f"{repository.url.rstrip('/')}/dists/{repository.suite}"
         release = Release(self._release_text(repository, dists))
-        checksums = {entry["name"]: entry for entry in release.get("SHA256", [])}
+        checksums = {entry["name"]: entry for entry in release.get("SHA256", []) if entry.get("name") and entry.get("sha256")}
         if not checksums:
             raise PackageError(f"{dists}/Release has no SHA256 list; cannot check the indexes")
         found: dict[str, list[IndexedPackage]] = {}
         for component in repository.components:
             index = self._packages_index(dists, f"{component}/binary-{architecture}/Packages", checksums)
             for paragraph in Packages.iter_paragraphs(index.decode("utf-8", "replace"), use_apt_pkg=False):
-                package = IndexedPackage(
-                    name=paragraph["Package"], version=paragraph["Version"],
-                    url=f"{repository.url.rstrip('/')}/{paragraph['Filename']}",
-                    sha256=paragraph["SHA256"], size=int(paragraph["Size"]),
-                )
-                found.setdefault(package.name, []).append(package)
+                package = _indexed(repository, paragraph)
+                if package is not None:
+                    found.setdefault(package.name, []).append(package)
         return found
 
     def _release_text(self, repository: Repository, dists: str) -> str:
