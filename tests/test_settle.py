@@ -1,0 +1,68 @@
+"""The install step waits for the machine to settle: scripts/install-packages.sh (the script
+that runs in a chroot locally and over SSH on an AMI) run in a chroot of the session's base
+image while this test holds the image's dpkg lock, as unattended-upgrades does on a freshly
+booted instance."""
+
+from __future__ import annotations
+
+import fcntl
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from helpers import PROJECT, build_hello_deb, image_file, records
+
+
+def unpacked_base(repo: Path, root: Path) -> Path:
+    root.mkdir(parents=True)
+    subprocess.run(["tar", "--zstd", "-xf", str(image_file(repo, records(repo, "base")[0])), "-C", str(root)], check=True)
+    inbox = root / "tmp" / "bakehouse"
+    (inbox / "debs").mkdir(parents=True)
+    shutil.copy(build_hello_deb(repo, "1.0.4", root.parent), inbox / "debs")
+    shutil.copy(PROJECT / "templates" / "scripts" / "install-packages.sh", inbox / "install-packages.sh")
+    return root
+
+
+def hold_dpkg_lock(root: Path, seconds: float) -> threading.Thread:
+    """Take dpkg's own locks (fcntl, as dpkg does) in the image and let go after `seconds`."""
+    handles = [(root / "var" / "lib" / "dpkg" / name).open("a") for name in ("lock-frontend", "lock")]
+    for handle in handles:
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def release() -> None:
+        time.sleep(seconds)
+        for handle in handles:
+            handle.close()
+
+    thread = threading.Thread(target=release, daemon=True)
+    thread.start()
+    return thread
+
+
+def install(root: Path, settle_seconds: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", f"BAKEHOUSE_SETTLE_SECONDS={settle_seconds}",
+         "chroot", str(root), "/bin/sh", "/tmp/bakehouse/install-packages.sh", "/tmp/bakehouse/debs", "hello-svc=1.0.4"],
+        text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120,
+    )
+
+
+def test_the_install_waits_for_the_dpkg_lock_then_installs(baked_base: Path, tmp_path: Path) -> None:
+    root = unpacked_base(baked_base, tmp_path / "root")
+    holder = hold_dpkg_lock(root, seconds=3)
+    run = install(root, settle_seconds=60)
+    holder.join()
+    assert run.returncode == 0, run.stdout
+    assert "install-packages: waiting for the dpkg lock" in run.stdout
+    assert "install-packages: hello-svc=1.0.4 installed" in run.stdout
+
+
+def test_a_lock_held_past_the_bound_fails_with_one_line(baked_base: Path, tmp_path: Path) -> None:
+    root = unpacked_base(baked_base, tmp_path / "root")
+    holder = hold_dpkg_lock(root, seconds=8)
+    run = install(root, settle_seconds=2)
+    holder.join()
+    assert run.returncode == 1, run.stdout
+    assert "install-packages: the dpkg lock was still held after 2s (unattended-upgrades? another apt?); giving up" in run.stdout
