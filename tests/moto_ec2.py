@@ -7,6 +7,10 @@ Runs `moto.server` on 127.0.0.1:PORT with one correction: moto gives every image
 "ebs" for an image of an EBS-backed instance, an EBS snapshot, or a copy of an EBS image.
 Packer refuses a "standard" source AMI, so without this a service could not be baked on a
 base that moto made. The images moto ships keep the root device type they declare.
+
+It also lists, in every region, a Debian 12 image of Debian's cloud team (owner 136693071363,
+named `debian-12-amd64-*` as Debian names them), which moto's own images do not include, so
+the shipped AWS example's source filter finds what it finds on AWS.
 """
 
 from __future__ import annotations
@@ -14,7 +18,25 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from moto.ec2.models.amis import Ami
+from moto.ec2.models.amis import AMIS, Ami
+
+DEBIAN_12 = {
+    "ami_id": "ami-0fec2c2e2017f4e7b",
+    "name": "debian-12-amd64-20261110-2290",
+    "description": "Debian 12 (20261110-2290)",
+    "owner_id": "136693071363",
+    "architecture": "x86_64",
+    "image_location": "136693071363/debian-12-amd64-20261110-2290",
+    "image_type": "machine",
+    "public": True,
+    "platform": "Linux/UNIX",
+    "state": "available",
+    "hypervisor": "xen",
+    "root_device_name": "/dev/xvda",
+    "root_device_type": "ebs",
+    "sriov": "simple",
+    "virtualization_type": "hvm",
+}
 
 
 def _ebs_like_aws(original: Any) -> Any:
@@ -29,6 +51,7 @@ def _ebs_like_aws(original: Any) -> Any:
 
 def main(port: str) -> None:
     Ami.__init__ = _ebs_like_aws(Ami.__init__)  # type: ignore[method-assign]
+    AMIS.append(dict(DEBIAN_12))
     from moto.server import main as moto_main
 
     moto_main(["-H", "127.0.0.1", "-p", port])

@@ -1,21 +1,24 @@
 """The AWS provider end to end: real doit, packer (amazon-ebs) and boto3 against moto's EC2
 server on 127.0.0.1, which stands in for AWS because there is no AWS account here.
 
-The repository is the shipped example (examples/aws/bakes: aws-base from the newest Amazon
-Linux 2 AMI, aws-hello with hello-svc on it, both in us-east-1 and us-west-2). moto cannot run
-an instance, so the example uses communicator = "none": packer starts, stops and images an
-instance, copies, tags and cleans up for real, but runs nothing on it.
+The repository is the shipped example (examples/aws/bakes: aws-base from the newest Debian 12
+AMI, aws-hello with hello-svc on it, both in us-east-1 and us-west-2). moto cannot run an
+instance to log in to, so the tests bake it with communicator = "none" (conftest.aws_repo):
+packer starts, stops and images an instance, copies, tags and cleans up for real, but runs
+nothing on it.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from pathlib import Path
 
-from helpers import SECRET, amis, aws_calls, bump_hello, ec2, run_doit
+from helpers import PROJECT, SECRET, amis, aws_calls, bump_hello, ec2, run_doit
 
 REGIONS = ["us-east-1", "us-west-2"]
-NAME = re.compile(r"^aws-hello-x86_64-\d{14}-[0-9a-f]{6}-amzn2$")
+NAME = re.compile(r"^aws-hello-x86_64-\d{14}-[0-9a-f]{6}-bookworm$")
 
 
 def baked(output: str) -> list[str]:
@@ -92,11 +95,11 @@ def test_a_package_version_bump_rebakes_only_the_service(aws_repo: Path, aws_env
 def test_a_new_upstream_ami_rebakes_base_and_service(aws_repo: Path, aws_env: dict[str, str]) -> None:
     # Amazon publishes a newer Amazon Linux 2 AMI; in moto we register it in this account.
     base_file = aws_repo / "bakes" / "aws-base.toml"
-    base_file.write_text(base_file.read_text().replace('owners = ["137112412989"]', 'owners = ["137112412989", "self"]'))
+    base_file.write_text(base_file.read_text().replace('owners = ["136693071363"]', 'owners = ["136693071363", "self"]'))
     run_doit(aws_repo, env=aws_env, check=True)
     old_source = {region: amis(aws_env, region, "aws-base")[0]["tags"]["base_ami_id"] for region in REGIONS}
     new_source = {
-        region: ec2(aws_env, region).register_image(Name="amzn2-ami-hvm-2.0.29990101.0-x86_64-gp2")["ImageId"]
+        region: ec2(aws_env, region).register_image(Name="debian-12-amd64-29990101-9999")["ImageId"]
         for region in REGIONS
     }
 
@@ -195,3 +198,15 @@ def test_base_and_service_bake_in_one_parallel_run(aws_repo: Path, aws_env: dict
         hello, = amis(aws_env, region, "aws-hello")
         assert hello["tags"]["base_ami_id"] == base["ImageId"]
     assert baked(run_doit(aws_repo, "-n", "2", env=aws_env, check=True).output) == []
+
+
+def test_the_shipped_example_as_it_is_logs_in_over_ssh_and_finds_debian_12(tmp_path: Path, aws_env: dict[str, str]) -> None:
+    """The example unchanged (what a real account bakes): its source filter finds Debian's
+    image in both regions (tests/test_render.py checks the SSH steps with packer validate)."""
+    example = tmp_path / "example"
+    shutil.copytree(PROJECT / "examples" / "aws", example, symlinks=False, ignore=shutil.ignore_patterns(".doit.db*"))
+    assert all("communicator" not in bake.read_text() for bake in (example / "bakes").glob("*.toml"))
+    plan = json.loads(run_doit(example, "plan", "--json", env=aws_env).stdout)
+    rows = {row["bake"]: row for row in plan["bakes"]}
+    assert rows["aws-base"]["action"] == "bake" and rows["aws-base"]["reasons"] == ["no image yet"]
+    assert rows["aws-base"]["key"] and rows["aws-hello"]["reasons"][0] == "its base 'aws-base' will rebake first"

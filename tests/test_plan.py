@@ -155,9 +155,9 @@ def test_plan_agrees_with_doit_on_amis(aws_repo: Path, aws_env: dict[str, str]) 
     assert len(amis(aws_env, "us-east-1", "aws-hello")) == 1  # only the missing region was baked
 
     base_file = aws_repo / "bakes" / "aws-base.toml"
-    base_file.write_text(base_file.read_text().replace('owners = ["137112412989"]', 'owners = ["137112412989", "self"]'))
+    base_file.write_text(base_file.read_text().replace('owners = ["136693071363"]', 'owners = ["136693071363", "self"]'))
     for region in ("us-east-1", "us-west-2"):
-        ec2(aws_env, region).register_image(Name="amzn2-ami-hvm-2.0.29990101.0-x86_64-gp2")
+        ec2(aws_env, region).register_image(Name="debian-12-amd64-29990101-9999")
     plan = json.loads(run_doit(aws_repo, "plan", "--json", env=aws_env).stdout)
     rows = {row["bake"]: row for row in plan["bakes"]}
     assert rows["aws-base"]["action"] == "bake" and any(r.startswith("source ") for r in rows["aws-base"]["reasons"])
