@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -84,14 +85,24 @@ def build_hello_deb(repo: Path, version: str, out_dir: Path) -> Path:
     return output
 
 
+def _as_a_terminal_starts_it() -> None:
+    """A foreground job's signals: the suite itself may run with SIGINT and SIGHUP ignored
+    (started by nohup, or in the background of a script, as CI runners may), and a child
+    inherits that, so Ctrl-C would never reach doit."""
+    for signum in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 class Running:
-    """A `doit` started in the background, in its own process group as a terminal starts it;
-    its output is collected as it comes, so a test can act at a given moment."""
+    """A `doit` started in the background, in its own process group and with the signals of
+    a foreground job, as a terminal starts it; its output is collected as it comes, so a test
+    can act at a given moment."""
 
     def __init__(self, repo: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "doit", *args], cwd=repo, text=True, start_new_session=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            preexec_fn=_as_a_terminal_starts_it,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
