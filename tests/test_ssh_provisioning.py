@@ -1,0 +1,111 @@
+"""The SSH path of AMI bakes, run for real: packer's SSH communicator runs the provisioning
+steps amazon-ebs bakes include (templates/provision-packages.pkr.hcl.j2) against a real sshd
+on 127.0.0.1 in a Debian root (tests/ssh_target.py), through bakehouse's own packer runner.
+The target stands in for an EC2 instance, which cannot run here (no AWS account)."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bakehouse import packer
+from bakehouse.errors import PackerError
+from bakehouse.render import Templates
+from helpers import PROJECT, build_hello_deb
+from ssh_target import SshTarget, build_root_tarball, templates_with_target
+
+
+@pytest.fixture(scope="session")
+def target_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_root_tarball(tmp_path_factory.mktemp("ssh-target"))
+
+
+@pytest.fixture
+def target(target_tarball: Path, tmp_path: Path) -> Iterator[SshTarget]:
+    machine = SshTarget(target_tarball, tmp_path / "target")
+    try:
+        yield machine
+    finally:
+        machine.stop()
+
+
+def bake_over_ssh(work: Path, port: int, key: Path, debs: list[Path], checks: list[str], timeout: str = "60s") -> str:
+    """Render the SSH target template with these values and `packer build` it; packer's
+    output as bakehouse shows it. Raises PackerError as a bake does."""
+    templates = templates_with_target(work)
+    context = {
+        "deb_paths": [str(deb) for deb in debs], "package_checks": checks,
+        "target": {"port": port, "user": SshTarget.user, "key": str(key), "timeout": timeout},
+    }
+    template = work / "build" / "ssh-target.pkr.hcl"
+    template.parent.mkdir(parents=True)
+    template.write_text(Templates(templates).render("ssh-target.pkr.hcl.j2", context))
+    out = io.StringIO()
+    try:
+        packer.build(packer.PackerRun(label="target", template=template, log_path=work / "bake.log",
+                                      timeout_seconds=300), out)
+    except PackerError as error:
+        raise PackerError(f"{error}\n{out.getvalue()}") from None
+    return out.getvalue()
+
+
+def hello_deb(tmp_path: Path, postinst: str | None = None) -> Path:
+    """hello-svc 1.0.4 built from the shipped package source (with another postinst if given)."""
+    source = tmp_path / "source"
+    shutil.copytree(PROJECT / "packages", source / "packages")
+    if postinst is not None:
+        (source / "packages" / "hello-svc" / "DEBIAN" / "postinst").write_text(postinst)
+    return build_hello_deb(source, "1.0.4", tmp_path)
+
+
+def test_packages_are_installed_over_ssh_at_their_versions(target: SshTarget, tmp_path: Path) -> None:
+    output = bake_over_ssh(tmp_path, target.port, target.key, [hello_deb(tmp_path)], ["hello-svc=1.0.4"])
+    assert "install-packages: hello-svc=1.0.4 installed" in output
+    assert target.installed("hello-svc") == "1.0.4"
+    assert not (target.root / "tmp" / "bakehouse").exists()  # the steps clean up after themselves
+
+
+def test_an_install_that_fails_fails_the_bake_with_the_remote_output(target: SshTarget, tmp_path: Path) -> None:
+    broken = "#!/bin/sh\necho 'hello-svc: cannot configure on this machine' >&2\nexit 1\n"
+    with pytest.raises(PackerError) as failure:
+        bake_over_ssh(tmp_path, target.port, target.key, [hello_deb(tmp_path, broken)], ["hello-svc=1.0.4"])
+    assert "target: packer exited 1; full log: " in str(failure.value)
+    assert "hello-svc: cannot configure on this machine" in str(failure.value)
+    assert "hello-svc: cannot configure on this machine" in (tmp_path / "bake.log").read_text()
+
+
+def test_the_install_waits_while_the_targets_dpkg_lock_is_held(target: SshTarget, tmp_path: Path) -> None:
+    """As unattended-upgrades holds it on a fresh instance: dpkg's own (fcntl) locks, taken
+    from outside the target for 3 seconds."""
+    handles = [(target.root / "var" / "lib" / "dpkg" / name).open("a") for name in ("lock-frontend", "lock")]
+    for handle in handles:
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def release() -> None:
+        time.sleep(3)
+        for handle in handles:
+            handle.close()
+
+    threading.Thread(target=release, daemon=True).start()
+    output = bake_over_ssh(tmp_path, target.port, target.key, [hello_deb(tmp_path)], ["hello-svc=1.0.4"])
+    assert "install-packages: waiting for the dpkg lock" in output
+    assert target.installed("hello-svc") == "1.0.4"
+
+
+def test_a_target_that_never_answers_ssh_times_out_with_one_line(target: SshTarget, tmp_path: Path) -> None:
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), never speaks SSH
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        with pytest.raises(PackerError) as failure:
+            bake_over_ssh(tmp_path, silent.getsockname()[1], target.key, [], ["hello-svc"], timeout="5s")
+    first_line = str(failure.value).splitlines()[0]
+    assert first_line.startswith("target: packer exited 1; full log: ")
+    assert "Timeout waiting for SSH" in str(failure.value)
