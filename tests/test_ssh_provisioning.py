@@ -109,3 +109,23 @@ def test_a_target_that_never_answers_ssh_times_out_with_one_line(target: SshTarg
     first_line = str(failure.value).splitlines()[0]
     assert first_line.startswith("target: packer exited 1; full log: ")
     assert "Timeout waiting for SSH" in str(failure.value)
+
+
+def test_the_install_waits_for_cloud_init_to_finish(target: SshTarget, tmp_path: Path) -> None:
+    """A stand-in for cloud-init on a fresh instance (the target has none): `status --wait`
+    returns once a flag file appears, which this test writes after the install has begun."""
+    fake = target.root / "usr" / "local" / "bin" / "cloud-init"
+    fake.write_text("#!/bin/sh\n: > /tmp/cloud-init-asked\n"
+                    "while [ ! -e /tmp/cloud-init-done ]; do sleep 0.1; done\necho 'status: done'\n")
+    fake.chmod(0o755)
+
+    def finish_when_asked() -> None:
+        while not (target.root / "tmp" / "cloud-init-asked").exists():
+            time.sleep(0.05)
+        time.sleep(1)
+        (target.root / "tmp" / "cloud-init-done").touch()
+
+    threading.Thread(target=finish_when_asked, daemon=True).start()
+    output = bake_over_ssh(tmp_path, target.port, target.key, [hello_deb(tmp_path)], ["hello-svc=1.0.4"])
+    assert "install-packages: waiting for cloud-init to finish" in output
+    assert target.installed("hello-svc") == "1.0.4"
