@@ -3,6 +3,7 @@ AMIs on moto's EC2 server with boto3."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -128,6 +129,23 @@ class Running:
         code = self.process.wait(timeout=seconds)
         self._reader.join(timeout=5)
         return code
+
+
+def hold_dpkg_lock(root: Path, seconds: float) -> threading.Thread:
+    """Take dpkg's own locks (fcntl, as dpkg does) in the system at `root`, as
+    unattended-upgrades holds them on a fresh instance, and let go after `seconds`."""
+    handles = [(root / "var" / "lib" / "dpkg" / name).open("a") for name in ("lock-frontend", "lock")]
+    for handle in handles:
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def release() -> None:
+        time.sleep(seconds)
+        for handle in handles:
+            handle.close()
+
+    thread = threading.Thread(target=release, daemon=True)
+    thread.start()
+    return thread
 
 
 def wait_until(condition: Callable[[], bool], seconds: float = 60) -> None:

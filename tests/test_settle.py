@@ -5,14 +5,11 @@ booted instance."""
 
 from __future__ import annotations
 
-import fcntl
 import shutil
 import subprocess
-import threading
-import time
 from pathlib import Path
 
-from helpers import PROJECT, build_hello_deb, image_file, records
+from helpers import PROJECT, build_hello_deb, hold_dpkg_lock, image_file, records
 
 
 def unpacked_base(repo: Path, root: Path) -> Path:
@@ -23,22 +20,6 @@ def unpacked_base(repo: Path, root: Path) -> Path:
     shutil.copy(build_hello_deb(repo, "1.0.4", root.parent), inbox / "debs")
     shutil.copy(PROJECT / "templates" / "scripts" / "install-packages.sh", inbox / "install-packages.sh")
     return root
-
-
-def hold_dpkg_lock(root: Path, seconds: float) -> threading.Thread:
-    """Take dpkg's own locks (fcntl, as dpkg does) in the image and let go after `seconds`."""
-    handles = [(root / "var" / "lib" / "dpkg" / name).open("a") for name in ("lock-frontend", "lock")]
-    for handle in handles:
-        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-    def release() -> None:
-        time.sleep(seconds)
-        for handle in handles:
-            handle.close()
-
-    thread = threading.Thread(target=release, daemon=True)
-    thread.start()
-    return thread
 
 
 def install(root: Path, settle_seconds: int) -> subprocess.CompletedProcess[str]:

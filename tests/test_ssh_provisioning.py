@@ -5,7 +5,6 @@ The target stands in for an EC2 instance, which cannot run here (no AWS account)
 
 from __future__ import annotations
 
-import fcntl
 import io
 import shutil
 import socket
@@ -19,7 +18,7 @@ import pytest
 from bakehouse import packer
 from bakehouse.errors import PackerError
 from bakehouse.render import Templates
-from helpers import PROJECT, build_hello_deb
+from helpers import PROJECT, build_hello_deb, hold_dpkg_lock
 from ssh_target import SshTarget, build_root_tarball, templates_with_target
 
 
@@ -85,17 +84,9 @@ def test_an_install_that_fails_fails_the_bake_with_the_remote_output(target: Ssh
 def test_the_install_waits_while_the_targets_dpkg_lock_is_held(target: SshTarget, tmp_path: Path) -> None:
     """As unattended-upgrades holds it on a fresh instance: dpkg's own (fcntl) locks, taken
     from outside the target for 3 seconds."""
-    handles = [(target.root / "var" / "lib" / "dpkg" / name).open("a") for name in ("lock-frontend", "lock")]
-    for handle in handles:
-        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-    def release() -> None:
-        time.sleep(3)
-        for handle in handles:
-            handle.close()
-
-    threading.Thread(target=release, daemon=True).start()
+    holder = hold_dpkg_lock(target.root, seconds=3)
     output = bake_over_ssh(tmp_path, target.port, target.key, [hello_deb(tmp_path)], ["hello-svc=1.0.4"])
+    holder.join()
     assert "install-packages: waiting for the dpkg lock" in output
     assert target.installed("hello-svc") == "1.0.4"
 
