@@ -47,10 +47,10 @@ from bakehouse.decide import Planner  # noqa: E402
 from bakehouse.definitions import load_bakes  # noqa: E402
 from bakehouse.epoch import now_utc  # noqa: E402
 from bakehouse.project import Project  # noqa: E402
-from bakehouse.providers import make_providers  # noqa: E402
+from bakehouse.providers import open_providers  # noqa: E402
 from bakehouse.fingerprint import compact  # noqa: E402
 from bakehouse.registry import ImageRecord  # noqa: E402
-from bakehouse.registry.aws import BAKE_TAG, BASE_TAG, CREATED_TAG, IMAGE_TAG, KEY_TAG, summary_tags  # noqa: E402
+from bakehouse.providers.aws.registry import BAKE_TAG, BASE_TAG, CREATED_TAG, IMAGE_TAG, KEY_TAG, summary_tags  # noqa: E402
 
 WORK = Path(os.environ.get("BAKEHOUSE_BENCH_DIR", "/tmp/bakehouse-bench"))
 BASE = """\
@@ -164,8 +164,8 @@ def seed_registry(repo: Path) -> None:
     same however the images were made, and baking hundreds would take the benchmark hours."""
     project = Project.at(repo)
     graph = load_bakes(project)
-    planner = Planner(project, graph, make_providers(project, graph), now_utc())
-    registry = planner.providers["local"].registry
+    planner = Planner(project, graph, open_providers(project, graph), now_utc())
+    registry = planner.provider_of(planner.graph.names[0]).registry
     for bake in planner.graph.bakes:
         decision = planner.decide(bake.name)
         if decision.up_to_date or decision.key is None:
@@ -365,7 +365,7 @@ def seed_amis(repo: Path) -> None:
 
     project = Project.at(repo)
     graph = load_bakes(project)
-    planner = Planner(project, graph, make_providers(project, graph), now_utc())
+    planner = Planner(project, graph, open_providers(project, graph), now_utc())
     clients = {region: boto3.client("ec2", region_name=region) for region in AWS_REGIONS}
     for bake in planner.graph.bakes:
         decision = planner.decide(bake.name)
@@ -376,7 +376,7 @@ def seed_amis(repo: Path) -> None:
                 CREATED_TAG: "2026-01-01T00:00:00+00:00", **summary_tags(compact(decision.summary))}
         if decision.base_image is not None:
             tags[BASE_TAG] = decision.base_image.image_id
-        for region in planner.providers["aws"].needed_locations(bake):
+        for region in planner.provider_of(bake.name).places(bake):
             ami = clients[region].register_image(Name=image_id, RootDeviceName="/dev/xvda")["ImageId"]
             clients[region].create_tags(Resources=[ami], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
 

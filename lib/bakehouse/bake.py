@@ -50,7 +50,7 @@ def _bake_locked(planner: Planner, decision: Decision, lock_fd: int, out: TextIO
     if decision.key is None or decision.summary is None:
         base = decision.bake.base
         raise BakehouseError(f"{name}: its base '{base}' has no current image; bake it first: doit bake:{base}")
-    provider = planner.providers[decision.bake.provider]
+    provider = planner.provider_of(name)
     for leftover in provider.sweep(decision.bake):
         out.write(f"[{name}] removed {leftover}, left by a bake that never finished\n")
     job = _job(planner, provider, decision, now_utc())
@@ -85,7 +85,7 @@ def _job(planner: Planner, provider: Provider, decision: Decision, now: datetime
         base_image=decision.base_image,
         manifest=work / f"{image_id}.manifest.json",
         log=planner.project.logs_dir / bake.name / f"{image_id}.log",
-        locations=decision.missing or provider.needed_locations(bake),
+        places=decision.missing or provider.places(bake),
         extends=decision.partial,
         summary=decision.summary or {},
         packages=decision.packages,
@@ -118,9 +118,8 @@ def _run(
         ),
         out,
     )
-    locations = provider.locations(job, packer.read_manifest(job.manifest, job.bake.name))
-    if job.extends is not None:
-        locations = {**job.extends.locations, **locations}
+    made = provider.made(job, packer.read_manifest(job.manifest, job.bake.name))
+    locations = made if job.extends is None else {**job.extends.locations, **made}
     image = ImageRecord(
         image_id=job.image_id,
         bake=job.bake.name,

@@ -8,13 +8,12 @@ base will rebake cannot be up to date either, and says so.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import datetime
 from typing import Any
 
-from .aptrepo import AptIndexes, host_architecture
+from .aptrepo import AptIndexes
 from .debpkg import SourcePackage, find_source_packages
-from .definitions import Bake, BakeGraph
+from .model import Bake, BakeGraph
 from .epoch import epoch
 from .fingerprint import Summary, content_key, explain, summarise
 from .packages import ResolvedPackage, resolve_packages
@@ -24,7 +23,6 @@ from .registry import ImageRecord
 from .render import Templates
 
 FORCED = "forced (--rebake)"
-AMI_TO_DEBIAN_ARCHITECTURE = {"x86_64": "amd64", "arm64": "arm64", "i386": "i386"}
 
 
 @dataclass(frozen=True)
@@ -74,17 +72,6 @@ class Planner:
         self._source_packages: tuple[SourcePackage, ...] | None = None
         self._kept: dict[str, Decision] = {}
 
-    @cached_property
-    def architecture(self) -> str:
-        """The Debian architecture images are made for (the host's, for local images)."""
-        return host_architecture()
-
-    def _architecture(self, bake: Bake) -> str:
-        """The Debian architecture of `bake`'s images: its AMI's, or the host's."""
-        if bake.aws is not None:
-            return AMI_TO_DEBIAN_ARCHITECTURE.get(bake.aws.arch, bake.aws.arch)
-        return self.architecture
-
     @property
     def source_packages(self) -> tuple[SourcePackage, ...]:
         if self._source_packages is None:
@@ -94,7 +81,15 @@ class Planner:
     def forget(self, name: str) -> None:
         """Drop what this run knows of `name`'s images (another process may have baked it)."""
         self._kept.pop(name, None)
-        self.providers[self.graph[name].provider].registry.forget(name)
+        self.provider_of(name).registry.forget(name)
+
+    def provider_of(self, name: str) -> Provider:
+        """The provider that bakes `name` (opened on first use)."""
+        return self.providers[self.graph[name].provider]
+
+    def images(self, name: str) -> list[ImageRecord]:
+        """Every complete image of `name`, newest first, from its provider's registry."""
+        return self.provider_of(name).registry.images(name)
 
     def decide(self, name: str, forced: bool = False) -> Decision:
         if not forced and name in self._kept:
@@ -105,11 +100,10 @@ class Planner:
         return decision
 
     def _decide(self, bake: Bake, forced: bool) -> Decision:
-        provider = self.providers[bake.provider]
-        where = self.project.relative(bake.path)
+        provider = self.provider_of(bake.name)
         packages = resolve_packages(
-            self.project, where, bake.packages, self.source_packages,
-            bake.repositories, self.indexes, self._architecture(bake) if bake.repositories else "",
+            self.project, bake.where, bake.packages, self.source_packages,
+            bake.repositories, self.indexes, provider.architecture(bake) if bake.repositories else "",
         )
         files = self.templates.input_files(bake.template)
         images = provider.registry.images(bake.name)
@@ -132,7 +126,7 @@ class Planner:
             return Decision(bake, tuple(reasons), None, newest, packages=packages)
 
         key = content_key(summary)
-        needed = provider.needed_locations(bake)
+        needed = provider.places(bake)
         matching = [image for image in images if image.key == key]
         current = next((image for image in matching if set(needed) <= set(image.locations)), None)
         partial, missing = None, ()

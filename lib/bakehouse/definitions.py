@@ -8,107 +8,20 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .aptrepo import Repository
-from .aws_definitions import (
-    AWS_KEYS, AWS_SOURCE_KEYS, AwsSettings, AwsSource, check_aws_chain, parse_aws, parse_aws_source,
-)
 from .errors import DefinitionError
+from .model import DEFAULT_TIMEOUT_SECONDS, Bake, BakeGraph, ProviderSettings, ProviderSource
 from .project import Project
+from .providers import DEFAULT_PROVIDER, ProviderDefinition, definitions
 from .tomlcheck import Getter, did_you_mean, reject_unknown, type_name
 
-PROVIDERS = ("local", "aws")
 REBUILD_PERIODS = ("day", "week", "month")
-# mmdebstrap's own variants, plus "busybox": a tiny dpkg+busybox system for tests and demos.
-LOCAL_VARIANTS = (
-    "extract", "custom", "essential", "apt", "required", "minbase", "buildd",
-    "important", "debootstrap", "standard", "busybox",
-)
 BAKE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 DURATION = re.compile(r"^(\d+)(s|m|h)$")
-DEFAULT_TIMEOUT_SECONDS = 3600
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600  # a bake longer than a week is a mistake, and timers must hold it
-VarValue = str | int | float | bool
-
-
-@dataclass(frozen=True)
-class LocalSource:
-    """Where a local base image starts: a Debian suite built by mmdebstrap."""
-
-    suite: str
-    variant: str = "minbase"
-    mirror: str | None = None
-
-    def content(self) -> dict[str, Any]:
-        return vars(self)
-
-
-@dataclass(frozen=True)
-class Bake:
-    """One image to bake, as declared in bakes/<name>.toml (defaults applied)."""
-
-    name: str
-    path: Path
-    template: str
-    provider: str = "local"
-    description: str = ""
-    base: str | None = None
-    source: LocalSource | AwsSource | None = None
-    packages: tuple[str, ...] = ()
-    vars: tuple[tuple[str, VarValue], ...] = ()
-    rebuild_every: str | None = None
-    timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
-    repositories: tuple[Repository, ...] = ()
-    aws: AwsSettings | None = None
-
-    @property
-    def vars_dict(self) -> dict[str, VarValue]:
-        return dict(self.vars)
-
-    def content_definition(self) -> dict[str, Any]:
-        """The normalised definition that goes into the content key.
-
-        Leaves out what cannot change the image: the description, the timeout, and the
-        package specs and repositories (resolved names, versions and hashes enter the key).
-        """
-        definition = {
-            "provider": self.provider,
-            "template": self.template,
-            "base": self.base,
-            "source": None if self.source is None else self.source.content(),
-            "vars": dict(self.vars),
-            "rebuild_every": self.rebuild_every,
-        }
-        if self.aws is not None:
-            definition["aws"] = self.aws.content()
-        return definition
-
-
-@dataclass(frozen=True)
-class BakeGraph:
-    """All bakes of a repository, in an order where every base comes before its services."""
-
-    bakes: tuple[Bake, ...] = field(default_factory=tuple)
-
-    def __getitem__(self, name: str) -> Bake:
-        for bake in self.bakes:
-            if bake.name == name:
-                return bake
-        raise KeyError(name)
-
-    @property
-    def names(self) -> list[str]:
-        return [bake.name for bake in self.bakes]
-
-    def chain(self, name: str) -> list[Bake]:
-        """`name` and the bakes it builds on, base first."""
-        chain = [self[name]]
-        while chain[0].base is not None:
-            chain.insert(0, self[chain[0].base])
-        return chain
 
 
 def load_bakes(project: Project) -> BakeGraph:
@@ -135,19 +48,22 @@ def load_bake(project: Project, path: Path) -> Bake:
     return _parse(project, where, name, path, data)
 
 
-_TOP_KEYS = (
+CORE_KEYS = (
     "description", "provider", "template", "base", "source", "packages", "vars",
     "rebuild_every", "timeout", "repository",
-) + AWS_KEYS
-_LOCAL_SOURCE_KEYS = ("suite", "variant", "mirror")
-AWS_SOURCE_KEYS = ("ami", "name", "owners", "most_recent")
+)
 _REPOSITORY_KEYS = ("url", "suite", "components", "signed_by", "trusted", "packages")
 
 
+def _top_keys() -> tuple[str, ...]:
+    """Every key a bake file may have at its top: the core's and every provider's."""
+    return CORE_KEYS + tuple(key for provider in definitions().values() for key in provider.keys)
+
+
 def _parse(project: Project, where: str, name: str, path: Path, data: dict[str, Any]) -> Bake:
-    reject_unknown(where, "", data, _TOP_KEYS)
+    reject_unknown(where, "", data, _top_keys())
     get = Getter(where, data)
-    provider = get.choice("provider", PROVIDERS, default="local")
+    provider = definitions()[get.choice("provider", tuple(definitions()), default=DEFAULT_PROVIDER)]
     template = get.string("template")
     if template is None:
         raise DefinitionError(f"{where}: 'template' is required (a file under templates/)")
@@ -166,7 +82,7 @@ def _parse(project: Project, where: str, name: str, path: Path, data: dict[str, 
         name=name,
         path=path,
         template=template,
-        provider=provider,
+        provider=provider.name,
         description=get.string("description") or "",
         base=base,
         source=source,
@@ -175,8 +91,20 @@ def _parse(project: Project, where: str, name: str, path: Path, data: dict[str, 
         rebuild_every=get.choice("rebuild_every", REBUILD_PERIODS, default=None),
         timeout_seconds=_parse_duration(where, data.get("timeout")),
         repositories=_parse_repositories(project, where, data.get("repository", [])),
-        aws=parse_aws(where, data, provider),
+        settings=_parse_settings(where, data, provider),
+        where=where,
     )
+
+
+def _parse_settings(where: str, data: dict[str, Any], provider: ProviderDefinition) -> ProviderSettings | None:
+    """The provider's own keys; those of other providers are refused, naming their owner."""
+    for other in definitions().values():
+        for key in other.keys:
+            if other is not provider and key in data and key not in provider.keys:
+                raise DefinitionError(
+                    f"{where}: {key} is only for provider = \"{other.name}\" (this bake is {provider.name})"
+                )
+    return provider.parse_settings(where, data)
 
 
 def _parse_repositories(project: Project, where: str, tables: Any) -> tuple[Repository, ...]:
@@ -216,32 +144,20 @@ def _parse_repository(project: Project, where: str, n: int, table: dict[str, Any
     return Repository(url, suite, tuple(components), keyring, trusted, tuple(packages))
 
 
-def _parse_source(where: str, table: Any, provider: str) -> LocalSource | AwsSource | None:
+def _parse_source(where: str, table: Any, provider: ProviderDefinition) -> ProviderSource | None:
     if table is None:
         return None
     if not isinstance(table, dict):
         raise DefinitionError(f"{where}: source must be a table ([source]), not {type_name(table)}")
-    source_keys = AWS_SOURCE_KEYS if provider == "aws" else _LOCAL_SOURCE_KEYS
+    top_keys, source_keys = _top_keys(), provider.source_keys
     for key in table:
-        if key not in source_keys and did_you_mean(key, _TOP_KEYS + source_keys) == did_you_mean(key, _TOP_KEYS) != "":
+        if key not in source_keys and did_you_mean(key, top_keys + source_keys) == did_you_mean(key, top_keys) != "":
             raise DefinitionError(
-                f"{where}: unknown key 'source.{key}'{did_you_mean(key, _TOP_KEYS)[:-1]} "
+                f"{where}: unknown key 'source.{key}'{did_you_mean(key, top_keys)[:-1]} "
                 "It belongs above [source]: keys after a [table] header go into that table.)"
             )
     reject_unknown(where, "source.", table, source_keys)
-    if provider == "aws":
-        return parse_aws_source(where, table)
-    get = Getter(where, table, prefix="source.")
-    suite = get.string("suite")
-    if suite is None:
-        raise DefinitionError(f"{where}: source.suite is required (a Debian suite such as 'bookworm')")
-    if not re.match(r"^[a-z][a-z0-9-]*$", suite):
-        raise DefinitionError(f"{where}: source.suite: '{suite}' is not a Debian suite name")
-    return LocalSource(
-        suite=suite,
-        variant=get.choice("variant", LOCAL_VARIANTS, default="minbase"),
-        mirror=get.string("mirror"),
-    )
+    return provider.parse_source(where, table)
 
 
 def _parse_duration(where: str, value: Any) -> int:
@@ -266,15 +182,16 @@ def _base_first(bakes: dict[str, Bake]) -> list[Bake]:
     for bake in bakes.values():
         if bake.base is not None and bake.base not in bakes:
             raise DefinitionError(
-                f"bakes/{bake.name}.toml: base: '{bake.base}' is not a bake in bakes/"
+                f"{bake.where}: base: '{bake.base}' is not a bake in bakes/"
                 + did_you_mean(bake.base, bakes)
             )
         if bake.base is not None and bakes[bake.base].provider != bake.provider:
             raise DefinitionError(
-                f"bakes/{bake.name}.toml: base: '{bake.base}' is a {bakes[bake.base].provider} bake, "
+                f"{bake.where}: base: '{bake.base}' is a {bakes[bake.base].provider} bake, "
                 f"but this one is {bake.provider}; a service builds on a base of its own provider"
             )
-    check_aws_chain(bakes)
+    for provider in definitions().values():
+        provider.check_graph({name: bake for name, bake in bakes.items() if bake.provider == provider.name})
     ordered: list[Bake] = []
     for name in sorted(bakes):
         _visit(bakes, name, ordered, path=[])
@@ -286,7 +203,7 @@ def _visit(bakes: dict[str, Bake], name: str, ordered: list[Bake], path: list[st
         return
     if name in path:
         cycle = " -> ".join(path[path.index(name):] + [name])
-        raise DefinitionError(f"bakes/{name}.toml: base cycle {cycle}")
+        raise DefinitionError(f"{bakes[name].where}: base cycle {cycle}")
     base = bakes[name].base
     if base is not None:
         _visit(bakes, base, ordered, path + [name])

@@ -29,5 +29,6 @@ class RegistryError(BakehouseError):
     """The image registry cannot be read or written."""
 
 
-class AwsError(BakehouseError):
-    """AWS cannot be reached, finds no credentials, or rejects a request."""
+class ProviderError(BakehouseError):
+    """A provider's service (a cloud API) cannot be reached, finds no credentials, or
+    refuses a request; each provider raises its own kind (providers/<name>/)."""

@@ -23,12 +23,13 @@ from doit.tools import config_changed
 from .bake import bake_image
 from .debpkg import build_deb
 from .decide import Decision, Planner
-from .definitions import Bake, load_bakes
+from .definitions import load_bakes
 from .epoch import now_utc
 from .errors import BakehouseError
+from .model import Bake
 from .packages import is_artifact_spec
 from .project import Project
-from .providers import make_providers
+from .providers import open_providers
 
 DOIT_CONFIG: dict[str, Any] = {
     "backend": "sqlite3",  # two doit processes at once cannot corrupt it
@@ -133,7 +134,7 @@ def planner_for(root: Path) -> Planner:
     bake files are read and package sources hashed once per run."""
     project = Project.at(root)
     graph = load_bakes(project)
-    return Planner(project, graph, make_providers(project, graph), now_utc())
+    return Planner(project, graph, open_providers(project, graph), now_utc())
 
 
 def planner_from_tasks(tasks: list[Any]) -> Planner:

@@ -1,21 +1,67 @@
-"""Providers: what differs between baking a local image and an AMI.
+"""Providers: what differs between baking a local image, an AMI, or any other kind of image.
 
-A provider owns its registry and knows how to name a bake's source for the content key,
-what the template needs to know about where the image goes, and how to read the packer
-manifest into the image's locations. Everything else (keys, rendering, packer, recording)
-is shared by all providers.
+Each provider is one package, `providers/<name>/`, holding everything it is: the TOML keys it
+owns, its registry, its bake step and its client. The core finds providers only through the
+`bakehouse.providers` entry-point group (the way doit finds its commands and pytest its
+plugins) and never names one, so a third provider is a new folder, its templates and one line
+in pyproject.toml.
+
+A provider comes in two halves, as packer's builders do:
+
+- `ProviderDefinition`, the parse half: the keys it owns in a bake file, parsed and checked
+  with one-line errors, and no side effect (it never reaches a network, a cloud account or a
+  heavy library), so reading bake files costs the same whatever providers are installed.
+- `Provider`, the bake half, made by `ProviderDefinition.open()` only when a bake of that
+  provider is decided or baked: its registry (where its images are), what names its source
+  and its base images in the content key, the template values, and reading packer's manifest
+  into where the image was made. A local-only repository never imports boto3.
+
+Three words for places, each with one meaning: a bake's `places` are where a complete image
+must exist ("local", or each AWS region); `made` is what packer's manifest says one run
+produced ({place: reference}); a recorded image's `locations` are where it is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..definitions import Bake, BakeGraph
+from ..errors import DefinitionError
+from ..model import Bake, BakeGraph, ProviderSettings, ProviderSource
 from ..packages import ResolvedPackage
 from ..project import Project
 from ..registry import ImageRecord, Registry
+
+ENTRY_POINT_GROUP = "bakehouse.providers"
+DEFAULT_PROVIDER = "local"
+
+
+class ProviderDefinition(Protocol):
+    """The parse half of a provider: its keys in bake files. No side effects."""
+
+    name: str
+    keys: tuple[str, ...]  # the top-level keys it owns, refused on bakes of other providers
+    source_keys: tuple[str, ...]  # the keys of its [source] table
+
+    def parse_settings(self, where: str, data: dict[str, Any]) -> ProviderSettings | None:
+        """Its top-level keys of a bake file (`where` names the file in errors)."""
+        ...
+
+    def parse_source(self, where: str, table: dict[str, Any]) -> ProviderSource:
+        """A base bake's [source] table, unknown keys already refused."""
+        ...
+
+    def check_graph(self, bakes: Mapping[str, Bake]) -> None:
+        """Rules between its bakes and their bases (every base is of the same provider)."""
+        ...
+
+    def open(self, project: Project, graph: BakeGraph) -> Provider:
+        """The bake half, for one run over `graph`."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -30,9 +76,9 @@ class BakeJob:
     base_image: ImageRecord | None
     manifest: Path
     log: Path
-    # The places to bake; all of needed_locations() unless an image of this key exists
-    # in some of them already (then `extends` is that image, and only the rest are made).
-    locations: tuple[str, ...] = ()
+    # The places to bake this run: all of the bake's places, unless an image of this key
+    # exists in some of them already (then `extends` is that image, and only the rest are made).
+    places: tuple[str, ...] = ()
     extends: ImageRecord | None = None
     # What the image is made of, for providers that label images with it (AMI tags).
     summary: dict[str, Any] = field(default_factory=dict)
@@ -40,6 +86,8 @@ class BakeJob:
 
 
 class Provider(Protocol):
+    """The bake half of a provider, for one run."""
+
     name: str
     registry: Registry
 
@@ -47,8 +95,12 @@ class Provider(Protocol):
         """The resolved source of a base bake, as it enters the content key."""
         ...
 
-    def needed_locations(self, bake: Bake) -> tuple[str, ...]:
+    def places(self, bake: Bake) -> tuple[str, ...]:
         """Every place a complete image of `bake` must exist: ("local",) or its regions."""
+        ...
+
+    def architecture(self, bake: Bake) -> str:
+        """The Debian architecture of `bake`'s images (for packages from a [[repository]])."""
         ...
 
     def base_identity(self, image: ImageRecord) -> dict[str, Any]:
@@ -62,8 +114,9 @@ class Provider(Protocol):
         """Provider-specific template values (where the image goes, the base image, ...)."""
         ...
 
-    def locations(self, job: BakeJob, manifest: dict[str, Any]) -> dict[str, str]:
-        """Where the finished image is, read from packer's manifest and checked."""
+    def made(self, job: BakeJob, manifest: dict[str, Any]) -> dict[str, str]:
+        """Where this run made the image ({place: reference}), read from packer's manifest
+        and checked: every one of `job.places`, and nothing else."""
         ...
 
     def discard(self, job: BakeJob) -> None:
@@ -76,27 +129,39 @@ class Provider(Protocol):
         ...
 
 
-def make_providers(project: Project, graph: BakeGraph) -> dict[str, Provider]:
-    """Every provider, by the name bake files use in `provider = "..."`. Each is made when
-    first asked for, so a repository of local bakes never loads boto3 or looks for AWS."""
-    return _Providers(project, graph)
+@lru_cache(maxsize=1)
+def definitions() -> dict[str, ProviderDefinition]:
+    """Every installed provider's parse half, by the name bake files use in `provider = "..."`:
+    the default first, then by name (so lists in messages read the same on every machine)."""
+    found: dict[str, ProviderDefinition] = {}
+    for point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda p: (p.name != DEFAULT_PROVIDER, p.name)):
+        definition = point.load()
+        if getattr(definition, "name", None) != point.name:
+            raise DefinitionError(f"provider entry point '{point.name}' ({point.value}) is not a provider named so")
+        found.setdefault(point.name, definition)
+    if not found:
+        raise DefinitionError(
+            f"no providers are installed (entry points '{ENTRY_POINT_GROUP}'); "
+            "reinstall bakehouse: sh scripts/setup"
+        )
+    return found
 
 
-class _Providers(dict[str, Provider]):
+def definition(name: str) -> ProviderDefinition:
+    return definitions()[name]
+
+
+def open_providers(project: Project, graph: BakeGraph) -> dict[str, Provider]:
+    """The bake half of every provider, by name, each opened when first asked for."""
+    return _OpenProviders(project, graph)
+
+
+class _OpenProviders(dict[str, "Provider"]):
     def __init__(self, project: Project, graph: BakeGraph) -> None:
         super().__init__()
         self.project = project
         self.graph = graph
 
     def __missing__(self, name: str) -> Provider:
-        if name == "local":
-            from .local import LocalProvider
-
-            self[name] = LocalProvider(self.project)
-        elif name == "aws":
-            from .aws import AwsProvider
-
-            self[name] = AwsProvider(self.project, self.graph)
-        else:
-            raise KeyError(name)
+        self[name] = definitions()[name].open(self.project, self.graph)
         return self[name]

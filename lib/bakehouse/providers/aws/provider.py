@@ -1,4 +1,4 @@
-"""The AWS provider: AMIs baked by packer's amazon-ebs, one region or many, registered by tags.
+"""The bake half of the AWS provider: AMIs baked by packer's amazon-ebs, one region or many, registered by tags.
 
 - Source: an AMI id (or one per region), or a filter (name pattern, owners) resolved to the
   newest match in each region at plan time; the resolved ids enter the content key, so a new
@@ -20,18 +20,18 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import packer
-from ..aws import Ec2, ec2_endpoint
-from ..aws_definitions import AwsSettings, AwsSource
-from ..definitions import Bake, BakeGraph
-from ..errors import AwsError, PackerError
-from ..fingerprint import compact
-from ..project import Project
-from ..registry import ImageRecord
-from ..registry.aws import (
+from ... import packer
+from ...errors import PackerError
+from ...fingerprint import compact
+from ...model import Bake, BakeGraph
+from ...project import Project
+from ...registry import ImageRecord
+from .. import BakeJob
+from .client import AwsError, Ec2, ec2_endpoint
+from .registry import (
     BAKE_TAG, BASE_TAG, CREATED_TAG, IMAGE_TAG, KEY_TAG, LOG_TAG, SEQUENCE_TAG, AwsRegistry, summary_tags,
 )
-from . import BakeJob
+from .settings import DEBIAN_ARCHITECTURES, AwsSettings, AwsSource, settings_of
 
 PLUGINS_SINCE = (1, 7)  # packer 1.7 moved amazon-ebs into a plugin that must be required
 
@@ -47,12 +47,12 @@ class AwsProvider:
         self._resolved: dict[tuple[str, str, tuple[str, ...]], dict[str, Any]] = {}
 
     def _regions_of(self, bake: str) -> tuple[str, ...]:
-        return _settings(self.graph[bake]).regions
+        return settings_of(self.graph[bake]).regions
 
     def source(self, bake: Bake) -> dict[str, Any] | None:
         if not isinstance(bake.source, AwsSource):
             return None
-        return {"ids": {region: self._source_ami(bake, region)["ImageId"] for region in _settings(bake).regions}}
+        return {"ids": {region: self._source_ami(bake, region)["ImageId"] for region in settings_of(bake).regions}}
 
     def _source_ami(self, bake: Bake, region: str) -> dict[str, Any]:
         """The source AMI of a base bake in `region`: {"ImageId": ..., "Name": ...} (the name
@@ -75,16 +75,20 @@ class AwsProvider:
         )
         wanted = f"no available AMI named '{source.name}' owned by {', '.join(source.owners)} in {region}"
         if not found:
-            raise AwsError(f"bakes/{bake.name}.toml: source: {wanted}")
+            raise AwsError(f"{bake.where}: source: {wanted}")
         if len(found) > 1 and not source.most_recent:
             raise AwsError(
-                f"bakes/{bake.name}.toml: source: {len(found)} AMIs match in {region}; "
+                f"{bake.where}: source: {len(found)} AMIs match in {region}; "
                 "narrow source.name or set most_recent = true"
             )
         return max(found, key=lambda image: (image.get("CreationDate", ""), image.get("Name", "")))
 
-    def needed_locations(self, bake: Bake) -> tuple[str, ...]:
-        return _settings(bake).regions
+    def places(self, bake: Bake) -> tuple[str, ...]:
+        return settings_of(bake).regions
+
+    def architecture(self, bake: Bake) -> str:
+        arch = settings_of(bake).arch
+        return DEBIAN_ARCHITECTURES.get(arch, arch)
 
     def base_identity(self, image: ImageRecord) -> dict[str, Any]:
         return {"bake": image.bake, "ids": dict(sorted(image.locations.items()))}
@@ -93,8 +97,8 @@ class AwsProvider:
         return f"{job_stem}-{secrets.token_hex(3)}"
 
     def context(self, job: BakeJob) -> dict[str, Any]:
-        settings = _settings(job.bake)
-        sources = {region: self._start_from(job, region) for region in job.locations}
+        settings = settings_of(job.bake)
+        sources = {region: self._start_from(job, region) for region in job.places}
         name = self._ami_name(job, settings)
         tags = self._common_tags(job, name)
         return {
@@ -109,7 +113,7 @@ class AwsProvider:
                         "tags": {**tags, "base_ami_id": sources[region]["ImageId"],
                                  "base_ami_name": sources[region].get("Name", "")},
                     }
-                    for region, copies in _plan(settings, job.locations)
+                    for region, copies in _plan(settings, job.places)
                 ],
                 "ami_name": name,
                 "instance_type": settings.instance_type,
@@ -135,7 +139,7 @@ class AwsProvider:
         if "Name" not in ami:
             found = self.ec2.describe_images(region, ImageIds=[ami["ImageId"]])
             if not found:
-                raise AwsError(f"bakes/{job.bake.name}.toml: source.ami {ami['ImageId']} does not exist in {region}")
+                raise AwsError(f"{job.bake.where}: source.ami {ami['ImageId']} does not exist in {region}")
             ami = found[0]
         return ami
 
@@ -167,17 +171,17 @@ class AwsProvider:
             tags[BASE_TAG] = job.base_image.image_id
         return {**tags, **summary_tags(compact(job.summary))}
 
-    def locations(self, job: BakeJob, manifest: dict[str, Any]) -> dict[str, str]:
+    def made(self, job: BakeJob, manifest: dict[str, Any]) -> dict[str, str]:
         made: dict[str, str] = {}
         for build in packer.read_manifest_builds(job.manifest, job.bake.name):
             for pair in str(build.get("artifact_id", "")).split(","):
                 region, _, ami = pair.partition(":")
                 if region and ami.startswith("ami-"):
                     made[region] = ami
-        missing = [region for region in job.locations if region not in made]
+        missing = [region for region in job.places if region not in made]
         if missing:
             raise PackerError(f"{job.bake.name}: packer's manifest names no AMI in {', '.join(missing)}")
-        return {region: made[region] for region in job.locations}
+        return {region: made[region] for region in job.places}
 
     def discard(self, job: BakeJob) -> None:
         """Nothing to do: packer removes what a failed build made; an AMI a region did finish
@@ -187,11 +191,6 @@ class AwsProvider:
         """Nothing to sweep: an AMI counts only once it is available and tagged, and packer
         (cancelled by the kernel when its parent dies) cleans up its own instances."""
         return []
-
-
-def _settings(bake: Bake) -> AwsSettings:
-    assert bake.aws is not None, f"{bake.name} is not an AWS bake"
-    return bake.aws
 
 
 def _plan(settings: AwsSettings, regions: tuple[str, ...]) -> list[tuple[str, list[str]]]:

@@ -20,11 +20,11 @@ from typing import Any
 from doit.cmd_base import DoitCmdBase
 from doit.exceptions import InvalidCommand
 
-from .decide import Decision, Planner
-from .definitions import BakeGraph
-from .tomlcheck import did_you_mean
-from .errors import BakehouseError
-from .tasks import planner_from_tasks
+from ..decide import Decision, Planner
+from ..errors import BakehouseError
+from ..model import BakeGraph
+from ..tasks import planner_from_tasks
+from ..tomlcheck import did_you_mean
 
 EXIT_NOTHING_TO_BAKE, EXIT_WOULD_BAKE, EXIT_CANNOT_PLAN = 0, 1, 2
 
@@ -89,7 +89,7 @@ def _lineage(planner: Planner, decision: Decision) -> str | None:
     image = decision.current or decision.newest
     if base is None or image is None or image.base_image is None:
         return None
-    base_images = planner.providers[decision.bake.provider].registry.images(base)
+    base_images = planner.images(base)
     if not base_images or base_images[0].image_id == image.base_image:
         return None
     return f"{image.image_id} is built on {image.base_image}, not on the newest {base} image {base_images[0].image_id}"

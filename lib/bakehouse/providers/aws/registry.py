@@ -22,9 +22,9 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from ..aws import Ec2
-from ..errors import RegistryError
-from . import ImageRecord, newest_first
+from ...errors import RegistryError
+from ...registry import ImageRecord, newest_first
+from .client import Ec2
 
 PREFIX = "bakehouse:"
 BAKE_TAG = PREFIX + "bake"

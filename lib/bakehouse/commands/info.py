@@ -14,9 +14,9 @@ from typing import Any
 from doit.cmd_info import Info
 from doit.exceptions import InvalidCommand
 
-from .errors import BakehouseError
-from .tasks import ImageUpToDate, planner_for
-from .tomlcheck import did_you_mean
+from ..errors import BakehouseError
+from ..tasks import ImageUpToDate, planner_for
+from ..tomlcheck import did_you_mean
 
 
 class InfoCommand(Info):

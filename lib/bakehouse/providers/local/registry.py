@@ -15,8 +15,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..errors import RegistryError
-from . import ImageRecord, newest_first
+from ...errors import RegistryError
+from ...registry import ImageRecord, newest_first
 
 
 class LocalRegistry:

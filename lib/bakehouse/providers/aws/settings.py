@@ -1,30 +1,32 @@
 """The keys of `provider = "aws"` bakes: regions, how an AMI is built and named, its source.
 
 Parsed with the same one-line errors as every other key (see tomlcheck.py); the rest of a
-bake file is read by definitions.py.
+bake file is read by the core (definitions.py). Imports nothing heavy: reading bake files
+never loads boto3.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import DefinitionError
-from .tomlcheck import Getter
-
-if TYPE_CHECKING:
-    from .definitions import Bake
+from ...errors import DefinitionError
+from ...model import Bake
+from ...tomlcheck import Getter
 
 AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 AMI_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
 MULTI_REGION_MODES = ("bake", "copy")
 COMMUNICATORS = ("ssh", "none")
-AWS_KEYS = (
+KEYS = (
     "regions", "multi_region", "instance_type", "arch", "os", "ami_name", "ami_suffix",
     "communicator", "ssh_username",
 )
-AWS_SOURCE_KEYS = ("ami", "name", "owners", "most_recent")
+SOURCE_KEYS = ("ami", "name", "owners", "most_recent")
+# How EC2 names an architecture, and how Debian does (packages from a [[repository]]).
+DEBIAN_ARCHITECTURES = {"x86_64": "amd64", "arm64": "arm64", "i386": "i386"}
 
 
 @dataclass(frozen=True)
@@ -70,13 +72,8 @@ class AwsSettings:
         }
 
 
-def parse_aws(where: str, data: dict[str, Any], provider: str) -> AwsSettings | None:
-    """The AWS keys of a bake; they are refused on bakes of other providers."""
-    if provider != "aws":
-        for key in AWS_KEYS:
-            if key in data:
-                raise DefinitionError(f"{where}: {key} is only for provider = \"aws\" (this bake is {provider})")
-        return None
+def parse_settings(where: str, data: dict[str, Any]) -> AwsSettings:
+    """The AWS keys of a bake (the core refuses them on bakes of other providers)."""
     get = Getter(where, data)
     regions = tuple(get.string_list("regions"))
     if not regions:
@@ -112,7 +109,7 @@ def _matching(where: str, get: Getter, key: str, pattern: str, default: str | No
     return value
 
 
-def parse_aws_source(where: str, table: dict[str, Any]) -> AwsSource:
+def parse_source(where: str, table: dict[str, Any]) -> AwsSource:
     get = Getter(where, table, prefix="source.")
     ami, name = table.get("ami"), get.string("name")
     if (ami is None) == (name is None):
@@ -153,23 +150,28 @@ def _ami_id(where: str, key: str, value: str) -> str:
     return value
 
 
-def check_aws_chain(bakes: dict[str, Bake]) -> None:
+def settings_of(bake: Bake) -> AwsSettings:
+    """The AWS settings of an AWS bake."""
+    assert isinstance(bake.settings, AwsSettings), f"{bake.name} is not an AWS bake"
+    return bake.settings
+
+
+def check_graph(bakes: Mapping[str, Bake]) -> None:
     """A service builds in each of its regions on its base's image there, so the base must
     exist wherever the service does; AMI ids given per region must cover the regions. (In
     copy mode too: a region that goes missing later is baked there alone.)"""
     for bake in bakes.values():
-        if bake.aws is None:
-            continue
-        base = bakes[bake.base] if bake.base is not None else None
-        if base is not None and base.aws is not None:
-            outside = [region for region in bake.aws.regions if region not in base.aws.regions]
+        regions = settings_of(bake).regions
+        if bake.base is not None:
+            base = bakes[bake.base]
+            outside = [region for region in regions if region not in settings_of(base).regions]
             if outside:
                 raise DefinitionError(
-                    f"bakes/{bake.name}.toml: regions: {', '.join(outside)} not in the regions of its base "
-                    f"'{base.name}' ({', '.join(base.aws.regions)}); a service bakes on its base's image in each region"
+                    f"{bake.where}: regions: {', '.join(outside)} not in the regions of its base "
+                    f"'{base.name}' ({', '.join(settings_of(base).regions)}); a service bakes on its base's image in each region"
                 )
         source = bake.source
         if isinstance(source, AwsSource) and isinstance(source.ami, tuple):
-            uncovered = [region for region in bake.aws.regions if source.ami_in(region) is None]
+            uncovered = [region for region in regions if source.ami_in(region) is None]
             if uncovered:
-                raise DefinitionError(f"bakes/{bake.name}.toml: source.ami names no AMI for {', '.join(uncovered)}")
+                raise DefinitionError(f"{bake.where}: source.ami names no AMI for {', '.join(uncovered)}")

@@ -1,18 +1,21 @@
-"""The local provider: root filesystems as .tar.zst files in .bakehouse/, made with mmdebstrap
-and chroot, with the local image store as the registry. Needs no cloud account."""
+"""The bake half of the local provider: template values for mmdebstrap and chroot, reading
+packer's manifest into the image file it made, and removing what a failed bake left."""
 
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ..definitions import Bake
-from ..errors import PackerError
-from ..project import Project
-from ..registry import ImageRecord
-from ..registry.local import LocalRegistry
-from . import BakeJob
+from ...aptrepo import host_architecture
+from ...errors import PackerError
+from ...model import Bake
+from ...project import Project
+from ...registry import ImageRecord
+from .. import BakeJob
+from .registry import LocalRegistry
+from .settings import LocalSource
 
 HOST_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 HOST_OS_RELEASE = Path("/etc/os-release")
@@ -27,12 +30,20 @@ class LocalProvider:
         self.registry = LocalRegistry(project.state_dir)
 
     def source(self, bake: Bake) -> dict[str, Any] | None:
-        if bake.source is None:
+        source = bake.source
+        if not isinstance(source, LocalSource):
             return None
-        return {"suite": bake.source.suite, "variant": bake.source.variant, "mirror": bake.source.mirror}
+        return {"suite": source.suite, "variant": source.variant, "mirror": source.mirror}
 
-    def needed_locations(self, bake: Bake) -> tuple[str, ...]:
+    def places(self, bake: Bake) -> tuple[str, ...]:
         return ("local",)
+
+    def architecture(self, bake: Bake) -> str:
+        return self._host_architecture
+
+    @cached_property
+    def _host_architecture(self) -> str:
+        return host_architecture()
 
     def base_identity(self, image: ImageRecord) -> dict[str, Any]:
         return {"bake": image.bake, "ids": {"local": image.image_id}}
@@ -42,6 +53,7 @@ class LocalProvider:
 
     def context(self, job: BakeJob) -> dict[str, Any]:
         source = job.bake.source
+        assert source is None or isinstance(source, LocalSource)
         return {
             "image": {"id": job.image_id, "path": str(self._image_path(job))},
             "base_image": None if job.base_image is None else {
@@ -55,7 +67,7 @@ class LocalProvider:
             },
         }
 
-    def locations(self, job: BakeJob, manifest: dict[str, Any]) -> dict[str, str]:
+    def made(self, job: BakeJob, manifest: dict[str, Any]) -> dict[str, str]:
         expected = self._image_path(job)
         made = [Path(item.get("name", "")) for item in manifest.get("files") or []]
         if expected not in made:

@@ -12,10 +12,10 @@ from typing import Any
 
 from doit.cmd_base import DoitCmdBase
 
-from .errors import BakehouseError
+from ..errors import BakehouseError
+from ..registry import ImageRecord
+from ..tasks import planner_from_tasks
 from .plan import selected
-from .registry import ImageRecord
-from .tasks import planner_from_tasks
 
 DEFAULT_LIMIT = 10
 
@@ -67,7 +67,7 @@ class ImagesCommand(DoitCmdBase):
         selected(planner.graph, names)  # unknown names: one clear error
         try:
             catalogue = {
-                name: planner.providers[planner.graph[name].provider].registry.images(name)[:limit]
+                name: planner.images(name)[:limit]
                 for name in shown
             }
         except BakehouseError as error:

@@ -1,4 +1,5 @@
-"""The one module that talks to AWS (and the only one importing boto3).
+"""The one module that talks to AWS (and the only one importing boto3): the EC2 client that
+the AWS provider's registry and bake step share.
 
 Credentials come from the standard chain (environment, AWS_PROFILE and profiles, instance
 role); endpoints from the standard SDK variables AWS_ENDPOINT_URL_EC2 / AWS_ENDPOINT_URL,
@@ -23,7 +24,7 @@ import botocore.exceptions
 import botocore.parsers
 from botocore.config import Config
 
-from .errors import AwsError
+from ...errors import ProviderError
 
 # Adaptive mode waits out throttling; AWS_MAX_ATTEMPTS (default 3) still applies.
 RETRIES = {"mode": "adaptive"}
@@ -33,6 +34,10 @@ ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL")
 # attempts x (connect + read timeout), never botocore's 60 s + 60 s per attempt.
 CONNECT_TIMEOUT_VARIABLE, READ_TIMEOUT_VARIABLE = "BAKEHOUSE_AWS_CONNECT_TIMEOUT", "BAKEHOUSE_AWS_READ_TIMEOUT"
 CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS = 10.0, 30.0
+
+
+class AwsError(ProviderError):
+    """AWS cannot be reached, finds no credentials, or rejects a request."""
 
 
 def ec2_endpoint() -> str | None:
