@@ -114,3 +114,22 @@ def aws_repo(tmp_path: Path) -> Path:
     for bake in (root / "bakes").glob("*.toml"):
         bake.write_text(MOTO_VARIANT + bake.read_text())
     return root
+
+
+# --- markers: which tests bake and which talk to moto, by the fixtures they use ---
+
+BAKE_FIXTURES = {"baked_base", "repo", "target_tarball"}
+AWS_FIXTURES = {"moto_url"}
+BAKE_MODULES = {"test_main_job.py"}  # bakes the shipped example from scratch
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`bake`: the test runs real packer/mmdebstrap/dpkg bakes; `aws`: it uses moto's server
+    (every AWS fixture depends on moto_url). Derived, not hand-kept, so no slow test is
+    missed when someone runs only the fast half (`-m "not bake and not aws"`)."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & BAKE_FIXTURES or item.path.name in BAKE_MODULES:
+            item.add_marker(pytest.mark.bake)
+        if names & AWS_FIXTURES:
+            item.add_marker(pytest.mark.aws)

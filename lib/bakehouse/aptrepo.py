@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import hashlib
 import lzma
 import os
 import subprocess
@@ -29,6 +28,7 @@ from debian.deb822 import Packages, Release
 from debian.debian_support import Version
 
 from .errors import PackageError
+from .files import sha256_bytes, sha256_file, write_atomically
 
 FETCH_TIMEOUT_SECONDS = 30
 # Preferred first: smallest to fetch.
@@ -169,7 +169,7 @@ class AptIndexes:
             if entry is None:
                 continue
             data = self.fetch(f"{dists}/{stem}{suffix}")
-            if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            if sha256_bytes(data) != entry["sha256"]:
                 raise PackageError(f"{dists}/{stem}{suffix} does not match its SHA256 in Release")
             return decompress(data)
         raise PackageError(f"{dists}: Release lists no {stem} index")
@@ -212,21 +212,13 @@ def cached_path(cache_dir: Path, url: str, sha256: str) -> Path:
 def download(url: str, sha256: str, cache_dir: Path) -> Path:
     """The .deb in the local cache, fetched and checked against the index's SHA256 if needed."""
     target = cached_path(cache_dir, url, sha256)
-    if target.is_file() and _sha256(target) == sha256:
+    if target.is_file() and sha256_file(target) == sha256:
         return target
     data = fetch_url(url)
-    if hashlib.sha256(data).hexdigest() != sha256:
+    if sha256_bytes(data) != sha256:
         raise PackageError(f"{url}: downloaded file does not match the SHA256 in the repository index")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=target.parent, suffix=".partial")
-    with os.fdopen(handle, "wb") as stream:
-        stream.write(data)
-    os.replace(partial, target)
+    write_atomically(target, data)
     return target
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def host_architecture() -> str:

@@ -27,6 +27,7 @@ from debian.deb822 import Deb822
 from debian.debfile import DebFile
 
 from .errors import PackageError
+from .files import replacing, sha256_file
 from .project import Project
 
 # Timestamps inside built .debs are clamped to this (2000-01-01), so bytes depend on content only.
@@ -91,7 +92,7 @@ def tree_sha256(directory: Path) -> str:
         elif path.is_file():
             digest.update(name + b"\0")
             digest.update(b"x" if os.access(path, os.X_OK) else b"-")
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+            digest.update(bytes.fromhex(sha256_file(path)))
     return digest.hexdigest()
 
 
@@ -102,18 +103,14 @@ def build_deb(package: SourcePackage) -> Path:
         tree = Path(staging) / "tree"
         shutil.copytree(package.source_dir, tree, symlinks=True)
         _normalise_modes(tree)
-        handle, name = tempfile.mkstemp(dir=package.output.parent, prefix=f".{package.name}.", suffix=".partial")
-        os.close(handle)
-        partial = Path(name)  # unique: two runs at once must not write into one file
-        result = subprocess.run(
-            ["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(tree), str(partial)],
-            env={**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH},
-            capture_output=True, text=True,
-        )
-        if result.returncode != 0:
-            partial.unlink(missing_ok=True)
-            raise PackageError(f"dpkg-deb could not build {package.name}: {result.stderr.strip()}")
-        os.replace(partial, package.output)
+        with replacing(package.output) as partial:  # unique: two runs at once never share one
+            result = subprocess.run(
+                ["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(tree), str(partial)],
+                env={**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH},
+                capture_output=True, text=True,
+            )
+            if result.returncode != 0:
+                raise PackageError(f"dpkg-deb could not build {package.name}: {result.stderr.strip()}")
     for stale in package.output.parent.glob(f"{package.name}_*.deb"):
         if stale != package.output:
             stale.unlink()

@@ -7,10 +7,10 @@ keeps its summary, so a changed key is explained as a diff against the newest im
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
+from .files import sha256_bytes
 from .packages import ResolvedPackage
 
 KEY_SCHEMA = 1
@@ -40,7 +40,7 @@ def summarise(
 
 def content_key(summary: Summary) -> str:
     canonical = json.dumps(summary, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return sha256_bytes(canonical.encode())
 
 
 def compact(summary: Summary) -> Summary:

@@ -12,7 +12,6 @@ Packages named in a `[[repository]]` resolve to their newest version in its inde
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from debian.debian_support import Version
 from .aptrepo import AptIndexes, Repository, cached_path
 from .debpkg import SourcePackage, read_deb
 from .errors import PackageError
+from .files import sha256_file
 from .project import Project
 
 # Debian policy 5.6.1 / 5.6.12: nothing here can be read by a shell or by HCL as syntax.
@@ -141,7 +141,7 @@ def _resolve_artifacts(
             continue  # packages/<name>/ is the truth for that name; older builds are stale
         check_name(project.relative(path), info.name)
         check_version(project.relative(path), info.name, info.version)
-        candidates.append(ResolvedPackage(info.name, info.version, "artifact", path, _file_sha256(path)))
+        candidates.append(ResolvedPackage(info.name, info.version, "artifact", path, sha256_file(path)))
     if not candidates:
         raise PackageError(f"{where}: packages: '{pattern}' matches no .deb file (build or copy it there first)")
     newest: dict[str, ResolvedPackage] = {}
@@ -152,9 +152,3 @@ def _resolve_artifacts(
     return list(newest.values())
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import PackerError
+from .files import write_atomically
 
 CLEANUP_GRACE_SECONDS = 120
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -63,10 +64,7 @@ def packer_version(packer: str = "packer", cache_dir: Path | None = None) -> tup
             pass  # a damaged cache is asked again
     version = _ask_version(binary)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_suffix(f".{os.getpid()}.partial")
-        partial.write_text(json.dumps({"binary": identity, "version": version}))
-        os.replace(partial, cache)
+        write_atomically(cache, json.dumps({"binary": identity, "version": version}))
     return version
 
 

@@ -10,7 +10,6 @@ path must be a literal, the content key can include every such file without rend
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 from pathlib import Path
@@ -21,6 +20,7 @@ import jinja2.meta
 from jinja2 import nodes
 
 from .errors import TemplateError
+from .files import sha256_file
 
 FILE_FUNCTION = "file"
 
@@ -121,7 +121,7 @@ class Templates:
 
     def _sha256(self, path: Path) -> str:
         if path not in self._hash_cache:
-            self._hash_cache[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+            self._hash_cache[path] = sha256_file(path)
         return self._hash_cache[path]
 
     def render(self, template: str, context: dict[str, Any]) -> str:

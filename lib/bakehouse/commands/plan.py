@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from doit.cmd_base import DoitCmdBase
 from doit.exceptions import InvalidCommand

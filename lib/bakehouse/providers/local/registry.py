@@ -11,11 +11,10 @@ so the store can be copied or moved whole.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from ...errors import RegistryError
+from ...files import write_atomically
 from ...registry import ImageRecord, newest_first
 
 
@@ -60,16 +59,5 @@ class LocalRegistry:
         return image_id
 
     def record(self, image: ImageRecord) -> None:
-        directory = self.records_dir(image.bake)
-        directory.mkdir(parents=True, exist_ok=True)
         payload = json.dumps(image.to_json(), indent=2, sort_keys=True) + "\n"
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix=".", suffix=".json.partial")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                stream.write(payload)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, directory / f"{image.image_id}.json")
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomically(self.records_dir(image.bake) / f"{image.image_id}.json", payload, durable=True)
