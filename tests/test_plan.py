@@ -65,7 +65,7 @@ SCENARIOS: dict[str, tuple[Callable[[Path], dict[str, str]], dict[str, str]]] = 
     "package version bump": (bump, {"base": "", "hello": "hello-svc 1.0.4 -> 1.0.5"}),
     "base script edited": (edit_base_script, {
         "base": "template file scripts/local-base.sh changed", "hello": "its base 'base' will rebake first"}),
-    "new rebuild epoch": (next_year, {"base": "epoch 20", "hello": "its base 'base' will rebake first"}),
+    "new rebuild period": (next_year, {"base": "older than this week (20", "hello": "its base 'base' will rebake first"}),
     "vars changed": (change_vars, {"base": "", "hello": "definition: vars {environment=demo} -> {environment=prod}"}),
     "description changed": (change_description, {"base": "", "hello": ""}),
     "dep file lost": (forget_dep_file, {"base": "", "hello": ""}),

@@ -7,11 +7,11 @@ behind is removed, and the next run simply tries again.
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from . import packer
 from .aptrepo import download
+from .context import template_context
 from .decide import Decision, Planner
 from .epoch import now_utc
 from .errors import BakehouseError
@@ -104,7 +104,7 @@ def _run(
         if package.path is not None and not package.path.is_file():
             shown = planner.project.relative(package.path)
             raise BakehouseError(f"{job.bake.name}: {shown} is not built; run: doit package:{package.name}")
-    context = {**_common_context(decision, job, planner.project.state_dir / "cache"), **provider.context(job)}
+    context = template_context(decision.bake, decision.packages, job, provider, planner.project.state_dir / "cache")
     rendered = planner.templates.render(decision.bake.template, context)
     template_path = job.manifest.parent / f"{job.key}.pkr.hcl"
     template_path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,23 +135,3 @@ def _run(
     )
     provider.registry.record(image)
     return image
-
-
-def _common_context(decision: Decision, job: BakeJob, cache_dir: Path) -> dict[str, Any]:
-    bake = decision.bake
-    packages = decision.packages
-    return {
-        "bake": {"name": bake.name, "description": bake.description, "provider": bake.provider},
-        "vars": bake.vars_dict,
-        "key": job.key,
-        "packages": [
-            {"name": p.name, "version": p.version, "spec": p.spec, "origin": p.origin,
-             "path": None if p.path is None else str(p.path)}
-            for p in packages
-        ],
-        "package_specs": [p.spec for p in packages if p.path is None],
-        "deb_paths": [str(p.path) for p in packages if p.path is not None],
-        "package_checks": [p.spec for p in packages],
-        "manifest": str(job.manifest),
-        "packer_version": ".".join(str(part) for part in packer.packer_version(cache_dir=cache_dir)),
-    }

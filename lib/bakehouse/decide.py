@@ -1,25 +1,34 @@
 """Decide, without baking, whether each bake is up to date, and explain why not.
 
-Up to date means: the registry holds a complete image whose content key equals the key of
-the bake's current inputs. A service's key includes its base's image id, so a service whose
-base will rebake cannot be up to date either, and says so.
+Up to date in a place (the local store, an AWS region) means: the registry holds an image
+there whose content key equals the key of the bake's current inputs (or, for an image
+recorded under key schema 1, the schema-1 key of the same inputs: legacy.py), and, for a bake
+with `rebuild_every`, that image was created in the current period (epoch.py). A place that
+has no such image is made (`bake-missing`); a place the bake no longer names costs nothing.
+
+A service's key includes the id of its base's current image, so a service whose base will
+rebake cannot be up to date either, and says so. Reasons are a diff against the image in use
+(registry.in_use: the one most recently baked or found current again), never against one the
+bake has moved away from.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from .aptrepo import AptIndexes
+from .context import KEY_PLACEHOLDER, template_context
 from .debpkg import SourcePackage, find_source_packages
+from .epoch import staleness
+from .errors import BakehouseError
+from .fingerprint import KEY_SCHEMA, Summary, content_key, explain, summarise
+from .legacy import schema1_key
 from .model import Bake, BakeGraph
-from .epoch import epoch
-from .fingerprint import Summary, content_key, explain, summarise
 from .packages import ResolvedPackage, resolve_packages
 from .project import Project
-from .providers import Provider
-from .registry import ImageRecord
+from .providers import BakeJob, Provider
+from .registry import ImageRecord, created_at, in_use, timestamp
 from .render import Templates
 
 FORCED = "forced (--rebake)"
@@ -38,6 +47,7 @@ class Decision:
     # An image of this key that exists in only some of the places it must: bake just those.
     partial: ImageRecord | None = None
     missing: tuple[str, ...] = ()
+    in_use: ImageRecord | None = None  # what the reasons are explained against
 
     @property
     def up_to_date(self) -> bool:
@@ -99,47 +109,102 @@ class Planner:
             self._kept[name] = decision
         return decision
 
+    def note_in_use(self, decision: Decision) -> None:
+        """`doit` found `decision.current` up to date: when another image was in use (a change
+        was reverted), record that this one is in use again, so the next change is explained
+        against it. Only `doit` runs note this; `doit plan` and `doit info` change nothing."""
+        current = decision.current
+        if current is None or decision.in_use is None or decision.in_use.image_id == current.image_id:
+            return
+        registry = self.provider_of(decision.bake.name).registry
+        registry.mark_in_use(current, timestamp(self.now), registry.images(decision.bake.name))
+        self.forget(decision.bake.name)
+
     def _decide(self, bake: Bake, forced: bool) -> Decision:
         provider = self.provider_of(bake.name)
         packages = resolve_packages(
             self.project, bake.where, bake.packages, self.source_packages,
             bake.repositories, self.indexes, provider.architecture(bake) if bake.repositories else "",
         )
-        files = self.templates.input_files(bake.template)
         images = provider.registry.images(bake.name)
         newest = images[0] if images else None
+        used = in_use(images)
+        old_summary = used.summary if used is not None else None
 
         base_decision = self.decide(bake.base) if bake.base is not None else None
-        base_image = base_decision.current if base_decision is not None else None
-        base_identity: dict[str, Any] | None = None
-        if base_image is not None:
-            base_identity = provider.base_identity(base_image)
-        summary = summarise(
-            bake.content_definition(), files, packages, provider.source(bake), base_identity,
-            epoch(bake.rebuild_every, self.now),
-        )
-        old_summary = newest.summary if newest is not None else None
-
         if base_decision is not None and not base_decision.up_to_date:
-            own = [r for r in explain(old_summary, summary) if not r.startswith("base image")]
+            # Its key names a base image that does not exist yet: say what else changed.
+            summary = self._summary(bake, provider, packages, base_decision.newest, stand_in=True)
+            own = [r for r in explain(old_summary, summary) if not r.startswith(("base image", "template file"))]
             reasons = [f"its base '{bake.base}' will rebake first"] + [r for r in own if r != "inputs changed"]
-            return Decision(bake, tuple(reasons), None, newest, packages=packages)
+            return Decision(bake, tuple(reasons), None, newest, packages=packages, in_use=used)
 
+        base_image = base_decision.current if base_decision is not None else None
+        summary = self._summary(bake, provider, packages, base_image)
         key = content_key(summary)
+        keys = {key}
+        if any((image.summary or {}).get("schema") != KEY_SCHEMA for image in images):
+            keys.add(schema1_key(bake, packages, self.templates, provider, base_image, self.now))
+        matching = [image for image in images if image.key in keys]
+        fresh = [image for image in matching if self._stale(bake, image) is None]
         needed = provider.places(bake)
-        matching = [image for image in images if image.key == key]
-        current = next((image for image in matching if set(needed) <= set(image.locations)), None)
+        current = next((image for image in fresh if set(needed) <= set(image.locations)), None)
         partial, missing = None, ()
         if forced:
-            reasons = [FORCED] + ([] if current is not None else explain(old_summary, summary))
+            reasons = [FORCED] + ([] if current is not None else self._why(bake, needed, fresh, matching, old_summary, summary))
         elif current is not None:
             reasons = []
-        elif matching:
-            partial = max(matching, key=lambda image: len(set(needed) & set(image.locations)))
-            missing = tuple(place for place in needed if place not in partial.locations)
-            reasons = [f"missing in {', '.join(missing)}"]
         else:
-            reasons = explain(old_summary, summary)
+            reasons = self._why(bake, needed, fresh, matching, old_summary, summary)
+            if fresh:  # an image of this key exists in some places: make only the others
+                partial = max(fresh, key=lambda image: len(set(needed) & set(image.locations)))
+                missing = tuple(place for place in needed if place not in partial.locations)
         return Decision(
-            bake, tuple(reasons), current, newest, key, summary, packages, base_image, partial, missing
+            bake, tuple(reasons), current, newest, key, summary, packages, base_image, partial, missing, used,
         )
+
+    def _why(
+        self, bake: Bake, needed: tuple[str, ...], fresh: list[ImageRecord], matching: list[ImageRecord],
+        old_summary: Summary | None, summary: Summary,
+    ) -> list[str]:
+        """Why no image is current: missing places, a stale image, or what changed."""
+        if fresh:
+            best = max(fresh, key=lambda image: len(set(needed) & set(image.locations)))
+            return [f"missing in {', '.join(place for place in needed if place not in best.locations)}"]
+        if matching:
+            return [str(self._stale(bake, matching[0]))]
+        return explain(old_summary, summary)
+
+    def _stale(self, bake: Bake, image: ImageRecord) -> str | None:
+        return staleness(bake.rebuild_every, self.now, created_at(image))
+
+    def _summary(
+        self, bake: Bake, provider: Provider, packages: tuple[ResolvedPackage, ...],
+        base_image: ImageRecord | None, stand_in: bool = False,
+    ) -> Summary:
+        if not stand_in:
+            files = self._used_files(bake, provider, packages, base_image)
+        else:  # the base's newest image stands in for one not baked yet: best effort
+            try:
+                files = {} if base_image is None else self._used_files(bake, provider, packages, base_image)
+            except BakehouseError:
+                files = {}
+        base = None if base_image is None else {"bake": base_image.bake, "image": base_image.image_id}
+        return summarise(
+            provider.name, provider.architecture(bake), bake.content_definition(), files, packages,
+            provider.source(bake), base,
+        )
+
+    def _used_files(
+        self, bake: Bake, provider: Provider, packages: tuple[ResolvedPackage, ...], base_image: ImageRecord | None
+    ) -> dict[str, str]:
+        """The files the template uses when rendered with this bake's values (render.py)."""
+        work = self.project.build_dir / bake.name
+        probe = BakeJob(
+            bake=bake, key=KEY_PLACEHOLDER, image_id=f"{bake.name}-(image id)", created=timestamp(self.now),
+            sequence=0, base_image=base_image, manifest=work / "(image id).manifest.json",
+            log=self.project.logs_dir / bake.name / "(image id).log", places=provider.places(bake),
+            packages=packages,
+        )
+        context = template_context(bake, packages, probe, provider, self.project.state_dir / "cache")
+        return self.templates.render_used(bake.template, context)[1]

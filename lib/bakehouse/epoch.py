@@ -1,4 +1,9 @@
-"""Rebuild epochs: `rebuild_every = "week"` puts the ISO week into the content key.
+"""The clock, and `rebuild_every`'s periods: a freshness rule, not a part of the content key.
+
+An image of a bake with `rebuild_every` is fresh while it was created at or after the start of
+the current period, in UTC: the day from 00:00, the ISO week from Monday 00:00, the month from
+the 1st. A stale image is rebaked even though its inputs are the same; changing the schedule
+rebakes only an image that is too old under the new one.
 
 The clock is UTC. BAKEHOUSE_NOW (ISO 8601) overrides it, to check a schedule ahead of time.
 """
@@ -6,7 +11,7 @@ The clock is UTC. BAKEHOUSE_NOW (ISO 8601) overrides it, to check a schedule ahe
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from .errors import BakehouseError
 
@@ -33,3 +38,25 @@ def epoch(period: str | None, now: datetime) -> str | None:
         year, week, _ = now.isocalendar()
         return f"{year}-W{week:02d}"
     return now.strftime("%Y-%m")
+
+
+def period_start(period: str, now: datetime) -> datetime:
+    """When the period `now` falls in began (UTC midnight of its first day)."""
+    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        return midnight
+    if period == "week":
+        return midnight - timedelta(days=midnight.weekday())
+    return midnight.replace(day=1)
+
+
+def staleness(period: str | None, now: datetime, created: datetime) -> str | None:
+    """Why an image created at `created` is too old under `rebuild_every = period`, or None
+    while it is fresh: `older than this week (2026-W48 began 2026-11-23)`."""
+    if period is None:
+        return None
+    start = period_start(period, now)
+    if created >= start:
+        return None
+    this = {"day": "today", "week": "this week", "month": "this month"}[period]
+    return f"older than {this} ({epoch(period, now)} began {start:%Y-%m-%d})"

@@ -1,8 +1,18 @@
 """The content key of a bake, its input summary, and the diff that explains a rebake.
 
-The summary holds everything that decides what an image contains and nothing else (no
-timestamps, output names, log paths or credentials). The key is a sha256 over it. Each image
-keeps its summary, so a changed key is explained as a diff against the newest image.
+The summary holds everything that decides what an image contains and nothing else: no
+timestamps, output names, log paths, credentials, places (regions) or refresh schedule
+(`rebuild_every` is a freshness rule, epoch.py). The key is a sha256 over it. Each image
+keeps its summary, so a changed key is explained as a diff against the image in use.
+
+Schema 2 (this one) holds: the provider and the image's architecture; the definition (the
+template, the base, [vars], the provider's settings that change the image); the files the
+template, rendered with this bake's values, reads or includes; each package's version and
+hash; the source image by what it is (a Debian suite, an AMI's owner and name); for a
+service, the id of the base image it builds on, one id shared by all the base's places.
+Lists whose order means nothing (regions, owners) are sorted or left out by the providers
+before they get here; packages are keyed by name. Images recorded under schema 1 are still
+recognised (legacy.py).
 """
 
 from __future__ import annotations
@@ -13,28 +23,30 @@ from typing import Any
 from .files import sha256_bytes
 from .packages import ResolvedPackage
 
-KEY_SCHEMA = 1
+KEY_SCHEMA = 2
 SHORT_HASH = 12
 
 Summary = dict[str, Any]
 
 
 def summarise(
+    provider: str,
+    architecture: str,
     definition: dict[str, Any],
     files: dict[str, str],
     packages: tuple[ResolvedPackage, ...],
     source: dict[str, Any] | None,
     base_image: dict[str, Any] | None,
-    epoch: str | None,
 ) -> Summary:
     return {
         "schema": KEY_SCHEMA,
+        "provider": provider,
+        "architecture": architecture,
         "definition": definition,
         "files": dict(sorted(files.items())),
         "packages": {package.name: package.identity for package in packages},
         "source": source,
         "base_image": base_image,
-        "epoch": epoch,
     }
 
 
@@ -59,24 +71,39 @@ def compact(summary: Summary) -> Summary:
 
 
 def explain(old: Summary | None, new: Summary) -> list[str]:
-    """Why an image with summary `new` differs from the newest image, whose summary is `old`."""
+    """Why an image with summary `new` differs from the image in use, whose summary is `old`.
+    Each reason names one thing that changed; nothing that is the same is named."""
     if old is None:
         return ["no image yet"]
     old, new = compact(old), compact(new)
     if old.get("schema") != new["schema"]:
-        return [f"key schema {old.get('schema')} -> {new['schema']}"]
+        return _explain_across_schemas(old, new)
     reasons = (
         _definition_changes(old.get("definition") or {}, new["definition"])
         + _file_changes(old.get("files") or {}, new["files"])
         + _package_changes(old.get("packages") or {}, new["packages"])
     )
     if old.get("source") != new["source"]:
-        reasons.append(f"source {_short(old.get('source'))} -> {_short(new['source'])}")
+        reasons.append(f"source {_source(old.get('source'))} -> {_source(new['source'])}")
     if old.get("base_image") != new["base_image"]:
-        reasons.append(f"base image {_image_ids(old.get('base_image'))} -> {_image_ids(new['base_image'])}")
-    if old.get("epoch") != new["epoch"]:
-        reasons.append(f"epoch {old.get('epoch')} -> {new['epoch']}")
+        reasons.append(f"base image {_image_id(old.get('base_image'))} -> {_image_id(new['base_image'])}")
+    if old.get("architecture") != new["architecture"]:
+        reasons.append(f"architecture {old.get('architecture')} -> {new['architecture']}")
     return reasons or ["inputs changed"]
+
+
+def _explain_across_schemas(old: Summary, new: Summary) -> list[str]:
+    """An image recorded under an older key schema that legacy.py did not recognise: name
+    what can be compared across schemas (packages, files, vars), and the schema itself."""
+    old_definition = old.get("definition") or {}
+    reasons = [
+        f"definition: vars {_short(old_definition.get('vars'))} -> {_short(new['definition'].get('vars'))}"
+    ] if old_definition.get("vars") != new["definition"].get("vars") else []
+    if old_definition.get("template") != new["definition"].get("template"):
+        reasons.append(f"definition: template {old_definition.get('template')} -> {new['definition'].get('template')}")
+    old_files = {name: digest for name, digest in (old.get("files") or {}).items() if name in new["files"]}
+    reasons += _file_changes(old_files, new["files"]) + _package_changes(old.get("packages") or {}, new["packages"])
+    return reasons or [f"bakehouse key schema {old.get('schema')} -> {new['schema']}"]
 
 
 def _definition_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -115,11 +142,21 @@ def _version(identity: dict[str, Any]) -> str:
     return identity.get("version") or "(latest)"
 
 
-def _image_ids(base_image: dict[str, Any] | None) -> str:
+def _image_id(base_image: dict[str, Any] | None) -> str:
     if not base_image:
         return "none"
-    ids = base_image.get("ids") or {}
-    return ",".join(ids[place] if len(ids) == 1 else f"{place}:{ids[place]}" for place in sorted(ids))
+    return str(base_image.get("image"))
+
+
+def _source(source: Any) -> str:
+    """A source image as its owner/name (by region when the regions' images differ)."""
+    if isinstance(source, dict) and isinstance(source.get("image"), dict):
+        return f"image {source['image'].get('owner')}/{source['image'].get('name')}"
+    if isinstance(source, dict) and isinstance(source.get("by_region"), dict):
+        return "images " + ", ".join(
+            f"{region}:{image.get('owner')}/{image.get('name')}" for region, image in sorted(source["by_region"].items())
+        )
+    return _short(source)
 
 
 def _short(value: Any) -> str:

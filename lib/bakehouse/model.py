@@ -58,17 +58,16 @@ class Bake:
     def content_definition(self) -> dict[str, Any]:
         """The normalised definition that goes into the content key.
 
-        Leaves out what cannot change the image: the description, the timeout, and the
-        package specs and repositories (resolved names, versions and hashes enter the key).
-        A provider's settings enter under its name.
+        Leaves out what cannot change the image: the description, the timeout,
+        `rebuild_every` (a freshness rule), the package specs and repositories (resolved names,
+        versions and hashes enter the key) and the [source] as written (the source image it
+        resolves to enters the key). A provider's settings enter under its name.
         """
-        definition = {
+        definition: dict[str, Any] = {
             "provider": self.provider,
             "template": self.template,
             "base": self.base,
-            "source": None if self.source is None else self.source.content(),
             "vars": dict(self.vars),
-            "rebuild_every": self.rebuild_every,
         }
         if self.settings is not None:
             definition[self.provider] = self.settings.content()

@@ -9,6 +9,11 @@ from the start of their second), then `sequence`, a number that grows with each 
 bake (the next one is given while the bake's lock is held), so two images made in
 the same instant (a controlled clock, a coarse one) still order by which came last. Never
 by an id or a hash.
+
+The image in use (`in_use`) is the one most recently baked, or found current again by a
+`doit` run after a change was reverted (then the registry marks it: `used_at`, with the next
+sequence number, so a mark orders against bakes even under a still clock). Reasons for a
+rebake are explained against it.
 """
 
 from __future__ import annotations
@@ -36,13 +41,15 @@ class ImageRecord:
     log: str | None = None
     name: str | None = None  # the AMI name, where the provider names images apart from ids
     sequence: int = 0  # grows with each image of a bake; 0 for records older than it
+    used_at: str | None = None  # when a `doit` run last found it current again, if ever
+    used_sequence: int = 0  # the sequence number that mark was given
 
     def to_json(self) -> dict[str, Any]:
         return {
             "image_id": self.image_id, "bake": self.bake, "key": self.key, "created": self.created,
             "provider": self.provider, "locations": self.locations, "base_image": self.base_image,
             "packages": self.packages, "summary": self.summary, "log": self.log, "name": self.name,
-            "sequence": self.sequence,
+            "sequence": self.sequence, "used_at": self.used_at, "used_sequence": self.used_sequence,
         }
 
     @classmethod
@@ -50,7 +57,7 @@ class ImageRecord:
         """A record as written by to_json(); TypeError or KeyError for any other shape."""
         if not isinstance(data, dict):
             raise TypeError("not a JSON object")
-        optional = {"name": None, "sequence": 0, "summary": {}, "log": None}
+        optional = {"name": None, "sequence": 0, "summary": {}, "log": None, "used_at": None, "used_sequence": 0}
         values = {name: data[name] for name in cls.__dataclass_fields__ if name not in optional}
         values.update({name: data.get(name, default) for name, default in optional.items()})
         for name, wanted in _SHAPE.items():
@@ -64,7 +71,7 @@ class ImageRecord:
 _SHAPE: dict[str, type | tuple[type, ...]] = {
     "image_id": str, "bake": str, "key": str, "created": str, "provider": str, "locations": dict,
     "base_image": (str, type(None)), "packages": dict, "summary": dict, "log": (str, type(None)),
-    "name": (str, type(None)), "sequence": int,
+    "name": (str, type(None)), "sequence": int, "used_at": (str, type(None)), "used_sequence": int,
 }
 
 
@@ -75,8 +82,12 @@ def timestamp(moment: datetime) -> str:
 
 def created_at(image: ImageRecord) -> datetime:
     """When `image` was made; a time that cannot be read sorts oldest."""
+    return _moment(image.created)
+
+
+def _moment(text: str | None) -> datetime:
     try:
-        moment = datetime.fromisoformat(image.created)
+        moment = datetime.fromisoformat(str(text))
     except (TypeError, ValueError):
         return datetime.min.replace(tzinfo=UTC)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -92,8 +103,21 @@ def newest_first(images: Iterable[ImageRecord]) -> list[ImageRecord]:
 
 
 def next_sequence(images: Iterable[ImageRecord]) -> int:
-    """The sequence number of the next image of a bake whose images are `images`."""
-    return max((image.sequence for image in images), default=0) + 1
+    """The sequence number of the next image (or in-use mark) of a bake whose images are `images`."""
+    return max((max(image.sequence, image.used_sequence) for image in images), default=0) + 1
+
+
+def last_use(image: ImageRecord) -> tuple[datetime, int]:
+    """When `image` last became the one in use: baked, or marked current again."""
+    made = order(image)
+    if image.used_at is None:
+        return made
+    return max(made, (_moment(image.used_at), image.used_sequence))
+
+
+def in_use(images: Iterable[ImageRecord]) -> ImageRecord | None:
+    """The image in use: the one most recently baked or found current again."""
+    return max(images, key=last_use, default=None)
 
 
 class Registry(Protocol):
@@ -107,4 +131,8 @@ class Registry(Protocol):
 
     def forget(self, bake: str) -> None:
         """Drop anything cached about `bake`'s images: the next images() reads afresh."""
+        ...
+
+    def mark_in_use(self, image: ImageRecord, when: str, images: list[ImageRecord]) -> None:
+        """Note that `image` is in use again since `when` (its bake's images are `images`)."""
         ...

@@ -4,14 +4,19 @@ Values reach HCL and shells only through filters that quote them:
 - `hcl`:   an HCL literal (strings escaped, `${` and `%{` neutralised, lists and maps too);
 - `shell`: one shell word (shlex.quote);
 - `json`:  a JSON literal.
-Scripts are named with `file("scripts/x.sh")`, which gives packer an absolute path. Because the
-path must be a literal, the content key can include every such file without rendering.
+Scripts are named with `file("scripts/x.sh")`, which gives packer an absolute path.
+
+The files that enter a bake's content key are the ones its template, rendered with this
+bake's values, actually used: the template, each template it included, and each file() it
+called (`render_used`). A script behind `{% if aws.communicator == "ssh" %}` counts for SSH
+bakes only. `input_files` is every file a template could reach, for key schema 1.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +54,27 @@ def json_literal(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
+class _Environment(jinja2.Environment):
+    """Jinja2's environment, noting each template it is asked for while a render is traced
+    (an {% include %} asks for its template each time it runs, and only when it runs)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.trace = threading.local()
+
+    def get_template(self, name: Any, parent: Any = None, globals: Any = None) -> Any:
+        used = getattr(self.trace, "used", None)
+        if used is not None and isinstance(name, str):
+            used.add(name)
+        return super().get_template(name, parent, globals)
+
+
 class Templates:
     """The templates/ directory: rendering, and the set of files each template depends on."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.env = jinja2.Environment(
+        self.env = _Environment(
             loader=jinja2.FileSystemLoader(str(directory)),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
@@ -67,7 +87,20 @@ class Templates:
 
     def _file_path(self, name: str) -> str:
         path = self._existing(name, "file()")
+        used = getattr(self.env.trace, "used", None)
+        if used is not None:
+            used.add(name)
         return str(path)
+
+    def render_used(self, template: str, context: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        """The rendered text, and the sha256 of each file the render used (by name under
+        templates/): the template, the templates it included, the files it named with file()."""
+        self.env.trace.used = used = set()
+        try:
+            text = self.render(template, context)
+        finally:
+            self.env.trace.used = None
+        return text, {name: self._sha256(self._existing(name, "a template")) for name in sorted(used | {template})}
 
     def _existing(self, name: str, used_by: str) -> Path:
         path = (self.directory / name).resolve()

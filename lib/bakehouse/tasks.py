@@ -163,6 +163,10 @@ class ImageUpToDate:
             return False
         current = self.decision.current
         if self.decision.up_to_date and current is not None:
+            try:
+                planner_for(self.root).note_in_use(self.decision)
+            except BakehouseError as error:  # the mark only orders reasons: never fail a run on it
+                sys.stderr.write(f"bakehouse: {self.name}: could not mark {current.image_id} in use: {error}\n")
             task.meta = {"image": current.image_id, "created": current.created,
                          "locations": current.locations, "packages": current.packages}
         return self.decision.up_to_date

@@ -92,7 +92,8 @@ class Provider(Protocol):
     registry: Registry
 
     def source(self, bake: Bake) -> dict[str, Any] | None:
-        """The resolved source of a base bake, as it enters the content key."""
+        """The source image of a base bake, by what it is (never by where it is), as it
+        enters the content key; None for a service."""
         ...
 
     def places(self, bake: Bake) -> tuple[str, ...]:
@@ -103,8 +104,9 @@ class Provider(Protocol):
         """The Debian architecture of `bake`'s images (for packages from a [[repository]])."""
         ...
 
-    def base_identity(self, image: ImageRecord) -> dict[str, Any]:
-        """How a service's key names the base image it builds on: ids, never names."""
+    def schema1(self, bake: Bake, base_image: ImageRecord | None) -> dict[str, Any]:
+        """How key schema 1 named this provider's inputs of `bake` (legacy.py): "settings",
+        "source_definition", "source" and "base_image", each a value or None."""
         ...
 
     def new_image_id(self, job_stem: str, bake: Bake) -> str:

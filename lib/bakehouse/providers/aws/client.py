@@ -98,6 +98,13 @@ class Ec2:
         return images
 
 
+    def create_tags(self, region: str, resources: list[str], tags: dict[str, str]) -> None:
+        with _one_line_errors(region, "CreateTags"):
+            self.client(region).create_tags(
+                Resources=resources, Tags=[{"Key": key, "Value": value} for key, value in tags.items()]
+            )
+
+
 def _log_call(params: Any, model: Any, context: Any, **_: Any) -> None:
     """One line per call: service, operation, region and the request (which holds no secret)."""
     region = context.get("client_region", "") if isinstance(context, dict) else ""

@@ -1,9 +1,12 @@
 """The bake half of the AWS provider: AMIs baked by packer's amazon-ebs, one region or many, registered by tags.
 
 - Source: an AMI id (or one per region), or a filter (name pattern, owners) resolved to the
-  newest match in each region at plan time; the resolved ids enter the content key, so a new
-  upstream AMI rebakes the base, and with it every service.
-- A service bakes in each region on its base's AMI in that region.
+  newest match in each region at plan time. The image found enters the content key by what it
+  is, its owner and name (a publisher copies one image to every region under one name), never
+  by its per-region ids: a new upstream AMI rebakes the base, and with it every service, but
+  adding a region does not.
+- A service bakes in each region on its base's AMI in that region; its key names the base
+  image by its bakehouse image id, which all the base's AMIs share.
 - Regions: by default one amazon-ebs source per region in one packer run (packer runs them in
   parallel); with multi_region = "copy", one bake in the first region copied to the others
   (`ami_regions`). Regions an image is missing from are baked there alone, under the same
@@ -52,21 +55,41 @@ class AwsProvider:
     def source(self, bake: Bake) -> dict[str, Any] | None:
         if not isinstance(bake.source, AwsSource):
             return None
-        return {"ids": {region: self._source_ami(bake, region)["ImageId"] for region in settings_of(bake).regions}}
+        found = {region: self._source_ami(bake, region) for region in settings_of(bake).regions}
+        identities = {region: {"owner": image.get("OwnerId"), "name": image.get("Name")} for region, image in found.items()}
+        if len({(i["owner"], i["name"]) for i in identities.values()}) == 1:
+            return {"image": next(iter(identities.values()))}
+        # Regions disagree (a publisher's copy has not reached one yet): each region's image counts.
+        return {"by_region": dict(sorted(identities.items()))}
+
+    def schema1(self, bake: Bake, base_image: ImageRecord | None) -> dict[str, Any]:
+        source = bake.source
+        regions = settings_of(bake).regions
+        return {
+            "settings": settings_of(bake).content_schema1(),
+            "source_definition": source.content() if isinstance(source, AwsSource) else None,
+            "source": {"ids": {region: self._source_ami(bake, region)["ImageId"] for region in regions}}
+            if isinstance(source, AwsSource) else None,
+            "base_image": None if base_image is None
+            else {"bake": base_image.bake, "ids": dict(sorted(base_image.locations.items()))},
+        }
 
     def _source_ami(self, bake: Bake, region: str) -> dict[str, Any]:
-        """The source AMI of a base bake in `region`: {"ImageId": ..., "Name": ...} (the name
-        only when a filter found it; ids given in the bake file are looked up when baking)."""
+        """The source AMI of a base bake in `region`, as DescribeImages gives it (one lookup
+        per region and source in a run)."""
         source = bake.source
         assert isinstance(source, AwsSource)
         given = source.ami_in(region)
-        if given is not None:
-            return {"ImageId": given}
-        assert source.name is not None
-        lookup = (region, source.name, source.owners)
+        lookup = (region, given or source.name or "", source.owners)
         if lookup not in self._resolved:
-            self._resolved[lookup] = self._newest(bake, region, source)
+            self._resolved[lookup] = self._given(bake, region, given) if given else self._newest(bake, region, source)
         return self._resolved[lookup]
+
+    def _given(self, bake: Bake, region: str, ami: str) -> dict[str, Any]:
+        found = self.ec2.describe_images(region, ImageIds=[ami])
+        if not found:
+            raise AwsError(f"{bake.where}: source.ami {ami} does not exist in {region}")
+        return found[0]
 
     def _newest(self, bake: Bake, region: str, source: AwsSource) -> dict[str, Any]:
         found = self.ec2.describe_images(
@@ -89,9 +112,6 @@ class AwsProvider:
     def architecture(self, bake: Bake) -> str:
         arch = settings_of(bake).arch
         return DEBIAN_ARCHITECTURES.get(arch, arch)
-
-    def base_identity(self, image: ImageRecord) -> dict[str, Any]:
-        return {"bake": image.bake, "ids": dict(sorted(image.locations.items()))}
 
     def new_image_id(self, job_stem: str, bake: Bake) -> str:
         return f"{job_stem}-{secrets.token_hex(3)}"
@@ -135,13 +155,7 @@ class AwsProvider:
             if ami is None:
                 raise AwsError(f"{job.bake.name}: its base image {job.base_image.image_id} has no AMI in {region}")
             return {"ImageId": ami, "Name": (base or {}).get("Name", "")}
-        ami = self._source_ami(job.bake, region)
-        if "Name" not in ami:
-            found = self.ec2.describe_images(region, ImageIds=[ami["ImageId"]])
-            if not found:
-                raise AwsError(f"{job.bake.where}: source.ami {ami['ImageId']} does not exist in {region}")
-            ami = found[0]
-        return ami
+        return self._source_ami(job.bake, region)
 
     def _ami_name(self, job: BakeJob, settings: AwsSettings) -> str:
         """Spinnaker's {name}-{arch}-{suffix or timestamp}-{os}; an image that is being

@@ -9,6 +9,8 @@ Every AMI a bake makes carries tags (on its snapshots too):
     bakehouse:sequence    grows with each image of the bake: orders images made in one instant
     bakehouse:base-image  the image id of the base it was built on (services)
     bakehouse:log         where the bake's log is, relative to the repository
+    bakehouse:used-at     when a `doit` run found it current again after a revert (and
+    bakehouse:used-sequence   the sequence number of that mark): the image in use
     bakehouse:summary:N   the compact input summary as JSON, cut into tag-sized pieces
 
 Lookups are batched: the first question about any bake in a region lists every bakehouse AMI
@@ -23,7 +25,7 @@ import json
 from typing import Any, Callable
 
 from ...errors import RegistryError
-from ...registry import ImageRecord, newest_first
+from ...registry import ImageRecord, newest_first, next_sequence
 from .client import Ec2
 
 PREFIX = "bakehouse:"
@@ -34,6 +36,8 @@ CREATED_TAG = PREFIX + "created"
 SEQUENCE_TAG = PREFIX + "sequence"
 BASE_TAG = PREFIX + "base-image"
 LOG_TAG = PREFIX + "log"
+USED_AT_TAG = PREFIX + "used-at"
+USED_SEQUENCE_TAG = PREFIX + "used-sequence"
 SUMMARY_TAG = PREFIX + "summary:"
 TAG_VALUE_LIMIT = 256
 # AWS allows 50 tags per resource; this leaves room for bakehouse's others and the user's.
@@ -105,6 +109,13 @@ class AwsRegistry:
         for region in self.regions_of(bake):
             self._listings.pop(region, None)
 
+    def mark_in_use(self, image: ImageRecord, when: str, images: list[ImageRecord]) -> None:
+        """Tag the image's AMIs (snapshots keep their tags: the mark only orders reasons)."""
+        tags = {USED_AT_TAG: when, USED_SEQUENCE_TAG: str(next_sequence(images))}
+        for region, ami_id in sorted(image.locations.items()):
+            self.ec2.create_tags(region, [ami_id], tags)
+        self.forget(image.bake)
+
     def record(self, image: ImageRecord) -> None:
         """Packer tagged the AMIs; check each shows, available and tagged, and add it to the
         kept listing (asking for the new AMIs by id, not listing the account again: a run
@@ -151,6 +162,8 @@ def _record(bake: str, image_id: str, amis: dict[str, dict[str, Any]]) -> ImageR
         log=first.get(LOG_TAG),
         name=next(iter(amis.values())).get("Name"),
         sequence=_sequence(first.get(SEQUENCE_TAG)),
+        used_at=max((_tags(ami).get(USED_AT_TAG, "") for ami in amis.values()), default="") or None,
+        used_sequence=max(_sequence(_tags(ami).get(USED_SEQUENCE_TAG)) for ami in amis.values()),
     )
 
 

@@ -40,6 +40,7 @@ class AwsSource:
     most_recent: bool = True
 
     def content(self) -> dict[str, Any]:
+        """How the source is chosen, as key schema 1 held it (schema 2 keys the image found)."""
         ami = dict(self.ami) if isinstance(self.ami, tuple) else self.ami
         return {"ami": ami, "name": self.name, "owners": list(self.owners), "most_recent": self.most_recent}
 
@@ -65,11 +66,13 @@ class AwsSettings:
     ssh_username: str = "admin"
 
     def content(self) -> dict[str, Any]:
-        """What can change the image: not names, the SSH user, or how regions are filled."""
-        return {
-            "regions": list(self.regions), "instance_type": self.instance_type,
-            "arch": self.arch, "communicator": self.communicator,
-        }
+        """What can change the image: not where it is (regions) or how regions are filled,
+        not names, not the SSH user."""
+        return {"instance_type": self.instance_type, "arch": self.arch, "communicator": self.communicator}
+
+    def content_schema1(self) -> dict[str, Any]:
+        """What key schema 1 held (legacy.py): the regions too, in the order written."""
+        return {"regions": list(self.regions), **self.content()}
 
 
 def parse_settings(where: str, data: dict[str, Any]) -> AwsSettings:

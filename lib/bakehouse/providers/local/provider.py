@@ -45,8 +45,12 @@ class LocalProvider:
     def _host_architecture(self) -> str:
         return host_architecture()
 
-    def base_identity(self, image: ImageRecord) -> dict[str, Any]:
-        return {"bake": image.bake, "ids": {"local": image.image_id}}
+    def schema1(self, bake: Bake, base_image: ImageRecord | None) -> dict[str, Any]:
+        source = self.source(bake)
+        return {
+            "settings": None, "source_definition": source, "source": source,
+            "base_image": None if base_image is None else {"bake": base_image.bake, "ids": {"local": base_image.image_id}},
+        }
 
     def new_image_id(self, job_stem: str, bake: Bake) -> str:
         return self.registry.unused_id(bake.name, job_stem)

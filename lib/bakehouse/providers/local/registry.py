@@ -2,6 +2,7 @@
 
     .bakehouse/images/<bake>/<image-id>.tar.zst     the root filesystem
     .bakehouse/records/<bake>/<image-id>.json       key, input summary, packages, base, log
+    .bakehouse/records/<bake>/<image-id>.in-use     when a run found it current again, if ever
 
 The record is written last, by an atomic rename, so an image without a record was never
 finished and one with a record is complete. Paths in records are relative to .bakehouse/,
@@ -11,11 +12,12 @@ so the store can be copied or moved whole.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from ...errors import RegistryError
 from ...files import write_atomically
-from ...registry import ImageRecord, newest_first
+from ...registry import ImageRecord, newest_first, next_sequence
 
 
 class LocalRegistry:
@@ -32,9 +34,21 @@ class LocalRegistry:
         return self.state_dir / image.locations["local"]
 
     def images(self, bake: str) -> list[ImageRecord]:
-        found = [self._read(path) for path in self.records_dir(bake).glob("*.json")]
+        found = [self._with_use(self._read(path), path) for path in self.records_dir(bake).glob("*.json")]
         complete = [image for image in found if self.artifact(image).is_file()]
         return newest_first(complete)
+
+    def mark_in_use(self, image: ImageRecord, when: str, images: list[ImageRecord]) -> None:
+        mark = {"used_at": when, "used_sequence": next_sequence(images)}
+        write_atomically(self.records_dir(image.bake) / f"{image.image_id}.in-use", json.dumps(mark) + "\n")
+
+    def _with_use(self, image: ImageRecord, record: Path) -> ImageRecord:
+        """The record with its in-use mark; a damaged mark is no mark (it only orders reasons)."""
+        try:
+            mark = json.loads(record.with_suffix(".in-use").read_text(encoding="utf-8"))
+            return replace(image, used_at=str(mark["used_at"]), used_sequence=int(mark["used_sequence"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return image
 
     def forget(self, bake: str) -> None:
         """Nothing to forget: every images() call reads the records afresh."""
