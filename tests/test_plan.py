@@ -1,101 +1,13 @@
-"""`doit plan` says what `doit` then does, for every reason a bake can have."""
+"""`doit plan`: its table, its lineage note, its selection of bakes, and on AMIs; the table of
+edits and the reasons they give is tests/test_scenarios.py."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from helpers import amis, bump_hello, ec2, records, run_doit
-
-NEXT_YEAR = {"BAKEHOUSE_NOW": "2099-01-05T00:00:00Z"}
-
-
-def edit_base_script(repo: Path) -> dict[str, str]:
-    script = repo / "templates" / "scripts" / "local-base.sh"
-    script.write_text(script.read_text() + "# edited\n")
-    return {}
-
-
-def bump(repo: Path) -> dict[str, str]:
-    bump_hello(repo, "1.0.5")
-    return {}
-
-
-def change_vars(repo: Path) -> dict[str, str]:
-    bake = repo / "bakes" / "hello.toml"
-    bake.write_text(bake.read_text().replace('environment = "demo"', 'environment = "prod"'))
-    return {}
-
-
-def change_description(repo: Path) -> dict[str, str]:
-    bake = repo / "bakes" / "hello.toml"
-    bake.write_text(bake.read_text().replace('description = "', 'description = "Edited: '))
-    return {}
-
-
-def forget_dep_file(repo: Path) -> dict[str, str]:
-    for path in repo.glob(".doit.db*"):
-        path.unlink()
-    return {}
-
-
-def rebake_base_alone(repo: Path) -> dict[str, str]:
-    run_doit(repo, "bake:base", "--rebake", check=True)  # the weekly cron job
-    return {}
-
-
-def revert_bump(repo: Path) -> dict[str, str]:
-    bump_hello(repo, "1.0.5")
-    run_doit(repo, check=True)
-    bump_hello(repo, "1.0.4")
-    return {}
-
-
-def next_year(repo: Path) -> dict[str, str]:
-    return NEXT_YEAR
-
-
-SCENARIOS: dict[str, tuple[Callable[[Path], dict[str, str]], dict[str, str]]] = {
-    # scenario: (change, {bake: a reason `doit plan` must give, or "" for keep})
-    "nothing changed": (lambda repo: {}, {"base": "", "hello": ""}),
-    "package version bump": (bump, {"base": "", "hello": "hello-svc 1.0.4 -> 1.0.5"}),
-    "base script edited": (edit_base_script, {
-        "base": "template file scripts/local-base.sh changed", "hello": "its base 'base' will rebake first"}),
-    "new rebuild period": (next_year, {"base": "older than this week (20", "hello": "its base 'base' will rebake first"}),
-    "vars changed": (change_vars, {"base": "", "hello": "definition: vars {environment=demo} -> {environment=prod}"}),
-    "description changed": (change_description, {"base": "", "hello": ""}),
-    "dep file lost": (forget_dep_file, {"base": "", "hello": ""}),
-    "base rebaked alone": (rebake_base_alone, {"base": "", "hello": "base image base-"}),
-    "change reverted": (revert_bump, {"base": "", "hello": ""}),
-}
-
-
-@pytest.mark.parametrize("scenario", SCENARIOS)
-def test_plan_agrees_with_info_and_with_what_doit_does(repo: Path, scenario: str) -> None:
-    change, expected = SCENARIOS[scenario]
-    run_doit(repo, check=True)
-    env = change(repo)
-
-    plan = json.loads(run_doit(repo, "plan", "--json", env=env).stdout)
-    actions = {row["bake"]: row["action"] for row in plan["bakes"]}
-    for bake, reason in expected.items():
-        row = next(row for row in plan["bakes"] if row["bake"] == bake)
-        if reason:
-            assert row["action"] == "bake" and any(reason in r for r in row["reasons"]), row
-        else:
-            assert row["action"] == "keep" and row["reasons"] == [], row
-        info = run_doit(repo, "info", f"bake:{bake}", env=env)
-        assert info.returncode == (0 if actions[bake] == "keep" else 1), info.output
-    assert plan["exit"] == (1 if any(expected.values()) else 0)
-
-    run = run_doit(repo, env=env, check=True)
-    baked = re.findall(r"^\[([\w-]+)\] baked ", run.output, re.M)
-    assert baked == [bake for bake in ("base", "hello") if actions[bake] != "keep"]
-    assert run_doit(repo, "plan", env=env).returncode == 0
 
 
 def test_the_plan_table_flags_a_service_built_on_an_older_base(repo: Path) -> None:

@@ -23,9 +23,12 @@ from .registry import ImageRecord, next_sequence, timestamp
 def bake_image(planner: Planner, name: str, forced: bool, out: TextIO) -> ImageRecord:
     """Bake `name` unless an image of its current inputs exists (or `forced`)."""
     decision = planner.decide(name, forced)
-    if decision.key is None:
+    places = set(planner.provider_of(name).places(decision.bake))
+    base = decision.base_image
+    if decision.key is None or (base is not None and not places <= set(base.locations)):
         # doit runs a bake after what it builds on; when that ran in another process
-        # (`doit -n`), what this process knows of those images predates it: ask again.
+        # (`doit -n`), what this process knows of those images predates it (a base not
+        # baked yet, or not yet in every place this bake needs it): ask again.
         for ancestor in planner.graph.chain(name)[:-1]:
             planner.forget(ancestor.name)
         decision = planner.decide(name, forced)

@@ -132,14 +132,18 @@ class Planner:
         old_summary = used.summary if used is not None else None
 
         base_decision = self.decide(bake.base) if bake.base is not None else None
-        if base_decision is not None and not base_decision.up_to_date:
+        if base_decision is not None and base_decision.action == "bake-missing":
+            # The base is only made in more places, under the same image id: the service's
+            # key stays, and it is up to date wherever it already is.
+            base_image: ImageRecord | None = base_decision.partial
+        elif base_decision is not None and not base_decision.up_to_date:
             # Its key names a base image that does not exist yet: say what else changed.
             summary = self._summary(bake, provider, packages, base_decision.newest, stand_in=True)
             own = [r for r in explain(old_summary, summary) if not r.startswith(("base image", "template file"))]
             reasons = [f"its base '{bake.base}' will rebake first"] + [r for r in own if r != "inputs changed"]
             return Decision(bake, tuple(reasons), None, newest, packages=packages, in_use=used)
-
-        base_image = base_decision.current if base_decision is not None else None
+        else:
+            base_image = base_decision.current if base_decision is not None else None
         summary = self._summary(bake, provider, packages, base_image)
         key = content_key(summary)
         keys = {key}
@@ -204,7 +208,7 @@ class Planner:
             bake=bake, key=KEY_PLACEHOLDER, image_id=f"{bake.name}-(image id)", created=timestamp(self.now),
             sequence=0, base_image=base_image, manifest=work / "(image id).manifest.json",
             log=self.project.logs_dir / bake.name / "(image id).log", places=provider.places(bake),
-            packages=packages,
+            packages=packages, probe=True,
         )
         context = template_context(bake, packages, probe, provider, self.project.state_dir / "cache")
         return self.templates.render_used(bake.template, context)[1]

@@ -83,6 +83,10 @@ class BakeJob:
     # What the image is made of, for providers that label images with it (AMI tags).
     summary: dict[str, Any] = field(default_factory=dict)
     packages: tuple[ResolvedPackage, ...] = ()
+    # A render only to learn which files the template uses (decide.py): the key and image id
+    # are placeholders, and a provider stands in for what does not exist yet (a base's AMI in
+    # a region it is about to be baked in) instead of failing.
+    probe: bool = False
 
 
 class Provider(Protocol):

@@ -86,14 +86,6 @@ def test_rebake_forces_one_image_and_what_builds_on_it(repo: Path) -> None:
     assert baked(run_doit(repo, check=True).output) == ["hello"]
 
 
-def test_a_new_rebuild_period_rebakes_the_base_and_says_so(repo: Path) -> None:
-    run_doit(repo, check=True)
-    next_week = {"BAKEHOUSE_NOW": "2099-01-05T00:00:00Z"}
-    info = run_doit(repo, "info", "bake:base", env=next_week)
-    assert "older than this week (2099-W02 began 2099-01-05)" in info.output
-    assert baked(run_doit(repo, env=next_week, check=True).output) == ["base", "hello"]
-
-
 def test_a_failed_bake_records_nothing_keeps_the_log_and_is_retried(repo: Path) -> None:
     run_doit(repo, check=True)
     postinst = repo / "packages" / "hello-svc" / "DEBIAN" / "postinst"

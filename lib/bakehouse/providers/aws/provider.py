@@ -152,6 +152,8 @@ class AwsProvider:
         if job.base_image is not None:
             base = self.registry.amis(job.base_image.bake, job.base_image.image_id).get(region)
             ami = job.base_image.locations.get(region)
+            if ami is None and job.probe:
+                return {"ImageId": "ami-00000000000000000", "Name": ""}
             if ami is None:
                 raise AwsError(f"{job.bake.name}: its base image {job.base_image.image_id} has no AMI in {region}")
             return {"ImageId": ami, "Name": (base or {}).get("Name", "")}
