@@ -16,6 +16,7 @@ from .errors import DefinitionError
 from .model import DEFAULT_TIMEOUT_SECONDS, Bake, BakeGraph, ProviderSettings, ProviderSource
 from .project import Project
 from .providers import DEFAULT_PROVIDER, ProviderDefinition, definitions
+from .retention import Policy, parse_policy
 from .tomlcheck import Getter, did_you_mean, reject_unknown, type_name
 
 REBUILD_PERIODS = ("day", "week", "month")
@@ -50,7 +51,7 @@ def load_bake(project: Project, path: Path) -> Bake:
 
 CORE_KEYS = (
     "description", "provider", "template", "base", "source", "packages", "vars",
-    "rebuild_every", "timeout", "repository",
+    "rebuild_every", "timeout", "repository", "prune",
 )
 _REPOSITORY_KEYS = ("url", "suite", "components", "signed_by", "trusted", "packages")
 
@@ -93,7 +94,14 @@ def _parse(project: Project, where: str, name: str, path: Path, data: dict[str, 
         repositories=_parse_repositories(project, where, data.get("repository", [])),
         settings=_parse_settings(where, data, provider),
         where=where,
+        prune=_parse_prune(where, data.get("prune")),
     )
+
+
+def _parse_prune(where: str, table: Any) -> tuple[tuple[str, Any], ...]:
+    """The [prune] table, checked now (a mistake is one line before anything runs)."""
+    parse_policy(where, table, Policy())
+    return tuple(sorted((table or {}).items()))
 
 
 def _parse_settings(where: str, data: dict[str, Any], provider: ProviderDefinition) -> ProviderSettings | None:

@@ -50,6 +50,7 @@ class Bake:
     repositories: tuple[Repository, ...] = ()
     settings: ProviderSettings | None = None  # the provider's own keys, if it has any
     where: str = ""  # the bake file as messages name it: bakes/<name>.toml
+    prune: tuple[tuple[str, Any], ...] = ()  # its [prune] table (retention.py), checked when loaded
 
     @property
     def vars_dict(self) -> dict[str, VarValue]:

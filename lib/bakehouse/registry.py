@@ -136,3 +136,22 @@ class Registry(Protocol):
     def mark_in_use(self, image: ImageRecord, when: str, images: list[ImageRecord]) -> None:
         """Note that `image` is in use again since `when` (its bake's images are `images`)."""
         ...
+
+    def size(self, image: ImageRecord) -> int:
+        """What keeping `image` costs, in bytes (AMIs: their snapshots' volume sizes)."""
+        ...
+
+    def used_outside(self, images: list[ImageRecord]) -> dict[str, list[str]]:
+        """Images something outside bakehouse uses (an instance, a launch template...), by id,
+        with what uses each; an image this cannot be sure of is reported as used."""
+        ...
+
+    def delete(self, image: ImageRecord) -> list[str]:
+        """Delete `image` everywhere it is, and what it owns (snapshots, its file and log);
+        makes it invisible first, so an interrupted delete leaves leftovers, never half an
+        image. Returns what it deleted."""
+        ...
+
+    def finish_deletions(self, bake: str) -> list[str]:
+        """Delete what an interrupted delete of `bake`'s images left; returns what it removed."""
+        ...

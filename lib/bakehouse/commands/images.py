@@ -1,4 +1,5 @@
-"""`doit images [BAKE ...]`: the image catalogue, read from the registry.
+"""`doit images [BAKE ...]`: the image catalogue, read from the registry, and what retention
+(`doit prune`) would delete of it.
 
 The newest images of each bake (10 unless --limit says otherwise): id, where it is (file or
 region:AMI), when it was made, its packages with versions, and the base image it is built on.
@@ -12,10 +13,12 @@ from typing import Any
 
 from doit.cmd_base import DoitCmdBase
 
+from ..decide import Planner
 from ..errors import BakehouseError
 from ..registry import ImageRecord
 from ..tasks import planner_from_tasks
 from .plan import selected
+from .prune import rows, size_text, verdicts
 
 DEFAULT_LIMIT = 10
 
@@ -73,5 +76,20 @@ class ImagesCommand(DoitCmdBase):
         except BakehouseError as error:
             sys.stderr.write(f"ERROR: {error}\n")
             return 2
-        self.outstream.write(catalogue_json(catalogue) + "\n" if as_json else catalogue_text(catalogue))
+        if as_json:
+            self.outstream.write(catalogue_json(catalogue) + "\n")
+            return 0
+        self.outstream.write(catalogue_text(catalogue) + prunable(planner, shown) + "\n")
         return 0
+
+
+def prunable(planner: Planner, names: list[str]) -> str:
+    """What retention would delete, so what old images cost is in sight."""
+    try:
+        table = rows(planner, verdicts(planner, names))
+    except BakehouseError as error:
+        return f"prunable: cannot tell ({error})"
+    gone = [row for row in table if row.action == "delete"]
+    if not gone:
+        return "prunable: nothing (retention keeps every image)"
+    return f"prunable: {len(gone)} images, {size_text(sum(row.bytes for row in gone))} (`doit prune` lists them)"

@@ -78,16 +78,18 @@ class Ec2:
             if self._session is None:
                 self._session = self._session_factory()
             ec2_endpoint()  # a malformed endpoint is one line here, not boto3's ValueError
-            config = Config(
-                retries=RETRIES,
-                connect_timeout=_seconds(CONNECT_TIMEOUT_VARIABLE, CONNECT_TIMEOUT_SECONDS),
-                read_timeout=_seconds(READ_TIMEOUT_VARIABLE, READ_TIMEOUT_SECONDS),
-            )
-            client = self._session.client("ec2", region_name=region, config=config)
+            client = self._session.client("ec2", region_name=region, config=self._config())
             if os.environ.get(CALL_LOG_VARIABLE):
                 client.meta.events.register("before-parameter-build.ec2", _log_call)
             self._clients[region] = client
         return self._clients[region]
+
+    def _config(self) -> Config:
+        return Config(
+            retries=RETRIES,
+            connect_timeout=_seconds(CONNECT_TIMEOUT_VARIABLE, CONNECT_TIMEOUT_SECONDS),
+            read_timeout=_seconds(READ_TIMEOUT_VARIABLE, READ_TIMEOUT_SECONDS),
+        )
 
     def describe_images(self, region: str, **request: Any) -> list[dict[str, Any]]:
         """Every image matching `request` in `region`, all pages."""
@@ -97,6 +99,36 @@ class Ec2:
                 images.extend(page.get("Images", []))
         return images
 
+
+    def paginate(self, region: str, operation: str, key: str, service: str = "ec2", **request: Any) -> list[dict[str, Any]]:
+        """Every item under `key` of every page of `operation` (EC2, or Auto Scaling)."""
+        items: list[dict[str, Any]] = []
+        client = self.client(region) if service == "ec2" else self._other(service, region)
+        call = "".join(word.title() for word in operation.split("_"))
+        with _one_line_errors(region, call):
+            for page in client.get_paginator(operation).paginate(**request):
+                items.extend(page.get(key, []))
+        return items
+
+    def call(self, region: str, operation: str, missing_ok: tuple[str, ...] = (), **request: Any) -> dict[str, Any]:
+        """One EC2 call; an error whose code is in `missing_ok` (already gone) is no error."""
+        call = "".join(word.title() for word in operation.split("_"))
+        try:
+            with _one_line_errors(region, call):
+                return dict(getattr(self.client(region), operation)(**request))
+        except AwsError as error:
+            if any(f": {code}:" in str(error) for code in missing_ok):
+                return {}
+            raise
+
+    def _other(self, service: str, region: str) -> Any:
+        """A client of another service in `region` (its endpoint from AWS_ENDPOINT_URL_<SERVICE>
+        or AWS_ENDPOINT_URL, which boto3 reads itself), with the same retries and timeouts."""
+        name = f"{service}:{region}"
+        if name not in self._clients:
+            self.client(region)  # the session, and the endpoint check
+            self._clients[name] = self._session.client(service, region_name=region, config=self._config())
+        return self._clients[name]
 
     def create_tags(self, region: str, resources: list[str], tags: dict[str, str]) -> None:
         with _one_line_errors(region, "CreateTags"):
@@ -137,8 +169,10 @@ class _one_line_errors:
                 f"({CONNECT_TIMEOUT_VARIABLE}, {READ_TIMEOUT_VARIABLE} and AWS_MAX_ATTEMPTS set the bounds)"
             ) from None
         if isinstance(error, botocore.exceptions.EndpointConnectionError):
-            endpoint = ec2_endpoint()
-            hint = f" (AWS_ENDPOINT_URL_EC2/AWS_ENDPOINT_URL is {endpoint}: is it running?)" if endpoint else ""
+            endpoint, url = ec2_endpoint(), str(error.kwargs.get("endpoint_url", ""))
+            hint = f" (AWS_ENDPOINT_URL_EC2/AWS_ENDPOINT_URL is {endpoint}: is it running?)" if endpoint and url.startswith(endpoint) else ""
+            if endpoint and not hint:
+                hint = " (an emulator serves other services too: set AWS_ENDPOINT_URL to it)"
             raise AwsError(f"{self.where}: cannot reach {error.kwargs.get('endpoint_url', 'EC2')}{hint}") from None
         if isinstance(error, botocore.exceptions.ClientError):
             details = error.response.get("Error", {})

@@ -17,6 +17,11 @@ Lookups are batched: the first question about any bake in a region lists every b
 of this account there (one paginated DescribeImages) and the answer is kept for the process;
 a new image is checked by its AMI ids and added to what is kept.
 An image counts in a region only while its AMI there is `available`.
+
+Deleting an image (`doit prune --apply`) deregisters its AMI in each region, then deletes the
+snapshots that AMI's block device mappings name (DeregisterImage's own option to delete them
+is newer than many accounts' tooling, and emulators ignore it). A prune stopped between the
+two leaves snapshots tagged `bakehouse:image` whose AMI is gone; the next prune deletes them.
 """
 
 from __future__ import annotations
@@ -115,6 +120,83 @@ class AwsRegistry:
         for region, ami_id in sorted(image.locations.items()):
             self.ec2.create_tags(region, [ami_id], tags)
         self.forget(image.bake)
+
+    def size(self, image: ImageRecord) -> int:
+        """The snapshots' volume sizes in every region (what AWS bills for), in bytes."""
+        gib = 0
+        for ami in self.amis(image.bake, image.image_id).values():
+            gib += sum(int((mapping.get("Ebs") or {}).get("VolumeSize") or 0) for mapping in ami.get("BlockDeviceMappings") or [])
+        return gib * 2**30
+
+    def used_outside(self, images: list[ImageRecord]) -> dict[str, list[str]]:
+        """AMIs used by an instance not terminated, a launch template version or a launch
+        configuration, in each region the images are in."""
+        owner: dict[tuple[str, str], str] = {
+            (region, ami): image.image_id for image in images for region, ami in image.locations.items()
+        }
+        used: dict[str, list[str]] = {}
+        for region in sorted({region for region, _ in owner}):
+            amis = sorted(ami for place, ami in owner if place == region)
+            for ami, user in self._users(region, amis):
+                if (region, ami) in owner:
+                    used.setdefault(owner[(region, ami)], []).append(f"in use by {user} in {region}")
+        return used
+
+    def _users(self, region: str, amis: list[str]) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        for start in range(0, len(amis), 100):  # a filter takes at most 200 values
+            reservations = self.ec2.paginate(region, "describe_instances", "Reservations", Filters=[
+                {"Name": "image-id", "Values": amis[start:start + 100]},
+                {"Name": "instance-state-name", "Values": ["pending", "running", "shutting-down", "stopping", "stopped"]},
+            ])
+            found += [(i["ImageId"], f"instance {i['InstanceId']}") for r in reservations for i in r.get("Instances", [])]
+        for template in self.ec2.paginate(region, "describe_launch_templates", "LaunchTemplates"):
+            versions = self.ec2.paginate(
+                region, "describe_launch_template_versions", "LaunchTemplateVersions",
+                LaunchTemplateId=template["LaunchTemplateId"],
+            )
+            found += [
+                (str((v.get("LaunchTemplateData") or {}).get("ImageId")),
+                 f"launch template {template['LaunchTemplateId']} v{v.get('VersionNumber')}")
+                for v in versions
+            ]
+        configurations = self.ec2.paginate(
+            region, "describe_launch_configurations", "LaunchConfigurations", service="autoscaling"
+        )
+        found += [(str(c.get("ImageId")), f"launch configuration {c.get('LaunchConfigurationName')}") for c in configurations]
+        return found
+
+    def delete(self, image: ImageRecord) -> list[str]:
+        removed = []
+        for region, ami in sorted(self.amis(image.bake, image.image_id).items()):
+            snapshots = [
+                (mapping.get("Ebs") or {}).get("SnapshotId") for mapping in ami.get("BlockDeviceMappings") or []
+            ]
+            self.ec2.call(region, "deregister_image", ("InvalidAMIID.NotFound", "InvalidAMIID.Unavailable"),
+                          ImageId=ami["ImageId"])
+            removed.append(f"{region}:{ami['ImageId']}")
+            for snapshot in filter(None, snapshots):
+                self.ec2.call(region, "delete_snapshot", ("InvalidSnapshot.NotFound",), SnapshotId=snapshot)
+                removed.append(f"{region}:{snapshot}")
+        self.forget(image.bake)
+        return removed
+
+    def finish_deletions(self, bake: str) -> list[str]:
+        """Snapshots tagged with one of `bake`'s images whose AMI is gone (in any state)."""
+        removed = []
+        for region in self.regions_of(bake):
+            tagged = [{"Name": f"tag:{BAKE_TAG}", "Values": [bake]}]
+            images = self.ec2.describe_images(region, Owners=["self"], Filters=tagged)
+            alive = {_tags(image).get(IMAGE_TAG) for image in images}
+            referenced = {
+                (mapping.get("Ebs") or {}).get("SnapshotId") for image in images for mapping in image.get("BlockDeviceMappings") or []
+            }
+            for snapshot in self.ec2.paginate(region, "describe_snapshots", "Snapshots", OwnerIds=["self"], Filters=tagged):
+                tags = _tags(snapshot)
+                if tags.get(IMAGE_TAG) not in alive and snapshot["SnapshotId"] not in referenced:
+                    self.ec2.call(region, "delete_snapshot", ("InvalidSnapshot.NotFound",), SnapshotId=snapshot["SnapshotId"])
+                    removed.append(f"{region}:{snapshot['SnapshotId']} (its AMI was deregistered)")
+        return removed
 
     def record(self, image: ImageRecord) -> None:
         """Packer tagged the AMIs; check each shows, available and tagged, and add it to the

@@ -53,6 +53,43 @@ class LocalRegistry:
     def forget(self, bake: str) -> None:
         """Nothing to forget: every images() call reads the records afresh."""
 
+    def size(self, image: ImageRecord) -> int:
+        try:
+            return self.artifact(image).stat().st_size
+        except OSError:
+            return 0
+
+    def used_outside(self, images: list[ImageRecord]) -> dict[str, list[str]]:
+        """Nothing outside bakehouse runs a local image file."""
+        return {}
+
+    def delete(self, image: ImageRecord) -> list[str]:
+        """The record goes first (the image is gone from then on), then its mark, file, log."""
+        record = self.records_dir(image.bake) / f"{image.image_id}.json"
+        removed = []
+        for path in (record, record.with_suffix(".in-use"), self.artifact(image), self._log(image.bake, image.image_id)):
+            if path.exists():
+                path.unlink()
+                removed.append(str(path.relative_to(self.state_dir)))
+        return removed
+
+    def finish_deletions(self, bake: str) -> list[str]:
+        """Image files, marks and logs whose record is gone (an interrupted delete or bake)."""
+        recorded = {path.stem for path in self.records_dir(bake).glob("*.json")}
+        leftovers = [
+            *(self.state_dir / "images" / bake).glob("*.tar.zst"),
+            *self.records_dir(bake).glob("*.in-use"),
+        ]
+        removed = []
+        for path in sorted(leftovers):
+            if path.name.removesuffix(".tar.zst").removesuffix(".in-use") not in recorded:
+                path.unlink(missing_ok=True)
+                removed.append(str(path.relative_to(self.state_dir)))
+        return removed
+
+    def _log(self, bake: str, image_id: str) -> Path:
+        return self.state_dir / "logs" / bake / f"{image_id}.log"
+
     def _read(self, path: Path) -> ImageRecord:
         try:
             record = ImageRecord.from_json(json.loads(path.read_text(encoding="utf-8")))

@@ -1,0 +1,177 @@
+"""`doit prune [BAKE ...]`: delete old images and what they own, never one in use.
+
+A dry run by default: one row per image (its age, size, places, and keep or delete with
+every reason), then a total. `--apply` deletes what the rows say, holding each pruned bake's
+lock (a bake of it waits; a bake of another image never loses its base: the base's current
+image and every image a kept image was built on are kept). An interrupted prune is finished
+by the next one (retention.py says what is kept; each registry how it deletes).
+
+Exit status: 0 done (or nothing to do), 2 cannot prune (a bake cannot be decided, AWS cannot
+be asked what uses an image; nothing is deleted), 3 bad bake files or usage.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from doit.cmd_base import DoitCmdBase
+from doit.exceptions import InvalidCommand
+
+from ..decide import Planner
+from ..errors import BakehouseError
+from ..locks import bake_lock
+from ..registry import ImageRecord, created_at
+from ..retention import Verdict, decide_retention, describe, policy_of, project_policy
+from ..tasks import planner_from_tasks
+from ..tomlcheck import did_you_mean
+
+EXIT_DONE, EXIT_CANNOT_PRUNE = 0, 2
+
+
+@dataclass(frozen=True)
+class PruneRow:
+    bake: str
+    image: str
+    created: str
+    age: str
+    bytes: int
+    places: list[str]
+    action: str  # "keep" | "delete"
+    why: list[str]
+
+
+def pruned_bakes(planner: Planner, names: list[str]) -> list[str]:
+    """The named bakes (only those: a service's base is pruned when named), else all."""
+    for name in names:
+        if name not in planner.graph.names:
+            raise InvalidCommand(f"no bake '{name}' in bakes/{did_you_mean(name, planner.graph.names)}")
+    return [name for name in planner.graph.names if not names or name in names]
+
+
+def verdicts(planner: Planner, names: list[str]) -> list[Verdict]:
+    """What a prune of `names` would keep and delete, asked of the registries now."""
+    default = project_policy(planner.project)
+    bakes = [planner.graph[name] for name in names]
+    for name in planner.graph.names:
+        planner.forget(name)
+    images = {name: planner.images(name) for name in planner.graph.names}
+    protected: dict[str, list[str]] = {}
+    for bake in bakes:
+        decision = planner.decide(bake.name)
+        if decision.current is not None:
+            protected.setdefault(decision.current.image_id, []).append(f"current image of {bake.name}")
+        if decision.partial is not None:
+            protected.setdefault(decision.partial.image_id, []).append(
+                f"being completed in {', '.join(decision.missing)}")
+    by_provider: dict[str, list[ImageRecord]] = {}
+    for bake in bakes:
+        by_provider.setdefault(bake.provider, []).extend(images[bake.name])
+    for provider, found in by_provider.items():
+        for image_id, users in planner.providers[provider].registry.used_outside(found).items():
+            protected.setdefault(image_id, []).extend(users)
+    policies = {bake.name: policy_of(bake, default) for bake in bakes}
+    return decide_retention(bakes, images, policies, protected, planner.now)
+
+
+def rows(planner: Planner, found: list[Verdict]) -> list[PruneRow]:
+    return [
+        PruneRow(
+            bake=v.image.bake, image=v.image.image_id, created=v.image.created,
+            age=_age(planner.now, v.image), bytes=planner.provider_of(v.image.bake).registry.size(v.image),
+            places=sorted(v.image.locations), action="delete" if v.delete else "keep", why=v.why,
+        )
+        for v in found
+    ]
+
+
+def _age(now: datetime, image: ImageRecord) -> str:
+    return describe(max(now - created_at(image), timedelta(0)))
+
+
+def size_text(size: int) -> str:
+    if size >= 2**30:
+        return f"{size / 2**30:.1f} GiB"
+    return f"{size / 2**20:.1f} MiB"
+
+
+def prune_table(table: list[PruneRow], applied: bool) -> str:
+    lines = [("BAKE", "IMAGE", "AGE", "SIZE", "WHERE", "ACTION", "WHY")] + [
+        (row.bake, row.image, row.age, size_text(row.bytes), ",".join(row.places), row.action, _why(row.why))
+        for row in table
+    ]
+    widths = [max(len(line[column]) for line in lines) for column in range(6)]
+    text = ["  ".join(cell.ljust(width) for cell, width in zip(line[:6], widths)) + "  " + line[6] for line in lines]
+    return "\n".join(line.rstrip() for line in text) + "\n" + total(table, applied) + "\n"
+
+
+def _why(why: list[str]) -> str:
+    shown = "; ".join(why[:3])
+    return shown + (f"; and {len(why) - 3} more" if len(why) > 3 else "")
+
+
+def total(table: list[PruneRow], applied: bool) -> str:
+    gone = [row for row in table if row.action == "delete"]
+    size = size_text(sum(row.bytes for row in gone))
+    verb = "deleted" if applied else "to delete"
+    return f"{len(table)} images: {len(gone)} {verb} ({size}), {len(table) - len(gone)} kept"
+
+
+class PruneCommand(DoitCmdBase):
+    """The `doit prune` command, registered through the `doit.COMMAND` entry point."""
+
+    name = "prune"
+    doc_purpose = "delete old images and their snapshots, never one in use (a dry run unless --apply)"
+    doc_usage = "[BAKE ...]"
+    doc_description = (
+        "Keeps the newest `keep` images of each bake and every image younger than `min_age`\n"
+        "([prune] in the bake file, or in bakehouse.toml; else 5 and 14d), the current image,\n"
+        "what kept images were built on, and AMIs used by instances, launch templates or\n"
+        "launch configurations. Exit status: 0 done, 2 cannot prune, 3 usage."
+    )
+    cmd_options = (
+        {"name": "apply", "long": "apply", "type": bool, "default": False,
+         "help": "delete what the dry run lists"},
+        {"name": "as_json", "long": "json", "type": bool, "default": False, "help": "print JSON"},
+    )
+
+    def _execute(self, apply: bool, as_json: bool, pos_args: list[str]) -> int:
+        planner = planner_from_tasks(self.task_list)
+        names = pruned_bakes(planner, [name.removeprefix("bake:") for name in pos_args or []])
+        out = sys.stderr if as_json else self.outstream
+        try:
+            with ExitStack() as locks:
+                if apply:
+                    for name in sorted(names):  # one order for every prune: two never deadlock
+                        locks.enter_context(bake_lock(planner.project.state_dir / "locks", name, out))
+                table = rows(planner, verdicts(planner, names))
+                deleted = self._delete(planner, names, table, out) if apply else []
+        except BakehouseError as error:
+            sys.stderr.write(f"ERROR: cannot prune: {error}\n")
+            return EXIT_CANNOT_PRUNE
+        if as_json:
+            self.outstream.write(json.dumps({
+                "images": [vars(row) for row in table], "applied": apply, "deleted": deleted,
+                "delete": sum(row.action == "delete" for row in table),
+                "bytes": sum(row.bytes for row in table if row.action == "delete"),
+            }, indent=2) + "\n")
+        else:
+            self.outstream.write(prune_table(table, apply))
+        return EXIT_DONE
+
+    def _delete(self, planner: Planner, names: list[str], table: list[PruneRow], out: Any) -> list[str]:
+        deleted = []
+        for row in table:
+            if row.action == "delete":
+                image = next(i for i in planner.images(row.bake) if i.image_id == row.image)
+                gone = planner.provider_of(row.bake).registry.delete(image)
+                out.write(f"[{row.bake}] deleted {row.image}: {', '.join(gone)}\n")
+                deleted.append(row.image)
+        for name in names:
+            for leftover in planner.provider_of(name).registry.finish_deletions(name):
+                out.write(f"[{name}] removed {leftover}, left by an interrupted prune or bake\n")
+        return deleted

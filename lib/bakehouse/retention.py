@@ -1,0 +1,143 @@
+"""Retention: which images `doit prune` may delete, and why each other one is kept.
+
+A policy keeps the newest `keep` images of a bake and every image younger than `min_age`;
+it is set per bake in a `[prune]` table, with a project-wide default in `bakehouse.toml`
+(`[prune]`, same keys), else 5 images and 14 days. Whatever the policy, never deleted:
+- the image each bake is up to date with (and an image being completed in more places),
+- an image that a kept image was built on, transitively, whichever bake it belongs to,
+- an image the provider reports in use outside bakehouse (AMIs: an instance in any state
+  but terminated, a launch template version, a launch configuration),
+- anything bakehouse did not make: registries list only images they tagged or recorded.
+Deciding is pure (`decide_retention`); the command (commands/prune.py) asks the registries
+and deletes.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from .errors import DefinitionError
+from .model import Bake
+from .project import Project
+from .registry import ImageRecord, created_at
+from .tomlcheck import reject_unknown, type_name
+
+DEFAULT_KEEP = 5
+DEFAULT_MIN_AGE = timedelta(days=14)
+POLICY_KEYS = ("keep", "min_age")
+AGE = re.compile(r"^(\d+)(h|d|w)$")
+PROJECT_FILE = "bakehouse.toml"
+
+
+@dataclass(frozen=True)
+class Policy:
+    keep: int = DEFAULT_KEEP
+    min_age: timedelta = DEFAULT_MIN_AGE
+
+    def describe_age(self) -> str:
+        return describe(self.min_age)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    image: ImageRecord
+    delete: bool
+    why: list[str] = field(default_factory=list)  # every reason it is kept, or why it goes
+
+
+def parse_policy(where: str, table: Any, default: Policy) -> Policy:
+    """A `[prune]` table; keys it leaves out come from `default`."""
+    if table is None:
+        return default
+    if not isinstance(table, dict):
+        raise DefinitionError(f"{where}: prune must be a table ([prune]), not {type_name(table)}")
+    reject_unknown(where, "prune.", table, POLICY_KEYS)
+    keep = table.get("keep", default.keep)
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise DefinitionError(f"{where}: prune.keep must be a whole number of images, at least 1, not {keep!r}")
+    min_age = default.min_age if "min_age" not in table else _age(where, table["min_age"])
+    return Policy(keep, min_age)
+
+
+def _age(where: str, value: Any) -> timedelta:
+    match = AGE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise DefinitionError(f"{where}: prune.min_age: {value!r} is not an age such as \"36h\", \"14d\" or \"2w\"")
+    amount, unit = int(match.group(1)), match.group(2)
+    return {"h": timedelta(hours=amount), "d": timedelta(days=amount), "w": timedelta(weeks=amount)}[unit]
+
+
+def policy_of(bake: Bake, default: Policy) -> Policy:
+    return parse_policy(bake.where, dict(bake.prune) if bake.prune else None, default)
+
+
+def project_policy(project: Project) -> Policy:
+    """The project-wide default: bakehouse.toml's [prune], else 5 images and 14 days."""
+    path = project.root / PROJECT_FILE
+    if not path.is_file():
+        return Policy()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as error:
+        raise DefinitionError(f"{PROJECT_FILE}: cannot read: {error}") from None
+    reject_unknown(PROJECT_FILE, "", data, ("prune",))
+    return parse_policy(PROJECT_FILE, data.get("prune"), Policy())
+
+
+def describe(age: timedelta) -> str:
+    """An age as a user writes one: 14d, 36h; under an hour in minutes."""
+    seconds = int(age.total_seconds())
+    if seconds >= 86400:
+        return f"{seconds // 86400}d"
+    if seconds >= 3600:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 60}m"
+
+
+def decide_retention(
+    bakes: list[Bake],
+    images: dict[str, list[ImageRecord]],  # every bake's images, newest first (all bakes, not only the pruned)
+    policies: dict[str, Policy],
+    protected: dict[str, list[str]],  # image id -> why it must stay (current, in use outside bakehouse)
+    now: datetime,
+) -> list[Verdict]:
+    """A verdict for every image of `bakes`, in bake order, newest first."""
+    why: dict[str, list[str]] = {image_id: list(reasons) for image_id, reasons in protected.items()}
+    for bake in bakes:
+        policy = policies[bake.name]
+        for rank, image in enumerate(images.get(bake.name, [])):
+            if rank < policy.keep:
+                why.setdefault(image.image_id, []).append(f"newest {policy.keep}")
+            if now - created_at(image) < policy.min_age:
+                why.setdefault(image.image_id, []).append(f"younger than {policy.describe_age()}")
+    pruned = {bake.name for bake in bakes}
+    kept = {image.image_id: image for name, found in images.items() for image in found
+            if name not in pruned or why.get(image.image_id)}
+    _keep_bases(kept, images, why)
+    return [
+        Verdict(image, delete=not why.get(image.image_id), why=why.get(image.image_id) or [
+            f"older than {policies[bake.name].describe_age()} and not among the newest {policies[bake.name].keep}"
+        ])
+        for bake in bakes for image in images.get(bake.name, [])
+    ]
+
+
+def _keep_bases(kept: dict[str, ImageRecord], images: dict[str, list[ImageRecord]], why: dict[str, list[str]]) -> None:
+    """Every image a kept image was built on is kept too, transitively."""
+    by_id = {image.image_id: image for found in images.values() for image in found}
+    pending = list(kept.values())
+    while pending:
+        image = pending.pop()
+        base = by_id.get(image.base_image or "")
+        if base is None:
+            continue
+        reason = f"base of {image.image_id}"
+        if reason not in why.setdefault(base.image_id, []):
+            why[base.image_id].append(reason)
+        if base.image_id not in kept:
+            kept[base.image_id] = base
+            pending.append(base)
