@@ -47,31 +47,6 @@ def test_a_version_bump_is_explained_and_rebakes_only_the_service(repo: Path) ->
     assert run_doit(repo, "info", "bake:hello").returncode == 0
 
 
-def test_editing_the_base_script_rebakes_base_and_hello(repo: Path) -> None:
-    run_doit(repo, check=True)
-    old_base = records(repo, "base")[0]["image_id"]
-    script = repo / "templates" / "scripts" / "local-base.sh"
-    script.write_text(script.read_text() + "# a harmless edit\n")
-
-    info = run_doit(repo, "info", "bake:hello")
-    assert "its base 'base' will rebake first" in info.output
-    assert "template file scripts/local-base.sh changed" in run_doit(repo, "info", "bake:base").output
-
-    run = run_doit(repo, check=True)
-    assert baked(run.output) == ["base", "hello"]
-    new_base = records(repo, "base")[0]["image_id"]
-    assert new_base != old_base
-    assert records(repo, "hello")[0]["base_image"] == new_base
-    assert baked(run_doit(repo, check=True).output) == []
-
-
-def test_a_lost_dep_file_rebakes_nothing(repo: Path) -> None:
-    run_doit(repo, check=True)
-    for path in repo.glob(".doit.db*"):
-        path.unlink()
-    assert baked(run_doit(repo, check=True).output) == []
-
-
 def test_rebake_forces_one_image_and_what_builds_on_it(repo: Path) -> None:
     run_doit(repo, check=True)
     forced = run_doit(repo, "bake:hello", "--rebake", check=True)
