@@ -67,6 +67,13 @@ def test_local_prune_keeps_the_current_images_and_their_bases_and_deletes_the_re
     young = verdicts(prune(repo, env={"BAKEHOUSE_NOW": NOW.isoformat()}))
     assert all(action == "keep" and "younger than 1h" in why for action, why in young.values())
 
+    # A kept service image keeps the base it was built on, even when only the base is pruned.
+    hello_file = repo / "bakes" / "hello.toml"
+    policy = hello_file.read_text()
+    hello_file.write_text(policy.replace("keep = 1", "keep = 3"))
+    assert verdicts(prune(repo, "base"))[base_1] == ("keep", [f"base of {hello_a}"])
+    hello_file.write_text(policy)
+
     applied = prune(repo, "--apply")
     assert sorted(applied["deleted"]) == sorted([base_1, hello_b, hello_a])
     assert [r["image_id"] for r in records(repo, "hello")] == [hello_c]
@@ -76,17 +83,6 @@ def test_local_prune_keeps_the_current_images_and_their_bases_and_deletes_the_re
     assert not (repo / ".bakehouse" / "logs" / "hello" / f"{hello_a}.log").exists()
     assert run_doit(repo, "plan").returncode == 0  # nothing in use was touched
     assert prune(repo, "--apply")["deleted"] == []
-
-
-def test_a_kept_service_image_keeps_the_base_it_was_built_on(repo: Path) -> None:
-    run_doit(repo, check=True)
-    old_hello, old_base = records(repo, "hello")[0]["image_id"], records(repo, "base")[0]["image_id"]
-    run_doit(repo, "bake:base", "--rebake", check=True)
-    run_doit(repo, check=True)
-    add_policy(repo / "bakes" / "base.toml", keep=1, min_age="1h")
-    add_policy(repo / "bakes" / "hello.toml", keep=2, min_age="1h")
-    found = verdicts(prune(repo, "base"))  # pruning only the base still counts hello's images
-    assert found[old_base] == ("keep", [f"base of {old_hello}"])
 
 
 def test_an_interrupted_prune_is_finished_by_the_next(repo: Path) -> None:
