@@ -153,28 +153,26 @@ class Planner:
         fresh = [image for image in matching if self._stale(bake, image) is None]
         needed = provider.places(bake)
         current = next((image for image in fresh if set(needed) <= set(image.locations)), None)
-        partial, missing = None, ()
-        if forced:
-            reasons = [FORCED] + ([] if current is not None else self._why(bake, needed, fresh, matching, old_summary, summary))
-        elif current is not None:
-            reasons = []
-        else:
-            reasons = self._why(bake, needed, fresh, matching, old_summary, summary)
-            if fresh:  # an image of this key exists in some places: make only the others
-                partial = max(fresh, key=lambda image: len(set(needed) & set(image.locations)))
-                missing = tuple(place for place in needed if place not in partial.locations)
+        # An image of this key in only some places: the one in most of them is completed.
+        best = None if current is not None or not fresh else max(
+            fresh, key=lambda image: len(set(needed) & set(image.locations)))
+        missing = () if best is None else tuple(place for place in needed if place not in best.locations)
+        reasons = [FORCED] if forced else []
+        if current is None:
+            reasons += self._why(bake, missing, matching, old_summary, summary)
+        partial = None if forced else best  # a forced rebake makes a new image everywhere
+        missing = () if forced else missing
         return Decision(
             bake, tuple(reasons), current, newest, key, summary, packages, base_image, partial, missing, used,
         )
 
     def _why(
-        self, bake: Bake, needed: tuple[str, ...], fresh: list[ImageRecord], matching: list[ImageRecord],
+        self, bake: Bake, missing: tuple[str, ...], matching: list[ImageRecord],
         old_summary: Summary | None, summary: Summary,
     ) -> list[str]:
         """Why no image is current: missing places, a stale image, or what changed."""
-        if fresh:
-            best = max(fresh, key=lambda image: len(set(needed) & set(image.locations)))
-            return [f"missing in {', '.join(place for place in needed if place not in best.locations)}"]
+        if missing:
+            return [f"missing in {', '.join(missing)}"]
         if matching:
             return [str(self._stale(bake, matching[0]))]
         return explain(old_summary, summary)

@@ -149,7 +149,8 @@ class Registry(Protocol):
     def delete(self, image: ImageRecord) -> list[str]:
         """Delete `image` everywhere it is, and what it owns (snapshots, its file and log);
         makes it invisible first, so an interrupted delete leaves leftovers, never half an
-        image. Returns what it deleted."""
+        image. Returns what it deleted. What the registry keeps of its answers may still show
+        the image until forget() (one listing serves a whole prune)."""
         ...
 
     def finish_deletions(self, bake: str) -> list[str]:

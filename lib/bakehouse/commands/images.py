@@ -18,7 +18,7 @@ from ..errors import BakehouseError
 from ..registry import ImageRecord
 from ..tasks import planner_from_tasks
 from .plan import selected
-from .prune import rows, size_text, verdicts
+from .prune import rows, size_text, to_delete, verdicts
 
 DEFAULT_LIMIT = 10
 
@@ -89,7 +89,7 @@ def prunable(planner: Planner, names: list[str]) -> str:
         table = rows(planner, verdicts(planner, names))
     except BakehouseError as error:
         return f"prunable: cannot tell ({error})"
-    gone = [row for row in table if row.action == "delete"]
-    if not gone:
+    count, size = to_delete(table)
+    if not count:
         return "prunable: nothing (retention keeps every image)"
-    return f"prunable: {len(gone)} images, {size_text(sum(row.bytes for row in gone))} (`doit prune` lists them)"
+    return f"prunable: {count} images, {size_text(size)} (`doit prune` lists them)"

@@ -114,11 +114,16 @@ def _why(why: list[str]) -> str:
     return shown + (f"; and {len(why) - 3} more" if len(why) > 3 else "")
 
 
-def total(table: list[PruneRow], applied: bool) -> str:
+def to_delete(table: list[PruneRow]) -> tuple[int, int]:
+    """How many images the rows delete, and how many bytes that frees."""
     gone = [row for row in table if row.action == "delete"]
-    size = size_text(sum(row.bytes for row in gone))
+    return len(gone), sum(row.bytes for row in gone)
+
+
+def total(table: list[PruneRow], applied: bool) -> str:
+    count, size = to_delete(table)
     verb = "deleted" if applied else "to delete"
-    return f"{len(table)} images: {len(gone)} {verb} ({size}), {len(table) - len(gone)} kept"
+    return f"{len(table)} images: {count} {verb} ({size_text(size)}), {len(table) - count} kept"
 
 
 class PruneCommand(DoitCmdBase):
@@ -148,30 +153,32 @@ class PruneCommand(DoitCmdBase):
                 if apply:
                     for name in sorted(names):  # one order for every prune: two never deadlock
                         locks.enter_context(bake_lock(planner.project.state_dir / "locks", name, out))
-                table = rows(planner, verdicts(planner, names))
-                deleted = self._delete(planner, names, table, out) if apply else []
+                found = verdicts(planner, names)
+                table = rows(planner, found)
+                deleted = self._delete(planner, names, found, out) if apply else []
         except BakehouseError as error:
             sys.stderr.write(f"ERROR: cannot prune: {error}\n")
             return EXIT_CANNOT_PRUNE
         if as_json:
+            count, size = to_delete(table)
             self.outstream.write(json.dumps({
                 "images": [vars(row) for row in table], "applied": apply, "deleted": deleted,
-                "delete": sum(row.action == "delete" for row in table),
-                "bytes": sum(row.bytes for row in table if row.action == "delete"),
+                "delete": count, "bytes": size,
             }, indent=2) + "\n")
         else:
             self.outstream.write(prune_table(table, apply))
         return EXIT_DONE
 
-    def _delete(self, planner: Planner, names: list[str], table: list[PruneRow], out: Any) -> list[str]:
+    def _delete(self, planner: Planner, names: list[str], found: list[Verdict], out: Any) -> list[str]:
         deleted = []
-        for row in table:
-            if row.action == "delete":
-                image = next(i for i in planner.images(row.bake) if i.image_id == row.image)
-                gone = planner.provider_of(row.bake).registry.delete(image)
-                out.write(f"[{row.bake}] deleted {row.image}: {', '.join(gone)}\n")
-                deleted.append(row.image)
+        for verdict in found:
+            if verdict.delete:
+                image = verdict.image
+                gone = planner.provider_of(image.bake).registry.delete(image)
+                out.write(f"[{image.bake}] deleted {image.image_id}: {', '.join(gone)}\n")
+                deleted.append(image.image_id)
         for name in names:
+            planner.forget(name)  # what is kept of the registry predates the deletes
             for leftover in planner.provider_of(name).registry.finish_deletions(name):
                 out.write(f"[{name}] removed {leftover}, left by an interrupted prune or bake\n")
         return deleted

@@ -178,7 +178,6 @@ class AwsRegistry:
             for snapshot in filter(None, snapshots):
                 self.ec2.call(region, "delete_snapshot", ("InvalidSnapshot.NotFound",), SnapshotId=snapshot)
                 removed.append(f"{region}:{snapshot}")
-        self.forget(image.bake)
         return removed
 
     def finish_deletions(self, bake: str) -> list[str]:
