@@ -260,6 +260,36 @@ def start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError(f"moto's server did not start; see {log}")
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_fault_proxy(upstream: str, config: dict, events: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """tests/fault_proxy.py in front of `upstream` on 127.0.0.1; returns the process and its URL."""
+    config_path = events.with_suffix(".config.json")
+    config_path.write_text(json.dumps(config))
+    for _ in range(5):
+        port = free_port()
+        with events.with_suffix(".out").open("ab") as output:
+            proxy = subprocess.Popen(
+                [sys.executable, str(PROJECT / "tests" / "fault_proxy.py"), upstream, str(port), str(config_path), str(events)],
+                stdout=output, stderr=output,
+            )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and proxy.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return proxy, url
+            except OSError:
+                time.sleep(0.05)
+        proxy.kill()
+        proxy.wait()
+    raise RuntimeError(f"the fault proxy did not start; see {events.with_suffix('.out')}")
+
+
 def ec2(env: dict[str, str], region: str):  # type: ignore[no-untyped-def]
     """A boto3 EC2 client on moto, as a user would look at their AMIs."""
     import boto3

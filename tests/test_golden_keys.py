@@ -4,8 +4,8 @@ a key rebakes every image of that bake in every user's account, so it must be de
 `doit plan --json` of the shipped example and of the shipped AWS example (on moto), with the
 clock held at one instant, first with no images, then with the base image recorded (so the
 service's key, which names its base image, is fixed too), must equal tests/golden/plan.json.
-When a key is meant to change (a template edit, a new key schema), regenerate the file and
-say so in the commit:
+When a key is meant to change (a new key schema, a change to what a key holds), regenerate
+the file and say so in the commit:
 
     BAKEHOUSE_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden_keys.py
 
@@ -27,6 +27,7 @@ import pytest
 from helpers import PROJECT, SECRET, ec2, run_doit, write
 
 GOLDEN = Path(__file__).parent / "golden" / "plan.json"
+TEMPLATES = Path(__file__).parent / "golden" / "templates"
 SCHEMA1 = json.loads((Path(__file__).parent / "golden" / "plan-schema1.json").read_text())
 CLOCK = {"BAKEHOUSE_NOW": "2026-11-25T12:00:00+00:00"}
 CREATED = "2026-11-25T12:00:00.000000+00:00"
@@ -34,8 +35,10 @@ REGIONS = ("us-east-1", "us-west-2")
 
 
 def shipped_repo(root: Path, example: Path) -> Path:
-    """The shipped bakes, templates and packages, as a fresh clone has them."""
-    shutil.copytree(PROJECT / "templates", root / "templates")
+    """The shipped bakes and packages, as a fresh clone has them, with the templates as they
+    were when the keys were recorded (tests/golden/templates): an edit of a shipped template
+    changes keys as any template edit does, and this test pins what the code does with them."""
+    shutil.copytree(TEMPLATES, root / "templates")
     shutil.copytree(PROJECT / "packages", root / "packages")
     shutil.copytree(example / "bakes", root / "bakes")
     shutil.copy(example / "dodo.py", root / "dodo.py")

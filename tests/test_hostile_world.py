@@ -77,7 +77,7 @@ def test_an_endpoint_without_a_scheme_is_one_line(aws_repo: Path, aws_env: dict[
 def test_an_endpoint_answering_with_an_html_page_is_one_line(aws_repo: Path, aws_env: dict[str, str], tmp_path: Path) -> None:
     server, url = serve_directory(tmp_path, tmp_path / "http.log")  # POST: 501 and an HTML page
     try:
-        env = {**aws_env, "AWS_ENDPOINT_URL_EC2": url, "AWS_MAX_ATTEMPTS": "1"}
+        env = {**aws_env, "AWS_ENDPOINT_URL_EC2": url, "BAKEHOUSE_AWS_MAX_ATTEMPTS": "1"}
         run = run_doit(aws_repo, "plan", env=env)
     finally:
         server.kill()
@@ -93,7 +93,7 @@ def test_an_endpoint_that_never_answers_is_bounded_and_named(aws_repo: Path, aws
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        env = {**aws_env, "AWS_ENDPOINT_URL_EC2": url, "AWS_MAX_ATTEMPTS": "1",
+        env = {**aws_env, "AWS_ENDPOINT_URL_EC2": url, "BAKEHOUSE_AWS_MAX_ATTEMPTS": "1",
                "BAKEHOUSE_AWS_READ_TIMEOUT": "1"}
         run = run_doit(aws_repo, "plan", env=env)
     assert run.returncode == 2

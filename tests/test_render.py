@@ -85,7 +85,7 @@ def aws_context(communicator: str, required_plugins: bool = False, deb: str = "/
                 for name in ("us_east_1", "eu_west_1")
             ],
             "ami_name": "hello-x86_64-20261122111958-a1b2c3-debian", "instance_type": "t3.micro",
-            "communicator": communicator, "ssh_username": "admin", "endpoint": None,
+            "communicator": communicator, "ssh_username": "admin", "endpoint": None, "max_retries": 20, "poll_seconds": 15, "poll_attempts": 240,
             "required_plugins": required_plugins,
         },
     }

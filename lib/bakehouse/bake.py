@@ -6,6 +6,7 @@ behind is removed, and the next run simply tries again.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import TextIO
 
@@ -14,7 +15,7 @@ from .aptrepo import download
 from .context import template_context
 from .decide import Decision, Planner
 from .epoch import now_utc
-from .errors import BakehouseError
+from .errors import BakehouseError, PackerError
 from .locks import bake_lock
 from .providers import BakeJob, Provider
 from .registry import ImageRecord, next_sequence, timestamp
@@ -61,7 +62,10 @@ def _bake_locked(planner: Planner, decision: Decision, lock_fd: int, out: TextIO
     try:
         image = _run(planner, provider, decision, job, lock_fd, out)
     except BaseException:
-        provider.discard(job)
+        try:
+            provider.discard(job, out)
+        except BakehouseError as error:  # the bake's own failure is the one to report
+            out.write(f"[{name}] could not remove what the failed bake left: {error}\n")
         raise
     out.write(f"[{name}] baked {image.image_id} ({', '.join(f'{k}: {v}' for k, v in image.locations.items())})\n")
     return image
@@ -95,6 +99,50 @@ def _job(planner: Planner, provider: Provider, decision: Decision, now: datetime
     )
 
 
+def _build(
+    planner: Planner, provider: Provider, decision: Decision, job: BakeJob, lock_fd: int, out: TextIO
+) -> dict[str, str]:
+    """Render the template and run packer for the job's places. A place whose build failed on
+    a transient error of the platform (provider.retryable: throttling, a 5xx) is baked again,
+    alone, up to provider.retries times; the places that finished stay made."""
+    made: dict[str, str] = {}
+    attempts = 1 + provider.retries
+    for attempt in range(1, attempts + 1):
+        this = replace(job, places=tuple(place for place in job.places if place not in made))
+        try:
+            _packer(planner, provider, decision, this, lock_fd, out, retry=attempt > 1)
+            return {**made, **provider.made(this, packer.read_manifest(job.manifest, job.bake.name))}
+        except packer.TimedOut:
+            raise
+        except PackerError:
+            made.update(provider.finished(this))
+            failed = [place for place in this.places if place not in made]
+            transient = provider.retryable(this)
+            if attempt == attempts or not failed or any(place not in transient for place in failed):
+                raise
+            causes = ", ".join(f"{place} failed on {transient[place]}" for place in failed)
+            out.write(f"[{job.bake.name}] {causes}; retrying ({attempt + 1}/{attempts})\n")
+            out.flush()
+    raise AssertionError("unreachable")
+
+
+def _packer(
+    planner: Planner, provider: Provider, decision: Decision, job: BakeJob, lock_fd: int, out: TextIO, retry: bool
+) -> None:
+    context = template_context(decision.bake, decision.packages, job, provider, planner.project.state_dir / "cache")
+    rendered = planner.templates.render(decision.bake.template, context)
+    template_path = job.manifest.parent / f"{job.key}.pkr.hcl"
+    template_path.parent.mkdir(parents=True, exist_ok=True)
+    template_path.write_text(rendered, encoding="utf-8")
+    packer.build(
+        packer.PackerRun(
+            label=job.bake.name, template=template_path, log_path=job.log,
+            timeout_seconds=job.bake.timeout_seconds, inherit_fds=(lock_fd,), append_log=retry,
+        ),
+        out,
+    )
+
+
 def _run(
     planner: Planner, provider: Provider, decision: Decision, job: BakeJob, lock_fd: int, out: TextIO
 ) -> ImageRecord:
@@ -107,21 +155,8 @@ def _run(
         if package.path is not None and not package.path.is_file():
             shown = planner.project.relative(package.path)
             raise BakehouseError(f"{job.bake.name}: {shown} is not built; run: doit package:{package.name}")
-    context = template_context(decision.bake, decision.packages, job, provider, planner.project.state_dir / "cache")
-    rendered = planner.templates.render(decision.bake.template, context)
-    template_path = job.manifest.parent / f"{job.key}.pkr.hcl"
-    template_path.parent.mkdir(parents=True, exist_ok=True)
-    template_path.write_text(rendered, encoding="utf-8")
     job.manifest.unlink(missing_ok=True)
-
-    packer.build(
-        packer.PackerRun(
-            label=job.bake.name, template=template_path, log_path=job.log,
-            timeout_seconds=job.bake.timeout_seconds, inherit_fds=(lock_fd,),
-        ),
-        out,
-    )
-    made = provider.made(job, packer.read_manifest(job.manifest, job.bake.name))
+    made = _build(planner, provider, decision, job, lock_fd, out)
     locations = made if job.extends is None else {**job.extends.locations, **made}
     image = ImageRecord(
         image_id=job.image_id,
@@ -136,5 +171,5 @@ def _run(
         summary=decision.summary,
         log=planner.project.relative(job.log),
     )
-    provider.registry.record(image)
+    provider.registry.record(image, out)
     return image

@@ -40,10 +40,15 @@ class PackerRun:
     timeout_seconds: int
     packer: str = "packer"
     inherit_fds: tuple[int, ...] = ()  # e.g. the bake's lock, held by packer while it runs
+    append_log: bool = False  # a retry of the same bake: its log goes on after the first
 
 
 class Cancelled(KeyboardInterrupt):
     """Raised after packer was stopped because the run was cancelled."""
+
+
+class TimedOut(PackerError):
+    """Packer ran past the bake's timeout and was cancelled (never retried)."""
 
 
 def packer_version(packer: str = "packer", cache_dir: Path | None = None) -> tuple[int, ...]:
@@ -88,7 +93,7 @@ def build(run: PackerRun, out: TextIO) -> None:
     argv = [run.packer, "build", "-color=false", str(run.template)]
     env = {**os.environ, "PACKER_CHECKPOINT_DISABLE": "1", "CHECKPOINT_DISABLE": "1"}
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-    with run.log_path.open("w", encoding="utf-8") as log:
+    with run.log_path.open("a" if run.append_log else "w", encoding="utf-8") as log:
         log.write(f"$ {' '.join(argv)}\n")
         try:
             process = subprocess.Popen(
@@ -114,7 +119,7 @@ def build(run: PackerRun, out: TextIO) -> None:
         if deadline.fired:
             _note(f"timed out after {_duration(run.timeout_seconds)}; packer was cancelled", run.label, out, log)
     if deadline.fired:
-        raise PackerError(
+        raise TimedOut(
             f"{run.label}: timed out after {_duration(run.timeout_seconds)} (the bake's timeout) and was "
             f"cancelled; full log: {run.log_path}"
         )
@@ -236,12 +241,13 @@ def read_manifest(path: Path, label: str) -> dict[str, Any]:
     return read_manifest_builds(path, label)[-1]
 
 
-def read_manifest_builds(path: Path, label: str) -> list[dict[str, Any]]:
-    """Every build entry of the manifest's last packer run (one per source block)."""
+def read_manifest_builds(path: Path, label: str, every_run: bool = False) -> list[dict[str, Any]]:
+    """Every build entry of the manifest's last packer run (one per source block), or of
+    every run that wrote to it (`every_run`: a bake retried in the places that failed)."""
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
         builds = manifest["builds"]
-        last_run = manifest.get("last_run_uuid")
+        last_run = None if every_run else manifest.get("last_run_uuid")
         builds = [build for build in builds if last_run is None or build.get("packer_run_uuid") == last_run]
         if not builds:
             raise IndexError("no builds")

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 
 @dataclass(frozen=True)
@@ -125,8 +125,9 @@ class Registry(Protocol):
         """Every complete image of `bake`, newest first."""
         ...
 
-    def record(self, image: ImageRecord) -> None:
-        """Make `image` visible, atomically: it is either fully recorded or not at all."""
+    def record(self, image: ImageRecord, out: TextIO) -> None:
+        """Make `image` visible, atomically: it is either fully recorded or not at all
+        (`out` hears of anything that takes a while, such as waiting for AWS to catch up)."""
         ...
 
     def forget(self, bake: str) -> None:

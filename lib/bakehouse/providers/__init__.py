@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 from ..errors import DefinitionError
 from ..model import Bake, BakeGraph, ProviderSettings, ProviderSource
@@ -94,6 +94,9 @@ class Provider(Protocol):
 
     name: str
     registry: Registry
+    # How many times a place whose build failed on a transient error (retryable()) is baked
+    # again, alone, before the bake fails.
+    retries: int
 
     def source(self, bake: Bake) -> dict[str, Any] | None:
         """The source image of a base bake, by what it is (never by where it is), as it
@@ -125,8 +128,20 @@ class Provider(Protocol):
         and checked: every one of `job.places`, and nothing else."""
         ...
 
-    def discard(self, job: BakeJob) -> None:
-        """Remove whatever a failed or cancelled bake left behind."""
+    def finished(self, job: BakeJob) -> dict[str, str]:
+        """After packer failed: the places it finished anyway ({place: reference}, from the
+        manifest of every attempt of `job`). They stay part of the image."""
+        ...
+
+    def retryable(self, job: BakeJob) -> dict[str, str]:
+        """After packer failed: the places of `job` whose build failed on a transient error
+        of the platform (throttling, a 5xx), each with the error's name; a place that failed
+        on anything else (the template, a script) is not in it."""
+        ...
+
+    def discard(self, job: BakeJob, out: TextIO) -> None:
+        """Remove whatever a failed or cancelled bake left behind, except what finished()
+        keeps; say on `out` what was removed."""
         ...
 
     def sweep(self, bake: Bake) -> list[str]:

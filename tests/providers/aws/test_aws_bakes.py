@@ -175,8 +175,20 @@ def test_no_credential_is_written_to_templates_logs_or_records(aws_repo: Path, a
             assert SECRET not in str(image["tags"])
 
 
+def test_a_fixed_ami_suffix_never_replaces_another_images_ami(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    bake = aws_repo / "bakes" / "aws-base.toml"
+    bake.write_text('ami_suffix = "v1"\n' + bake.read_text())
+    run_doit(aws_repo, "bake:aws-base", env=aws_env, check=True)
+    before = {region: [image["ImageId"] for image in amis(aws_env, region, "aws-base")] for region in REGIONS}
+    rebake = run_doit(aws_repo, "bake:aws-base", "--rebake", env=aws_env)
+    assert rebake.returncode == 1
+    assert "AMI name aws-base-x86_64-v1-bookworm is taken in us-east-1 by ami-" in rebake.output
+    assert "change ami_suffix, or remove it" in rebake.output and "Traceback" not in rebake.output
+    assert {region: [image["ImageId"] for image in amis(aws_env, region, "aws-base")] for region in REGIONS} == before
+
+
 def test_an_unreachable_endpoint_is_one_line(aws_repo: Path, aws_env: dict[str, str]) -> None:
-    env = {**aws_env, "AWS_ENDPOINT_URL_EC2": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1"}
+    env = {**aws_env, "AWS_ENDPOINT_URL_EC2": "http://127.0.0.1:9", "BAKEHOUSE_AWS_MAX_ATTEMPTS": "1"}
     result = run_doit(aws_repo, "info", "bake:aws-base", env=env)
     assert result.returncode != 0
     assert "cannot reach http://127.0.0.1:9" in result.output and "is it running?" in result.output

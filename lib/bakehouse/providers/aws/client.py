@@ -3,9 +3,12 @@ the AWS provider's registry and bake step share.
 
 Credentials come from the standard chain (environment, AWS_PROFILE and profiles, instance
 role); endpoints from the standard SDK variables AWS_ENDPOINT_URL_EC2 / AWS_ENDPOINT_URL,
-which boto3 reads itself and packer gets as `custom_endpoint_ec2`. Throttling is retried by
-boto3's adaptive mode. Every failure becomes one line saying what to do; no credential is
-ever logged.
+which boto3 reads itself and packer gets as `custom_endpoint_ec2`. Every call has its own
+retry budget (budget.py), set in boto3's Config rather than by AWS_MAX_ATTEMPTS: botocore's
+standard mode, which retries throttling, 5xx answers, RequestExpired and dropped connections
+with exponential back-off and jitter. (Adaptive mode adds a client-side rate limiter that
+botocore calls experimental; a bake makes few calls, so it would only slow those that follow
+a throttle.) Every failure becomes one line saying what to do; no credential is ever logged.
 
 BAKEHOUSE_AWS_CALL_LOG=<file> appends one line per API call (each page counts), e.g.
 `ec2 DescribeImages us-east-1 {"Filters":[...],"Owners":["self"]}`, so tests and benchmarks
@@ -25,15 +28,11 @@ import botocore.parsers
 from botocore.config import Config
 
 from ...errors import ProviderError
+from .budget import budget as _budget
 
-# Adaptive mode waits out throttling; AWS_MAX_ATTEMPTS (default 3) still applies.
-RETRIES = {"mode": "adaptive"}
+RETRY_MODE = "standard"
 CALL_LOG_VARIABLE = "BAKEHOUSE_AWS_CALL_LOG"
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL")
-# Every call is bounded: an endpoint that never answers costs at most
-# attempts x (connect + read timeout), never botocore's 60 s + 60 s per attempt.
-CONNECT_TIMEOUT_VARIABLE, READ_TIMEOUT_VARIABLE = "BAKEHOUSE_AWS_CONNECT_TIMEOUT", "BAKEHOUSE_AWS_READ_TIMEOUT"
-CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS = 10.0, 30.0
 
 
 class AwsError(ProviderError):
@@ -50,19 +49,6 @@ def ec2_endpoint() -> str | None:
                 raise AwsError(f"{variable}={url!r} is not a URL such as http://127.0.0.1:5000 or https://ec2.example.com")
             return url
     return None
-
-
-def _seconds(variable: str, default: float) -> float:
-    value = os.environ.get(variable)
-    if not value:
-        return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1
-    if not 0 < seconds <= 3600:
-        raise AwsError(f"{variable}={value!r} is not a number of seconds between 0 and 3600")
-    return seconds
 
 
 class Ec2:
@@ -85,18 +71,25 @@ class Ec2:
         return self._clients[region]
 
     def _config(self) -> Config:
+        limits = _budget()
         return Config(
-            retries=RETRIES,
-            connect_timeout=_seconds(CONNECT_TIMEOUT_VARIABLE, CONNECT_TIMEOUT_SECONDS),
-            read_timeout=_seconds(READ_TIMEOUT_VARIABLE, READ_TIMEOUT_SECONDS),
+            retries={"mode": RETRY_MODE, "total_max_attempts": limits.max_attempts},
+            connect_timeout=limits.connect_timeout,
+            read_timeout=limits.read_timeout,
         )
 
-    def describe_images(self, region: str, **request: Any) -> list[dict[str, Any]]:
-        """Every image matching `request` in `region`, all pages."""
+    def describe_images(self, region: str, missing_ok: bool = False, **request: Any) -> list[dict[str, Any]]:
+        """Every image matching `request` in `region`, all pages; with `missing_ok`, an
+        image id AWS does not know (yet) is no error, only no image."""
         images: list[dict[str, Any]] = []
-        with _one_line_errors(region, "DescribeImages"):
-            for page in self.client(region).get_paginator("describe_images").paginate(**request):
-                images.extend(page.get("Images", []))
+        try:
+            with _one_line_errors(region, "DescribeImages"):
+                for page in self.client(region).get_paginator("describe_images").paginate(**request):
+                    images.extend(page.get("Images", []))
+        except AwsError as error:
+            if missing_ok and ": InvalidAMIID." in str(error):
+                return []
+            raise
         return images
 
 
@@ -166,7 +159,7 @@ class _one_line_errors:
             url = error.kwargs.get("endpoint_url", "the EC2 endpoint")
             raise AwsError(
                 f"{self.where}: {url} did not answer in time, on every attempt "
-                f"({CONNECT_TIMEOUT_VARIABLE}, {READ_TIMEOUT_VARIABLE} and AWS_MAX_ATTEMPTS set the bounds)"
+                "(BAKEHOUSE_AWS_CONNECT_TIMEOUT, BAKEHOUSE_AWS_READ_TIMEOUT and BAKEHOUSE_AWS_MAX_ATTEMPTS set the bounds)"
             ) from None
         if isinstance(error, botocore.exceptions.EndpointConnectionError):
             endpoint, url = ec2_endpoint(), str(error.kwargs.get("endpoint_url", ""))

@@ -19,9 +19,10 @@
 from __future__ import annotations
 
 import getpass
+import re
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from ... import packer
 from ...errors import PackerError
@@ -30,6 +31,7 @@ from ...model import Bake, BakeGraph
 from ...project import Project
 from ...registry import ImageRecord
 from .. import BakeJob
+from .budget import budget
 from .client import AwsError, Ec2, ec2_endpoint
 from .registry import (
     BAKE_TAG, BASE_TAG, CREATED_TAG, IMAGE_TAG, KEY_TAG, LOG_TAG, SEQUENCE_TAG, AwsRegistry, summary_tags,
@@ -37,6 +39,14 @@ from .registry import (
 from .settings import DEBIAN_ARCHITECTURES, AwsSettings, AwsSource, settings_of
 
 PLUGINS_SINCE = (1, 7)  # packer 1.7 moved amazon-ebs into a plugin that must be required
+# packer 1.6.6: "Build 'aws-hello.amazon-ebs.us_west_2' errored: ..."; later: "errored after 2 seconds: ..."
+BUILD_ERRORED = re.compile(r"Build '(?:[^']*\.)?amazon-ebs\.([a-z0-9_]+)' errored(?: after [^:]*)?: (.*)")
+# AWS's error codes for "try again" (throttling, its own failures, a request that took too long).
+TRANSIENT = re.compile(
+    r"\b(RequestLimitExceeded|Throttling(?:Exception)?|RequestThrottled|ThrottledException|TooManyRequestsException"
+    r"|InternalError|InternalFailure|ServiceUnavailable|Unavailable|RequestExpired|RequestTimeout(?:Exception)?"
+    r"|connection reset by peer|i/o timeout)\b"
+)
 
 
 class AwsProvider:
@@ -46,8 +56,10 @@ class AwsProvider:
         self.project = project
         self.graph = graph
         self.ec2 = ec2 or Ec2()
-        self.registry = AwsRegistry(self.ec2, self._regions_of)
-        self._resolved: dict[tuple[str, str, tuple[str, ...]], dict[str, Any]] = {}
+        limits = budget()
+        self.retries = limits.region_retries
+        self.registry = AwsRegistry(self.ec2, self._regions_of, limits.settle_seconds)
+        self._resolved: dict[tuple[str, str, tuple[str, ...]], dict[str, Any] | AwsError] = {}
 
     def _regions_of(self, bake: str) -> tuple[str, ...]:
         return settings_of(self.graph[bake]).regions
@@ -82,8 +94,14 @@ class AwsProvider:
         given = source.ami_in(region)
         lookup = (region, given or source.name or "", source.owners)
         if lookup not in self._resolved:
-            self._resolved[lookup] = self._given(bake, region, given) if given else self._newest(bake, region, source)
-        return self._resolved[lookup]
+            try:
+                self._resolved[lookup] = self._given(bake, region, given) if given else self._newest(bake, region, source)
+            except AwsError as error:  # asked once: every row that needs it says the same
+                self._resolved[lookup] = error
+        found = self._resolved[lookup]
+        if isinstance(found, AwsError):
+            raise found
+        return found
 
     def _given(self, bake: Bake, region: str, ami: str) -> dict[str, Any]:
         found = self.ec2.describe_images(region, ImageIds=[ami])
@@ -120,7 +138,10 @@ class AwsProvider:
         settings = settings_of(job.bake)
         sources = {region: self._start_from(job, region) for region in job.places}
         name = self._ami_name(job, settings)
+        if settings.ami_suffix and not job.probe:
+            self._check_name_is_free(job, name)
         tags = self._common_tags(job, name)
+        limits = budget()
         return {
             "aws": {
                 "builds": [
@@ -140,6 +161,9 @@ class AwsProvider:
                 "communicator": settings.communicator,
                 "ssh_username": settings.ssh_username,
                 "endpoint": ec2_endpoint(),
+                "max_retries": limits.packer_retries,
+                "poll_seconds": limits.poll_seconds,
+                "poll_attempts": limits.poll_attempts,
                 "required_plugins": packer.packer_version(cache_dir=self.project.state_dir / "cache") >= PLUGINS_SINCE,
             },
             "base_image": None if job.base_image is None else {
@@ -170,6 +194,19 @@ class AwsProvider:
         stamp = settings.ami_suffix or f"{made:%Y%m%d%H%M%S}-{job.image_id[-6:]}"
         return f"{settings.ami_name or job.bake.name}-{settings.arch}-{stamp}-{settings.os}"
 
+    def _check_name_is_free(self, job: BakeJob, name: str) -> None:
+        """The template replaces an AMI of the image's name (force_deregister), which can only
+        be a leftover when names carry a timestamp and random digits; a fixed ami_suffix can
+        name another image's AMI, which must never be replaced: refuse, in one line."""
+        for region in job.places:
+            for ami in self.ec2.describe_images(region, Owners=["self"], Filters=[{"Name": "name", "Values": [name]}]):
+                owner = _image_tag(ami)
+                if owner not in (None, job.image_id):
+                    raise AwsError(
+                        f"{job.bake.where}: AMI name {name} is taken in {region} by {ami['ImageId']} (image {owner}); "
+                        "AWS allows one AMI of a name per region: change ami_suffix, or remove it to name AMIs by time"
+                    )
+
     def _common_tags(self, job: BakeJob, name: str) -> dict[str, str]:
         tags = {
             "Name": name,
@@ -188,25 +225,74 @@ class AwsProvider:
         return {**tags, **summary_tags(compact(job.summary))}
 
     def made(self, job: BakeJob, manifest: dict[str, Any]) -> dict[str, str]:
-        made: dict[str, str] = {}
-        for build in packer.read_manifest_builds(job.manifest, job.bake.name):
-            for pair in str(build.get("artifact_id", "")).split(","):
-                region, _, ami = pair.partition(":")
-                if region and ami.startswith("ami-"):
-                    made[region] = ami
+        made = self._manifest_amis(job, every_run=False)
         missing = [region for region in job.places if region not in made]
         if missing:
             raise PackerError(f"{job.bake.name}: packer's manifest names no AMI in {', '.join(missing)}")
         return {region: made[region] for region in job.places}
 
-    def discard(self, job: BakeJob) -> None:
-        """Nothing to do: packer removes what a failed build made; an AMI a region did finish
-        stays, tagged, and the next run bakes only the regions still missing."""
+    def finished(self, job: BakeJob) -> dict[str, str]:
+        if not job.manifest.is_file():
+            return {}
+        try:
+            made = self._manifest_amis(job, every_run=True)
+        except PackerError:
+            return {}
+        return {region: ami for region, ami in made.items() if region in job.places}
+
+    def _manifest_amis(self, job: BakeJob, every_run: bool) -> dict[str, str]:
+        made: dict[str, str] = {}
+        for build in packer.read_manifest_builds(job.manifest, job.bake.name, every_run=every_run):
+            for pair in str(build.get("artifact_id", "")).split(","):
+                region, _, ami = pair.partition(":")
+                if region and ami.startswith("ami-"):
+                    made[region] = ami
+        return made
+
+    def retryable(self, job: BakeJob) -> dict[str, str]:
+        """The regions whose build ended on a transient AWS error, read from packer's
+        `Build '...amazon-ebs.<region>' errored` lines in this attempt's part of the log (a
+        region's failure has no other record; a script's failure never names these codes)."""
+        try:
+            text = job.log.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return {}
+        attempt = text[text.rfind("$ packer build"):] if "$ packer build" in text else text
+        failed: dict[str, str] = {}
+        for source, message in BUILD_ERRORED.findall(attempt):
+            region = source.replace("_", "-")
+            cause = TRANSIENT.search(message)
+            if region in job.places and cause is not None:
+                failed[region] = cause.group(0)
+        return failed
+
+    def discard(self, job: BakeJob, out: TextIO) -> None:
+        """After a failed, cancelled or timed-out bake: in each region the job baked and packer
+        did not finish, deregister the AMIs of this image's name (packer's own cleanup is
+        skipped when it is killed, and its calls can fail as any other), with their snapshots,
+        so no AMI is left that could block the next run. A finished region stays, tagged:
+        the next run bakes only the rest."""
+        finished = self.finished(job)
+        name = self._ami_name(job, settings_of(job.bake))
+        for region in job.places:
+            if region in finished:
+                continue
+            for ami in self.ec2.describe_images(region, Owners=["self"], Filters=[{"Name": "name", "Values": [name]}]):
+                if _image_tag(ami) not in (None, job.image_id):
+                    continue  # another image's AMI (a fixed ami_suffix): never ours to remove
+                removed = self.registry.deregister(region, ami)
+                out.write(f"[{job.bake.name}] removed {', '.join(removed)}, made by the bake that failed\n")
+        out.flush()
 
     def sweep(self, bake: Bake) -> list[str]:
         """Nothing to sweep: an AMI counts only once it is available and tagged, and packer
         (cancelled by the kernel when its parent dies) cleans up its own instances."""
         return []
+
+
+def _image_tag(ami: dict[str, Any]) -> str | None:
+    """The bakehouse image an AMI belongs to, if it is tagged as one."""
+    return {tag["Key"]: tag["Value"] for tag in ami.get("Tags") or []}.get(IMAGE_TAG) or None
 
 
 def _plan(settings: AwsSettings, regions: tuple[str, ...]) -> list[tuple[str, list[str]]]:

@@ -27,11 +27,12 @@ two leaves snapshots tagged `bakehouse:image` whose AMI is gone; the next prune 
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+import time
+from typing import Any, Callable, TextIO
 
 from ...errors import RegistryError
 from ...registry import ImageRecord, newest_first, next_sequence
-from .client import Ec2
+from .client import AwsError, Ec2
 
 PREFIX = "bakehouse:"
 BAKE_TAG = PREFIX + "bake"
@@ -47,6 +48,7 @@ SUMMARY_TAG = PREFIX + "summary:"
 TAG_VALUE_LIMIT = 256
 # AWS allows 50 tags per resource; this leaves room for bakehouse's others and the user's.
 SUMMARY_TAGS_LIMIT = 30
+MAX_SETTLE_DELAY_SECONDS = 5.0  # one DescribeImages per region every 5 s at most
 
 
 def summary_tags(summary: dict[str, Any]) -> dict[str, str]:
@@ -73,18 +75,30 @@ def _summary_from_tags(tags: dict[str, str]) -> dict[str, Any]:
 
 
 class AwsRegistry:
-    def __init__(self, ec2: Ec2, regions_of: Callable[[str], tuple[str, ...]]) -> None:
+    def __init__(
+        self, ec2: Ec2, regions_of: Callable[[str], tuple[str, ...]], settle_seconds: int = 300,
+        sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ec2 = ec2
         self.regions_of = regions_of
+        self.settle_seconds = settle_seconds
+        self.sleep, self.clock = sleep, clock
         self._listings: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        self._failures: dict[str, AwsError] = {}  # a listing that failed with its whole retry budget
 
     def listing(self, region: str) -> dict[str, list[dict[str, Any]]]:
         """Every available bakehouse AMI of this account in `region`, by bake, oldest first
         (one call, then kept: indexed once, so each bake's lookup costs only its own AMIs)."""
+        if region in self._failures:  # one view per run: every bake that needs it fails alike
+            raise self._failures[region]
         if region not in self._listings:
-            images = self.ec2.describe_images(
-                region, Owners=["self"], Filters=[{"Name": "tag-key", "Values": [BAKE_TAG]}]
-            )
+            try:
+                images = self.ec2.describe_images(
+                    region, Owners=["self"], Filters=[{"Name": "tag-key", "Values": [BAKE_TAG]}]
+                )
+            except AwsError as error:
+                self._failures[region] = error
+                raise
             by_bake: dict[str, list[dict[str, Any]]] = {}
             for image in sorted(images, key=lambda image: image.get("CreationDate", "")):
                 tags = _tags(image)
@@ -113,6 +127,7 @@ class AwsRegistry:
         """Another process may have baked `bake`: list its regions afresh next time."""
         for region in self.regions_of(bake):
             self._listings.pop(region, None)
+            self._failures.pop(region, None)
 
     def mark_in_use(self, image: ImageRecord, when: str, images: list[ImageRecord]) -> None:
         """Tag the image's AMIs (snapshots keep their tags: the mark only orders reasons)."""
@@ -169,15 +184,19 @@ class AwsRegistry:
     def delete(self, image: ImageRecord) -> list[str]:
         removed = []
         for region, ami in sorted(self.amis(image.bake, image.image_id).items()):
-            snapshots = [
-                (mapping.get("Ebs") or {}).get("SnapshotId") for mapping in ami.get("BlockDeviceMappings") or []
-            ]
-            self.ec2.call(region, "deregister_image", ("InvalidAMIID.NotFound", "InvalidAMIID.Unavailable"),
-                          ImageId=ami["ImageId"])
-            removed.append(f"{region}:{ami['ImageId']}")
-            for snapshot in filter(None, snapshots):
-                self.ec2.call(region, "delete_snapshot", ("InvalidSnapshot.NotFound",), SnapshotId=snapshot)
-                removed.append(f"{region}:{snapshot}")
+            removed += self.deregister(region, ami)
+        return removed
+
+    def deregister(self, region: str, ami: dict[str, Any]) -> list[str]:
+        """Deregister one AMI (as DescribeImages gave it), then delete the snapshots its block
+        device mappings name; returns what went, as region:id."""
+        snapshots = [(mapping.get("Ebs") or {}).get("SnapshotId") for mapping in ami.get("BlockDeviceMappings") or []]
+        self.ec2.call(region, "deregister_image", ("InvalidAMIID.NotFound", "InvalidAMIID.Unavailable"),
+                      ImageId=ami["ImageId"])
+        removed = [f"{region}:{ami['ImageId']}"]
+        for snapshot in filter(None, snapshots):
+            self.ec2.call(region, "delete_snapshot", ("InvalidSnapshot.NotFound",), SnapshotId=snapshot)
+            removed.append(f"{region}:{snapshot}")
         return removed
 
     def finish_deletions(self, bake: str) -> list[str]:
@@ -197,27 +216,44 @@ class AwsRegistry:
                     removed.append(f"{region}:{snapshot['SnapshotId']} (its AMI was deregistered)")
         return removed
 
-    def record(self, image: ImageRecord) -> None:
-        """Packer tagged the AMIs; check each shows, available and tagged, and add it to the
-        kept listing (asking for the new AMIs by id, not listing the account again: a run
-        that bakes many images would otherwise list every region once per bake)."""
-        missing = []
-        for region, ami_id in image.locations.items():
-            found = [
-                {**ami, "tags": _tags(ami)}
-                for ami in self.ec2.describe_images(region, ImageIds=[ami_id])
-                if ami.get("State") == "available" and _tags(ami).get(IMAGE_TAG) == image.image_id
-            ]
-            if not found:
-                missing.append(region)
-            elif region in self._listings:
-                kept = self._listings[region].setdefault(image.bake, [])
-                kept[:] = [ami for ami in kept if ami["ImageId"] != ami_id] + found
-        if missing:
-            raise RegistryError(
-                f"{image.bake}: packer reported {image.image_id}, but AWS lists no available AMI of it "
-                f"tagged {IMAGE_TAG} in {', '.join(missing)}"
-            )
+    def record(self, image: ImageRecord, out: TextIO) -> None:
+        """Packer made and tagged the AMIs; wait until AWS shows each one available with its
+        bakehouse tags (AWS is eventually consistent: a new AMI, its state and its tags show
+        late), asking for the new AMIs by id with back-off, for at most the settle budget,
+        then add them to the kept listing (not listing the account again: a run that bakes
+        many images would otherwise list every region once per bake). When the wait runs
+        out the AMIs are left as they are: the next run adopts them once they show."""
+        waiting = dict(image.locations)
+        deadline = self.clock() + self.settle_seconds
+        delay = 1.0
+        while True:
+            for region, ami_id in list(waiting.items()):
+                found = [
+                    {**ami, "tags": _tags(ami)}
+                    for ami in self.ec2.describe_images(region, missing_ok=True, ImageIds=[ami_id])
+                    if ami.get("State") == "available" and _tags(ami).get(IMAGE_TAG) == image.image_id
+                ]
+                if found:
+                    del waiting[region]
+                    if region in self._listings:
+                        kept = self._listings[region].setdefault(image.bake, [])
+                        kept[:] = [ami for ami in kept if ami["ImageId"] != ami_id] + found
+            left = deadline - self.clock()
+            if not waiting:
+                return
+            shown = ", ".join(f"{region}:{ami}" for region, ami in sorted(waiting.items()))
+            if left <= 0:
+                raise RegistryError(
+                    f"{image.bake}: AWS does not yet show {shown} available with bakehouse's tags after "
+                    f"{self.settle_seconds}s (BAKEHOUSE_AWS_SETTLE_SECONDS); they are kept, and the next run "
+                    "adopts them once they show"
+                )
+            if delay == 1.0:
+                out.write(f"[{image.bake}] waiting for AWS to show {shown} available and tagged "
+                          f"(up to {self.settle_seconds}s)\n")
+                out.flush()
+            self.sleep(min(delay, left))
+            delay = min(delay * 2, MAX_SETTLE_DELAY_SECONDS)
 
 
 def _tags(image: dict[str, Any]) -> dict[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ...aptrepo import host_architecture
 from ...errors import PackerError
@@ -24,6 +24,7 @@ FALLBACK_MIRROR = "http://deb.debian.org/debian"
 
 class LocalProvider:
     name = "local"
+    retries = 0
 
     def __init__(self, project: Project) -> None:
         self.project = project
@@ -80,7 +81,13 @@ class LocalProvider:
             raise PackerError(f"{job.bake.name}: the image file {expected} is missing or empty")
         return {"local": str(expected.relative_to(self.registry.state_dir))}
 
-    def discard(self, job: BakeJob) -> None:
+    def finished(self, job: BakeJob) -> dict[str, str]:
+        return {}  # one place: a failed bake made nothing
+
+    def retryable(self, job: BakeJob) -> dict[str, str]:
+        return {}  # a local bake fails only on its inputs or the machine: baking again would not help
+
+    def discard(self, job: BakeJob, out: TextIO) -> None:
         image = self._image_path(job)
         for leftover in (image, image.with_name(image.name + ".partial.tar.zst")):
             leftover.unlink(missing_ok=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import TextIO
 
 from ...errors import RegistryError
 from ...files import write_atomically
@@ -109,6 +110,6 @@ class LocalRegistry:
             image_id = f"{stem}-{n}"
         return image_id
 
-    def record(self, image: ImageRecord) -> None:
+    def record(self, image: ImageRecord, out: TextIO) -> None:
         payload = json.dumps(image.to_json(), indent=2, sort_keys=True) + "\n"
         write_atomically(self.records_dir(image.bake) / f"{image.image_id}.json", payload, durable=True)

@@ -1,0 +1,87 @@
+#!/bin/sh
+# Install packages into the system this runs in (a chroot, or an instance being baked),
+# then check with dpkg-query that each one is there at the version bakehouse resolved.
+#   install-packages.sh DEB_DIR SPEC...
+# DEB_DIR holds local .deb artifacts (may be empty); each SPEC is name=version or name.
+# A freshly booted instance is still settling: cloud-init is running and unattended-upgrades
+# may hold the dpkg lock. Wait for those conditions (never a fixed pause), for at most
+# BAKEHOUSE_SETTLE_SECONDS in all (default 300), then fail with one clear line.
+set -eu
+deb_dir=$1
+shift
+export DEBIAN_FRONTEND=noninteractive
+settle=${BAKEHOUSE_SETTLE_SECONDS:-300}
+deadline=$(( $(date +%s) + settle ))
+
+left() {
+    now=$(date +%s)
+    [ "$now" -lt "$deadline" ] && echo $(( deadline - now )) || echo 0
+}
+
+if command -v cloud-init >/dev/null 2>&1; then
+    echo "install-packages: waiting for cloud-init to finish"
+    timeout "$(left)" cloud-init status --wait >/dev/null || {
+        echo "install-packages: cloud-init did not finish within ${settle}s (cloud-init status --wait)" >&2
+        exit 1
+    }
+fi
+
+# dpkg -i has no lock timeout of its own (apt has DPkg::Lock::Timeout): retry it while the
+# lock is held, until the deadline.
+dpkg_waiting() {
+    while :; do
+        if output=$("$@" 2>&1); then
+            printf '%s\n' "$output"
+            return 0
+        fi
+        case "$output" in
+            *"lock"*"locked"*) ;;
+            *) printf '%s\n' "$output" >&2; return 1 ;;
+        esac
+        if [ "$(left)" -eq 0 ]; then
+            echo "install-packages: the dpkg lock was still held after ${settle}s (unattended-upgrades? another apt?); giving up" >&2
+            return 1
+        fi
+        echo "install-packages: waiting for the dpkg lock ($(left)s left)"
+        sleep 1
+    done
+}
+
+debs=$(find "$deb_dir" -maxdepth 1 -name '*.deb' | sort)
+in_debs=""
+for deb in $debs; do
+    in_debs="$in_debs $(dpkg-deb -f "$deb" Package) "
+done
+from_repository=""
+for spec in "$@"; do
+    case "$in_debs" in
+        *" ${spec%%=*} "*) ;;
+        *) from_repository="$from_repository $spec" ;;
+    esac
+done
+
+if [ -n "$from_repository" ]; then
+    # apt waits for the lock itself, streaming its progress
+    apt-get -o DPkg::Lock::Timeout="$(left)" update -q
+    # shellcheck disable=SC2086 # names and versions were validated; word splitting is wanted
+    apt-get -o DPkg::Lock::Timeout="$(left)" install -y -q --no-install-recommends $debs $from_repository
+elif [ -n "$debs" ]; then
+    # shellcheck disable=SC2086
+    dpkg_waiting dpkg -i $debs
+fi
+
+status=0
+for spec in "$@"; do
+    name=${spec%%=*}
+    installed=$(dpkg-query -W -f='${Version}' "$name" 2>/dev/null || true)
+    if [ -z "$installed" ]; then
+        echo "install-packages: $name is not installed" >&2
+        status=1
+    elif [ "$spec" != "$name" ] && [ "$installed" != "${spec#*=}" ]; then
+        echo "install-packages: $name is at $installed, not ${spec#*=}" >&2
+        status=1
+    else
+        echo "install-packages: $name=$installed installed"
+    fi
+done
+exit $status

@@ -1,0 +1,65 @@
+#!/bin/bash
+# Build a Debian root filesystem with mmdebstrap into $OUTPUT (.tar.zst).
+# Environment (set by the template): OUTPUT, SUITE, VARIANT, MIRROR (a sources line or file),
+# INCLUDE (newline-separated package specs and .deb paths), EXPECT (name[=version] per line).
+set -euo pipefail
+
+# packer's shell-local leaves descriptors open that break mmdebstrap ("Bad fd number").
+for fd in $(ls /proc/$$/fd); do
+    if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+done
+
+if [ "$(id -u)" = 0 ]; then
+    mode=root
+elif unshare --user --map-root-user true 2>/dev/null; then
+    mode=unshare
+else
+    echo "local-base: not root, and this kernel does not allow user namespaces (unshare mode); run as root" >&2
+    exit 1
+fi
+
+args=(--mode="$mode")
+if [ "$VARIANT" = busybox ]; then
+    args+=(--variant=custom --hook-dir=/usr/share/mmdebstrap/hooks/busybox
+           --include=dpkg,busybox,libc-bin,base-files,base-passwd,debianutils)
+else
+    args+=(--variant="$VARIANT")
+fi
+while IFS= read -r item; do
+    [ -n "$item" ] && args+=(--include="$item")
+done <<< "$INCLUDE"
+
+partial="$OUTPUT.partial.tar.zst"
+trap 'rm -f "$partial"' EXIT
+trap 'exit 130' INT TERM  # cancelled: the EXIT trap still removes what we made
+mkdir -p "$(dirname "$OUTPUT")"
+echo "local-base: mmdebstrap ${args[*]} $SUITE"
+# Cancelled, packer may exit before mmdebstrap has unmounted /proc, /sys, /dev/pts and the
+# host's /dev/shm from its scratch root and removed it; its output then goes nowhere. With
+# SIGPIPE ignored (inherited), a write to that pipe fails instead of killing mmdebstrap
+# half-way through its cleanup; bakehouse waits for it to finish.
+trap '' PIPE
+mmdebstrap "${args[@]}" "$SUITE" "$partial" "$MIRROR"
+trap - PIPE
+
+# A wrong suite layout can "succeed" with an empty image: check what is really inside.
+check=$(mktemp -d)
+trap 'rm -f "$partial"; rm -rf "$check"' EXIT
+mkdir -p "$check/info" "$check/updates"
+tar --zstd -xOf "$partial" ./var/lib/dpkg/status > "$check/status"
+count=$(grep -c '^Package: ' "$check/status" || true)
+if [ "$count" -lt 1 ]; then
+    echo "local-base: the image has no packages installed; check SUITE=$SUITE and the mirror" >&2
+    exit 1
+fi
+while IFS= read -r spec; do
+    [ -n "$spec" ] || continue
+    name=${spec%%=*}
+    installed=$(dpkg-query --admindir="$check" -W -f='${Version}' "$name" 2>/dev/null || true)
+    if [ -z "$installed" ] || { [ "$spec" != "$name" ] && [ "$installed" != "${spec#*=}" ]; }; then
+        echo "local-base: $spec is not in the image (found '${installed}')" >&2
+        exit 1
+    fi
+done <<< "$EXPECT"
+mv "$partial" "$OUTPUT"
+echo "local-base: $count packages in $OUTPUT"
