@@ -19,24 +19,21 @@ from helpers import (
 INTERRUPTED = (130, -signal.SIGINT)  # a shell shows both as 130
 
 
-def scratch_dirs() -> set[str]:
-    return {p.name for p in Path("/dev/shm").glob("bakehouse-service.*")}
-
-
 def hello_images(repo: Path) -> list[str]:
     folder = repo / ".bakehouse" / "images" / "hello"
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "sighup"])
-def test_a_cancelled_bake_stops_packer_records_nothing_and_keeps_what_finished(repo: Path, how: str) -> None:
+def test_a_cancelled_bake_stops_packer_records_nothing_and_keeps_what_finished(repo: Path, tmp_path: Path, how: str) -> None:
     script = repo / "templates" / "scripts" / "local-base.sh"
     script.write_text(script.read_text() + "# edited: base rebakes first\n")
     slow_postinst(repo, 60)
     bases_before = len(records(repo, "base"))
-    scratch_before = scratch_dirs()
+    scratch = tmp_path / "scratch"  # where the service bake unpacks (else /dev/shm, shared by other tests)
+    scratch.mkdir()
 
-    run = Running(repo, "bake:hello")
+    run = Running(repo, "bake:hello", env={"BAKEHOUSE_SCRATCH": str(scratch)})
     run.wait_for("local-service: installing")
     if how == "ctrl-c":
         os.killpg(run.process.pid, signal.SIGINT)
@@ -50,7 +47,7 @@ def test_a_cancelled_bake_stops_packer_records_nothing_and_keeps_what_finished(r
     assert "Traceback" not in run.output
     assert records(repo, "hello") == [] and hello_images(repo) == []
     assert len(records(repo, "base")) == bases_before + 1  # finished before the cancel: kept
-    assert scratch_dirs() == scratch_before
+    assert sorted(path.name for path in scratch.iterdir()) == []
     assert processes_mentioning(str(repo)) == []
 
     slow_postinst(repo, 0)

@@ -120,7 +120,10 @@ def _build(
             transient = provider.retryable(this)
             if attempt == attempts or not failed or any(place not in transient for place in failed):
                 raise
-            causes = ", ".join(f"{place} failed on {transient[place]}" for place in failed)
+            by_cause: dict[str, list[str]] = {}
+            for place in failed:
+                by_cause.setdefault(transient[place], []).append(place)
+            causes = "; ".join(f"{', '.join(places)} failed on {cause}" for cause, places in by_cause.items())
             out.write(f"[{job.bake.name}] {causes}; retrying ({attempt + 1}/{attempts})\n")
             out.flush()
     raise AssertionError("unreachable")

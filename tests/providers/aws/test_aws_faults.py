@@ -141,6 +141,17 @@ def test_a_region_that_fails_on_throttling_is_rebaked_alone(aws_repo: Path, aws_
     assert output.count("retrying") == 1
 
 
+def test_a_copied_image_whose_bake_fails_on_throttling_is_baked_and_copied_again(
+    aws_repo: Path, aws_env: dict[str, str], faulty: Proxy
+) -> None:
+    bake = aws_repo / "bakes" / "aws-base.toml"
+    bake.write_text('multi_region = "copy"\n' + bake.read_text())
+    env = {**faulty(faults=[{"action": "RunInstances", "region": "us-east-1", "first": 2, "code": "RequestLimitExceeded"}]),
+           "BAKEHOUSE_AWS_PACKER_RETRIES": "1"}
+    output = bake_through(aws_repo, env, aws_env)
+    assert "[aws-base] us-east-1, us-west-2 failed on RequestLimitExceeded; retrying (2/3)" in output
+
+
 def test_a_bake_cancelled_while_its_ami_is_pending_leaves_no_ami(
     aws_repo: Path, aws_env: dict[str, str], faulty: Proxy, tmp_path: Path
 ) -> None:

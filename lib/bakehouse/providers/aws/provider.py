@@ -260,10 +260,10 @@ class AwsProvider:
         attempt = text[text.rfind("$ packer build"):] if "$ packer build" in text else text
         failed: dict[str, str] = {}
         for source, message in BUILD_ERRORED.findall(attempt):
-            region = source.replace("_", "-")
             cause = TRANSIENT.search(message)
-            if region in job.places and cause is not None:
-                failed[region] = cause.group(0)
+            for region, copies in _plan(settings_of(job.bake), job.places):
+                if cause is not None and region.replace("-", "_") == source:
+                    failed.update({place: cause.group(0) for place in (region, *copies)})  # a copy fails with its build
         return failed
 
     def discard(self, job: BakeJob, out: TextIO) -> None:
