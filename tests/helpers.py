@@ -126,7 +126,13 @@ class Running:
             time.sleep(0.05)
 
     def finish(self, seconds: float = 60) -> int:
-        code = self.process.wait(timeout=seconds)
+        try:
+            code = self.process.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            self._reader.join(timeout=5)
+            raise AssertionError(f"still running after {seconds}s; output:\n{self.output}") from None
         self._reader.join(timeout=5)
         return code
 

@@ -202,7 +202,9 @@ def test_a_cancelled_ami_bake_leaves_no_instance_key_pair_group_or_ami(aws_repo:
         for c in clients.values() for r in c.describe_instances()["Reservations"] for instance in r["Instances"]
     )
     os.killpg(run.process.pid, signal.SIGINT)
-    assert run.finish(seconds=60) in INTERRUPTED, run.output
+    # packer gets up to 2 minutes to clean up (packer.CLEANUP_GRACE_SECONDS), polling AWS as
+    # it does in a real account: a busy machine can take a while, and that is within bounds.
+    assert run.finish(seconds=180) in INTERRUPTED, run.output
 
     for region, client in clients.items():
         states = [i["State"]["Name"] for r in client.describe_instances()["Reservations"] for i in r["Instances"]]

@@ -159,7 +159,9 @@ def _run(
             shown = planner.project.relative(package.path)
             raise BakehouseError(f"{job.bake.name}: {shown} is not built; run: doit package:{package.name}")
     job.manifest.unlink(missing_ok=True)
-    made = _build(planner, provider, decision, job, lock_fd, out)
+    made = provider.fill(job, out) if job.extends is not None else None
+    if made is None:
+        made = _build(planner, provider, decision, job, lock_fd, out)
     locations = made if job.extends is None else {**job.extends.locations, **made}
     image = ImageRecord(
         image_id=job.image_id,

@@ -128,6 +128,12 @@ class Provider(Protocol):
         and checked: every one of `job.places`, and nothing else."""
         ...
 
+    def fill(self, job: BakeJob, out: TextIO) -> dict[str, str] | None:
+        """Complete an image (`job.extends`) in `job.places` from where it already is, without
+        packer, when the bake says so (an AMI copied to a new region); None when the places
+        must be baked. Returns where it made the image, as made() does."""
+        ...
+
     def finished(self, job: BakeJob) -> dict[str, str]:
         """After packer failed: the places it finished anyway ({place: reference}, from the
         manifest of every attempt of `job`). They stay part of the image."""

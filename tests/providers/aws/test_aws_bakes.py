@@ -153,6 +153,30 @@ def test_copy_mode_bakes_once_and_copies(aws_repo: Path, aws_env: dict[str, str]
     assert baked(run_doit(aws_repo, env=aws_env, check=True).output) == []
 
 
+def test_copy_mode_copies_an_image_to_an_added_region_without_baking(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    (aws_repo / "bakes" / "aws-hello.toml").unlink()
+    path = aws_repo / "bakes" / "aws-base.toml"
+    path.write_text(path.read_text().replace("provider = ", 'multi_region = "copy"\nprovider = ')
+                    .replace('regions = ["us-east-1", "us-west-2"]', 'regions = ["us-east-1"]'))
+    run_doit(aws_repo, "bake:aws-base", env=aws_env, check=True)
+    (east,) = amis(aws_env, "us-east-1", "aws-base")
+    path.write_text(path.read_text().replace('regions = ["us-east-1"]', 'regions = ["us-east-1", "us-west-2"]'))
+    aws_calls(aws_env)
+    run = run_doit(aws_repo, "bake:aws-base", env=aws_env, check=True)
+    assert f"[aws-base] copying {east['ImageId']} from us-east-1 to us-west-2" in run.output
+    assert "amazon-ebs" not in run.output  # packer did not run: nothing was baked
+    (west,) = amis(aws_env, "us-west-2", "aws-base")
+    assert west["Name"] == east["Name"] and west["tags"]["bakehouse:image"] == east["tags"]["bakehouse:image"]
+    assert west["tags"]["bakehouse:key"] == east["tags"]["bakehouse:key"]
+    assert (east,) == tuple(amis(aws_env, "us-east-1", "aws-base"))  # the original stays as it was
+    snapshots = [m["Ebs"]["SnapshotId"] for m in west["BlockDeviceMappings"] if "Ebs" in m]
+    tagged = ec2(aws_env, "us-west-2").describe_snapshots(SnapshotIds=snapshots)["Snapshots"]
+    assert all({t["Key"]: t["Value"] for t in s.get("Tags", [])}.get("bakehouse:image") == east["tags"]["bakehouse:image"]
+               for s in tagged)
+    assert not any(" RunInstances " in call for call in aws_calls(aws_env))
+    assert baked(run_doit(aws_repo, "bake:aws-base", env=aws_env, check=True).output) == []
+
+
 def test_rebake_forces_the_service_in_every_region(aws_repo: Path, aws_env: dict[str, str]) -> None:
     run_doit(aws_repo, env=aws_env, check=True)
     forced = run_doit(aws_repo, "bake:aws-hello", "--rebake", env=aws_env, check=True)

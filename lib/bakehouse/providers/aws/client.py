@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.parse
 from typing import Any, Callable
 
@@ -122,6 +123,28 @@ class Ec2:
             self.client(region)  # the session, and the endpoint check
             self._clients[name] = self._session.client(service, region_name=region, config=self._config())
         return self._clients[name]
+
+    def copy_image(self, region: str, source_region: str, source: dict[str, Any], wait_seconds: int,
+                   poll_seconds: int, sleep: Callable[[float], None] = time.sleep) -> str:
+        """Copy the AMI `source` (as DescribeImages gave it) from `source_region` into
+        `region` under the same name, wait until the copy is available (at most
+        `wait_seconds`), and give it and its snapshots the source's tags. Returns its id."""
+        copy = self.call(region, "copy_image", SourceRegion=source_region, SourceImageId=source["ImageId"],
+                         Name=source["Name"], Description=source.get("Description") or "")["ImageId"]
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            found = self.describe_images(region, missing_ok=True, ImageIds=[copy])
+            state = found[0].get("State") if found else None
+            if state == "available":
+                break
+            if state == "failed" or time.monotonic() > deadline:
+                raise AwsError(f"AWS CopyImage to {region}: the copy {copy} of {source['ImageId']} is "
+                               f"{state or 'not listed'} after {wait_seconds}s (BAKEHOUSE_AWS_WAIT_SECONDS)")
+            sleep(poll_seconds)
+        tags = {tag["Key"]: tag["Value"] for tag in source.get("Tags") or [] if not tag["Key"].startswith("aws:")}
+        snapshots = [(m.get("Ebs") or {}).get("SnapshotId") for m in found[0].get("BlockDeviceMappings") or []]
+        self.create_tags(region, [copy, *filter(None, snapshots)], tags)
+        return str(copy)
 
     def create_tags(self, region: str, resources: list[str], tags: dict[str, str]) -> None:
         with _one_line_errors(region, "CreateTags"):

@@ -10,7 +10,7 @@
 - Regions: by default one amazon-ebs source per region in one packer run (packer runs them in
   parallel); with multi_region = "copy", one bake in the first region copied to the others
   (`ami_regions`). Regions an image is missing from are baked there alone, under the same
-  image id, so the image becomes complete again.
+  image id, so the image becomes complete again; in copy mode its AMI is copied there instead.
 - Names follow Spinnaker: {ami_name or bake}-{arch}-{ami_suffix or timestamp}-{os}, one
   timestamp for all regions of a bake (UTC seconds and 6 random hex digits, so two bakes in
   the same second never collide).
@@ -230,6 +230,29 @@ class AwsProvider:
         if missing:
             raise PackerError(f"{job.bake.name}: packer's manifest names no AMI in {', '.join(missing)}")
         return {region: made[region] for region in job.places}
+
+    def fill(self, job: BakeJob, out: TextIO) -> dict[str, str] | None:
+        """With multi_region = "copy", a region an image is missing from gets a copy of its
+        AMI in the first region that has one (CopyImage, as packer's ami_regions does), with
+        the same tags on the AMI and its snapshots: the same image, not a new bake of it."""
+        if settings_of(job.bake).multi_region != "copy" or job.extends is None:
+            return None
+        source_region = next((r for r in settings_of(job.bake).regions if r in job.extends.locations), None)
+        if source_region is None:
+            return None
+        source = self.registry.amis(job.bake.name, job.extends.image_id).get(source_region)
+        if source is None:
+            return None
+        limits = budget()
+        made: dict[str, str] = {}
+        for region in job.places:
+            out.write(f"[{job.bake.name}] copying {source['ImageId']} from {source_region} to {region} "
+                      "(multi_region = \"copy\")\n")
+            out.flush()
+            made[region] = self.ec2.copy_image(
+                region, source_region, source, limits.wait_seconds, limits.poll_seconds,
+            )
+        return made
 
     def finished(self, job: BakeJob) -> dict[str, str]:
         if not job.manifest.is_file():

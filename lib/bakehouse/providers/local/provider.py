@@ -81,6 +81,9 @@ class LocalProvider:
             raise PackerError(f"{job.bake.name}: the image file {expected} is missing or empty")
         return {"local": str(expected.relative_to(self.registry.state_dir))}
 
+    def fill(self, job: BakeJob, out: TextIO) -> dict[str, str] | None:
+        return None  # one place: nothing to copy from
+
     def finished(self, job: BakeJob) -> dict[str, str]:
         return {}  # one place: a failed bake made nothing
 
