@@ -11,7 +11,9 @@ only, 127.0.0.1) forwards EC2 query-API calls to moto and, as CONFIG says, seede
                 {"action": "RunInstances", "region": "us-west-2", "first": 3, "code": "InternalError"}],
      "tags_late_seconds": 10,     # CreateTags on an image shows in DescribeImages this late
      "pending_seconds": 0,        # a new image (CreateImage, CopyImage) is `pending` this long
-     "hidden_seconds": 0}         # ... and absent from DescribeImages this long
+     "hidden_seconds": 0,         # ... and absent from DescribeImages this long
+     "log_params": false}         # each call's parameters in EVENTS too (they hold no secret:
+                                  # the signature is in a header, which is never logged)
 
 A rule faults a share of the calls it matches (`rate`), at most `burst` in a row per call
 and region when given (throttling comes in bursts; a cap keeps a test's retry delays, and so
@@ -109,7 +111,8 @@ def make_handler(upstream: urllib.parse.SplitResult, faults: Faults) -> type[htt
                 return
             status, content_type, answer = self._ask_upstream(body)
             answer = self._delay_consistency(action, form, answer) if status == 200 else answer
-            faults.log(action=action, region=region, status=status)
+            params = {key: values[0] for key, values in form.items()} if faults.config.get("log_params") else None
+            faults.log(action=action, region=region, status=status, **({"params": params} if params else {}))
             self._answer(status, answer, content_type)
 
         def _ask_upstream(self, body: bytes) -> tuple[int, str, bytes]:

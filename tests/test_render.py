@@ -81,12 +81,15 @@ def aws_context(communicator: str, required_plugins: bool = False, deb: str = "/
         "aws": {
             "builds": [
                 {"name": name, "source": f"source.amazon-ebs.{name}", "region": name.replace("_", "-"),
-                 "source_ami": "ami-04681a1dbd79675a5", "copy_to": [], "tags": tags}
+                 "source_ami": "ami-04681a1dbd79675a5", "copy_to": [], "tags": tags,
+                 "placement": {"subnet_id": None, "subnet_filters": {}, "vpc_id": None, "security_group_ids": [],
+                               "ssh_cidrs": [], "public_ip": None, "instance_profile": None}}
                 for name in ("us_east_1", "eu_west_1")
             ],
             "ami_name": "hello-x86_64-20261122111958-a1b2c3-debian", "instance_type": "t3.micro",
             "communicator": communicator, "ssh_username": "admin", "endpoint": None, "max_retries": 20, "poll_seconds": 15, "poll_attempts": 240,
             "required_plugins": required_plugins,
+            "encrypted": False,
         },
     }
 
@@ -107,6 +110,37 @@ def test_the_amazon_ebs_template_is_valid_for_packer(tmp_path: Path, communicato
         assert "sudo sh /tmp/bakehouse/install-packages.sh /tmp/bakehouse/debs hello-svc=1.0.4 curl" in rendered
         assert str(project / "templates" / "scripts" / "install-packages.sh") in rendered
     assert "required_plugins" not in rendered
+
+
+def packer_validate(tmp_path: Path, rendered: str) -> None:
+    (tmp_path / "t.pkr.hcl").write_text(rendered)
+    result = subprocess.run(["packer", "validate", "t.pkr.hcl"], cwd=tmp_path, capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CHECKPOINT_DISABLE": "1"})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("subnet", ["id", "tags"])
+def test_an_account_s_placement_and_encryption_keys_are_valid_for_packer(tmp_path: Path, subnet: str) -> None:
+    project = Path(__file__).resolve().parent.parent
+    context = aws_context("none")
+    placement = {
+        "subnet_id": "subnet-0123456789abcdef0" if subnet == "id" else None,
+        "subnet_filters": {"tag:Name": "build"} if subnet == "tags" else {},
+        "vpc_id": "vpc-0123456789abcdef0", "security_group_ids": [] if subnet == "id" else ["sg-0123456789abcdef0"],
+        "ssh_cidrs": ["10.0.0.0/8"] if subnet == "id" else [], "public_ip": False, "instance_profile": "bakery",
+    }
+    context["aws"]["encrypted"] = True
+    east, west = context["aws"]["builds"]
+    east["placement"] = west["placement"] = placement
+    east.update(kms_key_id="alias/images", copy_to=["us-west-2"], region_kms_key_ids={"us-west-2": "alias/images-west"})
+    west.update(kms_key_id=None, region_kms_key_ids={})
+    rendered = Templates(project / "templates").render("amazon-ebs.pkr.hcl.j2", context)
+    packer_validate(tmp_path, rendered)
+    for line in ('iam_instance_profile = "bakery"', "encrypt_boot = true", 'kms_key_id = "alias/images"',
+                 'region_kms_key_ids = { "us-west-2" = "alias/images-west" }', "associate_public_ip_address = false"):
+        assert line in rendered
+    assert ('subnet_id = "subnet-0123456789abcdef0"' in rendered) == (subnet == "id")
+    assert ('filters   = { "tag:Name" = "build" }' in rendered) == (subnet == "tags")
 
 
 def test_required_plugins_only_for_packer_that_needs_them() -> None:

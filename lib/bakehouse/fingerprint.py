@@ -107,8 +107,21 @@ def _explain_across_schemas(old: Summary, new: Summary) -> list[str]:
 
 
 def _definition_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    changed = [key for key in sorted(set(old) | set(new)) if key != "source" and old.get(key) != new.get(key)]
-    return [f"definition: {key} {_short(old.get(key))} -> {_short(new.get(key))}" for key in changed]
+    """One reason per changed key; a provider's settings (a table under its name, e.g. `aws`)
+    name each changed setting, never the whole table."""
+    reasons = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key), new.get(key)
+        if key == "source" or before == after:
+            continue
+        if key not in ("vars",) and isinstance(before, dict) and isinstance(after, dict):
+            reasons += [
+                f"definition: {key}.{name} {_short(before.get(name))} -> {_short(after.get(name))}"
+                for name in sorted(set(before) | set(after)) if before.get(name) != after.get(name)
+            ]
+        else:
+            reasons.append(f"definition: {key} {_short(before)} -> {_short(after)}")
+    return reasons
 
 
 def _file_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:

@@ -153,9 +153,16 @@ class AwsProvider:
                         "copy_to": copies,
                         "tags": {**tags, "base_ami_id": sources[region]["ImageId"],
                                  "base_ami_name": sources[region].get("Name", "")},
+                        # each region's own key (the build's, then each copy's), where one is named
+                        "placement": settings.placement.in_region(region),
+                        "kms_key_id": settings.encryption.key_in(region),
+                        "region_kms_key_ids": {
+                            copy: settings.encryption.key_in(copy) for copy in copies if settings.encryption.key_in(copy)
+                        },
                     }
                     for region, copies in _plan(settings, job.places)
                 ],
+                "encrypted": settings.encryption.encrypted,
                 "ami_name": name,
                 "instance_type": settings.instance_type,
                 "communicator": settings.communicator,

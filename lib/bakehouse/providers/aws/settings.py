@@ -15,6 +15,8 @@ from typing import Any
 from ...errors import DefinitionError
 from ...model import Bake
 from ...tomlcheck import Getter
+from .account import KEYS as ACCOUNT_KEYS
+from .account import Encryption, Placement, parse_encryption, parse_placement
 
 AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 AMI_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
@@ -22,7 +24,7 @@ MULTI_REGION_MODES = ("bake", "copy")
 COMMUNICATORS = ("ssh", "none")
 KEYS = (
     "regions", "multi_region", "instance_type", "arch", "os", "ami_name", "ami_suffix",
-    "communicator", "ssh_username",
+    "communicator", "ssh_username", *ACCOUNT_KEYS,
 )
 SOURCE_KEYS = ("ami", "name", "owners", "most_recent")
 # How EC2 names an architecture, and how Debian does (packages from a [[repository]]).
@@ -64,11 +66,14 @@ class AwsSettings:
     ami_suffix: str | None = None
     communicator: str = "ssh"
     ssh_username: str = "admin"
+    placement: Placement = Placement()
+    encryption: Encryption = Encryption()
 
     def content(self) -> dict[str, Any]:
         """What can change the image: not where it is (regions) or how regions are filled,
-        not names, not the SSH user."""
-        return {"instance_type": self.instance_type, "arch": self.arch, "communicator": self.communicator}
+        not names, not the SSH user, not where the build instance ran; its encryption, when set."""
+        return {"instance_type": self.instance_type, "arch": self.arch, "communicator": self.communicator,
+                **self.encryption.content()}
 
     def content_schema1(self) -> dict[str, Any]:
         """What key schema 1 held (legacy.py): the regions too, in the order written."""
@@ -86,9 +91,11 @@ def parse_settings(where: str, data: dict[str, Any]) -> AwsSettings:
             raise DefinitionError(f"{where}: regions: '{region}' is not an AWS region name such as 'us-east-1'")
     if len(set(regions)) != len(regions):
         raise DefinitionError(f"{where}: regions: a region is named more than once")
+    multi_region = get.choice("multi_region", MULTI_REGION_MODES, default="bake")
+    building = regions if multi_region == "bake" else regions[:1]
     return AwsSettings(
         regions=regions,
-        multi_region=get.choice("multi_region", MULTI_REGION_MODES, default="bake"),
+        multi_region=multi_region,
         instance_type=_matching(where, get, "instance_type", r"^[a-z][a-z0-9-]*\.[a-z0-9]+$", "t3.micro",
                                 "an EC2 instance type such as 't3.micro'"),
         arch=_matching(where, get, "arch", r"^[a-z0-9_]+$", "x86_64", "lower-case letters, digits and '_'"),
@@ -97,6 +104,8 @@ def parse_settings(where: str, data: dict[str, Any]) -> AwsSettings:
         ami_suffix=_matching(where, get, "ami_suffix", r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$", None, _NAME_PART),
         communicator=get.choice("communicator", COMMUNICATORS, default="ssh"),
         ssh_username=_matching(where, get, "ssh_username", r"^[a-z_][a-z0-9_-]{0,31}$", "admin", "a user name"),
+        placement=parse_placement(where, get, regions, building),
+        encryption=parse_encryption(where, get, regions),
     )
 
 

@@ -1,0 +1,197 @@
+"""The keys an AWS account imposes on a bake: where the build instance runs, and how the
+image is encrypted.
+
+An organisation's account usually has no default VPC and a security team's rules: builds run
+in a named subnet with named security groups and an instance profile, and volumes are
+encrypted with the organisation's KMS keys. Following the content key's rule (what changes
+the image's contents or encryption is content; where the build instance ran is not),
+`Encryption` enters the key, and only when a bake sets it, so bakes that do not are keyed
+exactly as before; `Placement` never does.
+
+Every value is checked when bake files load, with one line naming the key and the value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ...errors import DefinitionError
+from ...tomlcheck import Getter
+
+SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
+SECURITY_GROUP_ID = re.compile(r"^sg-[0-9a-f]{8,17}$")
+INSTANCE_PROFILE = re.compile(r"^[\w+=,.@-]{1,128}$")
+# A key id, an alias, or either as an ARN.
+KMS_KEY = re.compile(r"^(alias/[\w/-]{1,250}|[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}|mrk-[0-9a-f]{32}|arn:aws[\w-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[\w/-]+)$")
+KEYS = (
+    "subnet_id", "subnet_tags", "vpc_id", "security_group_ids", "ssh_cidrs", "public_ip", "instance_profile",
+    "encrypted", "kms_key_id", "region_kms_key_ids",
+)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where packer runs the build instance (none of it is content). Subnets, VPCs and
+    security groups belong to one region: each is given per region ({region: value})."""
+
+    subnet_ids: tuple[tuple[str, str], ...] = ()
+    subnet_tags: tuple[tuple[str, str], ...] = ()  # the subnet with the most free addresses among these
+    vpc_ids: tuple[tuple[str, str], ...] = ()
+    security_group_ids: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    ssh_cidrs: tuple[str, ...] = ()  # who may reach packer's temporary security group
+    public_ip: bool | None = None  # None: the subnet's own setting
+    instance_profile: str | None = None
+
+    def in_region(self, region: str) -> dict[str, Any]:
+        """The build instance's placement in `region`, as the template's `build.placement`."""
+        return {
+            "subnet_id": dict(self.subnet_ids).get(region),
+            "subnet_filters": {f"tag:{name}": value for name, value in self.subnet_tags},
+            "vpc_id": dict(self.vpc_ids).get(region),
+            "security_group_ids": list(dict(self.security_group_ids).get(region, ())),
+            "ssh_cidrs": list(self.ssh_cidrs),
+            "public_ip": self.public_ip,
+            "instance_profile": self.instance_profile,
+        }
+
+
+@dataclass(frozen=True)
+class Encryption:
+    """How the image's snapshots are encrypted: content, when set."""
+
+    encrypted: bool = False
+    kms_key_id: str | None = None  # None: the account's default EBS key
+    region_kms_key_ids: tuple[tuple[str, str], ...] = ()  # a key per region, where they differ
+
+    def content(self) -> dict[str, Any]:
+        if not self.encrypted:
+            return {}
+        return {"encrypted": True, "kms_key_id": self.kms_key_id, "region_kms_key_ids": dict(self.region_kms_key_ids)}
+
+    def key_in(self, region: str) -> str | None:
+        return dict(self.region_kms_key_ids).get(region, self.kms_key_id)
+
+
+def parse_placement(where: str, get: Getter, regions: tuple[str, ...], building: tuple[str, ...]) -> Placement:
+    """`building`: the regions a new image is built in (all, or the first when copied)."""
+    subnet_ids = _per_region(where, get, "subnet_id", SUBNET_ID, "a subnet id such as 'subnet-0123456789abcdef0'",
+                             regions, building)
+    subnet_tags = _string_table(where, get, "subnet_tags")
+    if subnet_ids and subnet_tags:
+        raise DefinitionError(f"{where}: subnet_id and subnet_tags both choose the subnet: give one")
+    groups = _per_region_lists(where, get, "security_group_ids", SECURITY_GROUP_ID,
+                               "a security group id such as 'sg-0123456789abcdef0'", regions, building)
+    cidrs = tuple(get.string_list("ssh_cidrs"))
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr)
+        except ValueError:
+            raise DefinitionError(f"{where}: ssh_cidrs: {cidr!r} is not a CIDR block such as '10.0.0.0/8'") from None
+    if groups and cidrs:
+        raise DefinitionError(
+            f"{where}: ssh_cidrs restricts the temporary security group packer makes; with security_group_ids "
+            "none is made: give one"
+        )
+    return Placement(
+        subnet_ids=subnet_ids,
+        subnet_tags=tuple(sorted(subnet_tags.items())),
+        vpc_ids=_per_region(where, get, "vpc_id", VPC_ID, "a VPC id such as 'vpc-0123456789abcdef0'", regions, building),
+        security_group_ids=groups,
+        ssh_cidrs=cidrs,
+        public_ip=_boolean(get, "public_ip"),
+        instance_profile=_matching(where, get, "instance_profile", INSTANCE_PROFILE, "an IAM instance profile name"),
+    )
+
+
+def parse_encryption(where: str, get: Getter, regions: tuple[str, ...]) -> Encryption:
+    encrypted = bool(_boolean(get, "encrypted"))
+    kms_key_id = _matching(where, get, "kms_key_id", KMS_KEY, "a KMS key id, alias/NAME, or a key or alias ARN")
+    per_region = _string_table(where, get, "region_kms_key_ids")
+    for region, key in per_region.items():
+        if region not in regions:
+            raise DefinitionError(f"{where}: region_kms_key_ids: {region} is not one of the bake's regions")
+        if not KMS_KEY.match(key):
+            raise DefinitionError(
+                f"{where}: region_kms_key_ids.{region}: {key!r} is not valid: a KMS key id, alias/NAME, or a key or alias ARN"
+            )
+    if (kms_key_id or per_region) and not encrypted:
+        raise DefinitionError(f"{where}: a KMS key is given but encrypted is not true: set encrypted = true")
+    return Encryption(encrypted=encrypted, kms_key_id=kms_key_id, region_kms_key_ids=tuple(sorted(per_region.items())))
+
+
+def _matching(where: str, get: Getter, key: str, pattern: re.Pattern[str], wanted: str) -> str | None:
+    value = get.string(key)
+    if value is not None and not pattern.match(value):
+        raise DefinitionError(f"{where}: {key}: {value!r} is not valid: {wanted}")
+    return value
+
+
+def _per_region(
+    where: str, get: Getter, key: str, pattern: re.Pattern[str], wanted: str,
+    regions: tuple[str, ...], building: tuple[str, ...],
+) -> tuple[tuple[str, str], ...]:
+    """One id for the one region a bake builds in, or a table of one per region it builds in."""
+    value = get.data.get(key)
+    if value is None:
+        return ()
+    table = _region_table(where, get, key, value, (str,), "a string", regions, building)
+    for region, item in table.items():
+        if not pattern.match(item):
+            raise DefinitionError(f"{where}: {key}.{region}: {item!r} is not valid: {wanted}")
+    return tuple(sorted(table.items()))
+
+
+def _per_region_lists(
+    where: str, get: Getter, key: str, pattern: re.Pattern[str], wanted: str,
+    regions: tuple[str, ...], building: tuple[str, ...],
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    value = get.data.get(key)
+    if value is None:
+        return ()
+    table = _region_table(where, get, key, value, (list,), "a list of strings", regions, building)
+    for region, items in table.items():
+        for item in items:
+            if not isinstance(item, str) or not pattern.match(item):
+                raise DefinitionError(f"{where}: {key}.{region}: {item!r} is not valid: {wanted}")
+    return tuple(sorted((region, tuple(items)) for region, items in table.items()))
+
+
+def _region_table(
+    where: str, get: Getter, key: str, value: Any, kinds: tuple[type, ...], kind: str,
+    regions: tuple[str, ...], building: tuple[str, ...],
+) -> dict[str, Any]:
+    """`value` as {region: item}: a plain item stands for the one region a bake builds in."""
+    if isinstance(value, kinds):
+        if len(building) > 1:
+            raise DefinitionError(
+                f"{where}: {key} belongs to one region, and the bake builds in {', '.join(building)}: "
+                f"give one per region, e.g. {key} = {{ {building[0]} = ..., {building[1]} = ... }}"
+            )
+        return {building[0]: value}
+    if not isinstance(value, dict):
+        raise get.fail(key, f"{kind}, or a table of region = {kind}", value)
+    for region, item in value.items():
+        if region not in regions:
+            raise DefinitionError(f"{where}: {key}: {region} is not one of the bake's regions")
+        if not isinstance(item, kinds):
+            raise get.fail(f"{key}.{region}", kind, item)
+    missing = [region for region in building if region not in value]
+    if missing:
+        raise DefinitionError(f"{where}: {key} names none for {', '.join(missing)}, where the bake builds")
+    return dict(value)
+
+
+def _boolean(get: Getter, key: str) -> bool | None:
+    value = get.data.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise get.fail(key, "true or false", value)
+    return value
+
+
+def _string_table(where: str, get: Getter, key: str) -> dict[str, str]:
+    table = get.table(key, (str,))
+    return {str(name): str(value) for name, value in table.items()}

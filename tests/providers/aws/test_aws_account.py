@@ -1,0 +1,106 @@
+"""An account without a default VPC and with a security team's rules: the build instance in
+named subnets and security groups with an instance profile, and encrypted images.
+
+moto's EC2 server stands in for AWS (there is no AWS account here), with real boto3 and real
+packer. moto runs the instance where it is told, so placement is checked on moto itself; it
+does not encrypt the snapshots of a copy (its CopyImage ignores `Encrypted`), so encryption is
+checked on the requests packer made, logged by tests/fault_proxy.py (with no fault injected).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from helpers import ec2, run_doit, start_fault_proxy
+
+REGIONS = ("us-east-1", "us-west-2")
+
+
+@pytest.fixture
+def account(aws_env: dict[str, str], aws_repo: Path, tmp_path: Path) -> Iterator[dict]:
+    """Per region a VPC, a subnet, a security group and a KMS key; an instance profile; the
+    AWS example's base with keys naming them; and a proxy that logs every call's parameters."""
+    clients = dict(endpoint_url=aws_env["AWS_ENDPOINT_URL_EC2"], aws_access_key_id=aws_env["AWS_ACCESS_KEY_ID"],
+                   aws_secret_access_key=aws_env["AWS_SECRET_ACCESS_KEY"])
+    made: dict = {"vpc": {}, "subnet": {}, "group": {}, "key": {}}
+    for region in REGIONS:
+        client = ec2(aws_env, region)
+        vpc = client.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+        made["vpc"][region] = vpc
+        made["subnet"][region] = client.create_subnet(VpcId=vpc, CidrBlock="10.1.1.0/24")["Subnet"]["SubnetId"]
+        made["group"][region] = client.create_security_group(GroupName="bake", Description="bake", VpcId=vpc)["GroupId"]
+        made["key"][region] = boto3.client("kms", region_name=region, **clients).create_key()["KeyMetadata"]["KeyId"]
+    boto3.client("iam", region_name="us-east-1", **clients).create_instance_profile(InstanceProfileName="bakery")
+    (aws_repo / "bakes" / "aws-hello.toml").unlink()
+    bake = aws_repo / "bakes" / "aws-base.toml"
+    table = lambda values: "{ " + ", ".join(f'{r} = {json.dumps(values[r])}' for r in REGIONS) + " }"  # noqa: E731
+    bake.write_text(
+        f"subnet_id = {table(made['subnet'])}\nvpc_id = {table(made['vpc'])}\n"
+        f"security_group_ids = {table({r: [made['group'][r]] for r in REGIONS})}\n"
+        'instance_profile = "bakery"\npublic_ip = true\nencrypted = true\n'
+        f'kms_key_id = "{made["key"]["us-east-1"]}"\nregion_kms_key_ids = {{ us-west-2 = "{made["key"]["us-west-2"]}" }}\n'
+        + bake.read_text()
+    )
+    events = tmp_path / "calls.jsonl"
+    proxy, url = start_fault_proxy(aws_env["AWS_ENDPOINT_URL_EC2"], {"log_params": True}, events)
+    try:
+        yield {**made, "env": {**aws_env, "AWS_ENDPOINT_URL_EC2": url}, "events": events, "bake": bake}
+    finally:
+        proxy.kill()
+        proxy.wait(timeout=10)
+
+
+def calls(events: Path, action: str) -> list[dict]:
+    return [e for e in map(json.loads, events.read_text().splitlines()) if e["action"] == action and e.get("status") == 200]
+
+
+def test_the_build_runs_where_the_account_says_and_the_image_is_encrypted(aws_repo: Path, aws_env: dict[str, str], account: dict) -> None:
+    run_doit(aws_repo, "bake:aws-base", env=account["env"], check=True)
+    for region in REGIONS:
+        (instance,) = [i for r in ec2(aws_env, region).describe_instances()["Reservations"] for i in r["Instances"]]
+        assert instance["SubnetId"] == account["subnet"][region]
+        (launch,) = [c["params"] for c in calls(account["events"], "RunInstances") if c["region"] == region]
+        groups = [value for name, value in launch.items() if "SecurityGroupId." in name]
+        assert groups == [account["group"][region]], launch
+        assert launch.get("IamInstanceProfile.Name") == "bakery"
+        assert launch.get("NetworkInterface.1.AssociatePublicIpAddress") == "true"
+        (copy,) = [c["params"] for c in calls(account["events"], "CopyImage") if c["region"] == region]
+        assert copy["Encrypted"] == "true" and copy["KmsKeyId"] == account["key"][region]
+        tagged = ec2(aws_env, region).describe_images(Owners=["self"], Filters=[{"Name": "tag:bakehouse:bake", "Values": ["aws-base"]}])
+        assert len(tagged["Images"]) == 1, region  # the encrypted copy; the unencrypted one is gone
+
+    # Where the build ran is not content; the encryption key is.
+    bake: Path = account["bake"]
+    bake.write_text(bake.read_text().replace("public_ip = true", "public_ip = false"))
+    assert "0 to bake, 1 up to date" in run_doit(aws_repo, "plan", env=account["env"]).output
+    bake.write_text(bake.read_text().replace(f'us-west-2 = "{account["key"]["us-west-2"]}"', f'us-west-2 = "{account["key"]["us-east-1"]}"'))
+    plan = run_doit(aws_repo, "plan", env=account["env"])
+    assert plan.returncode == 1 and "definition: aws.region_kms_key_ids {us-west-2=" in plan.output, plan.output
+
+
+@pytest.mark.parametrize("line, message", [
+    ('subnet_id = "subnet-0123456789abcdef0"', "subnet_id belongs to one region, and the bake builds in us-east-1, us-west-2"),
+    ('subnet_id = { us-east-1 = "subnet-0123456789abcdef0" }', "subnet_id names none for us-west-2, where the bake builds"),
+    ('vpc_id = { us-east-1 = "vpc-1", us-west-2 = "vpc-0123456789abcdef0" }', "vpc_id.us-east-1: 'vpc-1' is not valid: a VPC id"),
+    ('kms_key_id = "alias/images"', "a KMS key is given but encrypted is not true: set encrypted = true"),
+    ('ssh_cidrs = ["10.0.0.300/8"]', "ssh_cidrs: '10.0.0.300/8' is not a CIDR block"),
+    ('encrypted = "yes"', "encrypted must be true or false"),
+])
+def test_a_bad_account_key_is_one_line(aws_repo: Path, line: str, message: str) -> None:
+    bake = aws_repo / "bakes" / "aws-base.toml"
+    bake.write_text(line + "\n" + bake.read_text())
+    run = run_doit(aws_repo, "list")
+    assert run.returncode == 3 and message in run.output and "Traceback" not in run.output, run.output
+    assert len([line for line in run.output.splitlines() if line.strip()]) == 1, run.output
+
+
+def test_a_copied_image_names_its_subnet_once(aws_repo: Path) -> None:
+    """With multi_region = "copy" a new image is built in the first region only."""
+    bake = aws_repo / "bakes" / "aws-base.toml"
+    bake.write_text('multi_region = "copy"\nsubnet_id = "subnet-0123456789abcdef0"\n' + bake.read_text())
+    assert run_doit(aws_repo, "list").returncode == 0
