@@ -18,7 +18,7 @@ only, 127.0.0.1) forwards EC2 query-API calls to moto and, as CONFIG says, seede
 A rule faults a share of the calls it matches (`rate`), at most `burst` in a row per call
 and region when given (throttling comes in bursts; a cap keeps a test's retry delays, and so
 its time, bounded), or the `first` N. A fault answers in EC2's XML error format with AWS's status (503 for RequestLimitExceeded
-and ServiceUnavailable, 500 for InternalError). Each call is one JSON line in EVENTS
+and ServiceUnavailable, 500 for InternalError, 400 for any other code: a client error). Each call is one JSON line in EVENTS
 (time, action, region, what was done), so a test can wait for a step or count faults.
 """
 
@@ -107,7 +107,7 @@ def make_handler(upstream: urllib.parse.SplitResult, faults: Faults) -> type[htt
             code = faults.fault(action, region) if action else None
             if code is not None:
                 faults.log(action=action, region=region, fault=code)
-                self._answer(STATUS.get(code, 503), error_body(code), "text/xml")
+                self._answer(STATUS.get(code, 400), error_body(code), "text/xml")  # other codes: the caller's error
                 return
             status, content_type, answer = self._ask_upstream(body)
             answer = self._delay_consistency(action, form, answer) if status == 200 else answer

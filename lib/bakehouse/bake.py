@@ -35,6 +35,8 @@ def bake_image(planner: Planner, name: str, forced: bool, out: TextIO) -> ImageR
         decision = planner.decide(name, forced)
     if decision.up_to_date and decision.current is not None:
         out.write(f"[{name}] up to date: {decision.current.image_id}\n")
+        if decision.relaunch:
+            planner.provider_of(name).bring_in_line(decision.bake, decision.current, out)
         return decision.current
     with bake_lock(planner.project.state_dir / "locks", name, out) as held:
         if held.waited:
@@ -176,5 +178,7 @@ def _run(
         summary=decision.summary,
         log=planner.project.relative(job.log),
     )
+    if provider.out_of_line(decision.bake, image):
+        provider.bring_in_line(decision.bake, image, out)  # before it counts: shared as the bake says
     provider.registry.record(image, out)
     return image

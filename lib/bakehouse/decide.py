@@ -48,19 +48,25 @@ class Decision:
     partial: ImageRecord | None = None
     missing: tuple[str, ...] = ()
     in_use: ImageRecord | None = None  # what the reasons are explained against
+    # The current image's launch permissions differ from the bake's: set them, bake nothing.
+    relaunch: str | None = None
 
     @property
     def up_to_date(self) -> bool:
+        """The current image holds the current inputs (its launch permissions aside)."""
         return not self.reasons
 
     @property
     def action(self) -> str:
-        """"keep", "bake", or "bake-missing" (only the places in `missing`)."""
+        """"keep", "share" (only the launch permissions change), "bake", or "bake-missing"
+        (only the places in `missing`)."""
         if self.up_to_date:
-            return "keep"
+            return "share" if self.relaunch else "keep"
         return "bake-missing" if self.partial is not None else "bake"
 
     def describe(self) -> str:
+        if self.up_to_date and self.current is not None and self.relaunch:
+            return f"up to date: {self.current.image_id}; {self.relaunch}"
         if self.up_to_date and self.current is not None:
             return f"up to date: {self.current.image_id}"
         return "; ".join(self.reasons)
@@ -162,8 +168,10 @@ class Planner:
             reasons += self._why(bake, missing, matching, old_summary, summary)
         partial = None if forced else best  # a forced rebake makes a new image everywhere
         missing = () if forced else missing
+        relaunch = None if current is None or reasons else provider.out_of_line(bake, current)
         return Decision(
             bake, tuple(reasons), current, newest, key, summary, packages, base_image, partial, missing, used,
+            relaunch,
         )
 
     def _why(

@@ -169,7 +169,7 @@ class ImageUpToDate:
                 sys.stderr.write(f"bakehouse: {self.name}: could not mark {current.image_id} in use: {error}\n")
             task.meta = {"image": current.image_id, "created": current.created,
                          "locations": current.locations, "packages": current.packages}
-        return self.decision.up_to_date
+        return self.decision.up_to_date and not self.decision.relaunch  # else the task sets them
 
     def title(self, task: Any) -> str:
         if self.error is not None:
@@ -185,6 +185,8 @@ class ImageUpToDate:
             return f"{self.name}: {self.error}"
         if self.decision is None:
             return f"{self.name}: not checked yet"
+        if self.decision.up_to_date and self.decision.relaunch:
+            return f"{self.name} would set {self.decision.relaunch}\n     "
         return f"{self.name} would bake because:\n" + "".join(
             f"        - {reason}\n" for reason in self.decision.reasons
         ) + "     "

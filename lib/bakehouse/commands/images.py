@@ -2,7 +2,8 @@
 (`doit prune`) would delete of it.
 
 The newest images of each bake (10 unless --limit says otherwise): id, where it is (file or
-region:AMI), when it was made, its packages with versions, and the base image it is built on.
+region:AMI), when it was made, its packages with versions, and the base image it is built on;
+for AMIs, who may launch them (private, public, or the accounts shared with).
 """
 
 from __future__ import annotations
@@ -35,10 +36,13 @@ def _public(image: ImageRecord) -> dict[str, Any]:
     return data
 
 
-def catalogue_text(catalogue: dict[str, list[ImageRecord]]) -> str:
+def catalogue_text(catalogue: dict[str, list[ImageRecord]], launch: dict[str, str | None] | None = None) -> str:
+    """`launch`: who may launch each bake's images, where the provider has launch permissions."""
     lines = []
     for name, images in catalogue.items():
-        lines.append(f"{name}: {len(images) or 'no'} image{'s' if len(images) != 1 else ''}")
+        who = (launch or {}).get(name)
+        lines.append(f"{name}: {len(images) or 'no'} image{'s' if len(images) != 1 else ''}"
+                     + (f" (launch: {who})" if who else ""))
         for image in images:
             where = ", ".join(f"{place}:{ref}" if place != "local" else ref for place, ref in sorted(image.locations.items()))
             named = f"  {image.name}" if image.name else ""
@@ -79,7 +83,8 @@ class ImagesCommand(DoitCmdBase):
         if as_json:
             self.outstream.write(catalogue_json(catalogue) + "\n")
             return 0
-        self.outstream.write(catalogue_text(catalogue) + prunable(planner, shown) + "\n")
+        launch = {name: planner.provider_of(name).launch(planner.graph[name]) for name in shown}
+        self.outstream.write(catalogue_text(catalogue, launch) + prunable(planner, shown) + "\n")
         return 0
 
 

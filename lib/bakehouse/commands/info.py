@@ -47,6 +47,12 @@ class InfoCommand(Info):
         if decision.up_to_date and decision.current is not None:
             places = ", ".join(f"{place}: {ref}" for place, ref in sorted(decision.current.locations.items()))
             write(f"status: up to date: {decision.current.image_id} ({places})\n")
+            launch = planner.provider_of(bake.name).launch(bake)
+            if launch is not None:
+                write(f"launch: {launch}\n")
+            if decision.relaunch:
+                write(f"would set: {decision.relaunch}\n")
+                return 1
             return 0
         write("status: would bake because:\n" + "".join(f"  - {reason}\n" for reason in decision.reasons))
         return 1

@@ -7,8 +7,9 @@ as the bake tasks, so it agrees with what `doit` then does and with `doit info`.
 Lineage, as image registries flag it: a service image built on a base image that is no
 longer the newest one of its base is noted.
 
-Exit status: 0 nothing to bake, 1 something would bake, 2 a bake cannot be planned (its row
-says why), 3 bad definitions or usage (doit's own).
+Exit status: 0 nothing to bake, 1 something would bake (or have its launch permissions set),
+2 a bake cannot be planned (its row says why), 3 bad definitions or usage (doit's own). An
+AWS bake's row says who may launch its images when they are not private (`launch: public`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class PlanRow:
     key: str | None = None
     lineage: str | None = None
     error: str | None = None
+    launch: str | None = None  # who may launch the bake's images (AMIs): private, public, shared with ...
 
 
 def plan(planner: Planner, names: list[str]) -> list[PlanRow]:
@@ -68,17 +70,19 @@ def _row(planner: Planner, name: str) -> PlanRow:
     except BakehouseError as error:
         return PlanRow(name, bake.provider, "error", None, base=bake.base, error=str(error))
     image = decision.current or decision.partial or decision.newest
+    reasons = list(decision.reasons) + ([decision.relaunch] if decision.relaunch else [])
     return PlanRow(
         bake=name,
         provider=bake.provider,
         action=decision.action,
         image=None if image is None else image.image_id,
         locations={} if image is None else dict(image.locations),
-        reasons=list(decision.reasons),
+        reasons=reasons,
         missing=list(decision.missing),
         base=bake.base,
         key=decision.key,
         lineage=lineage,
+        launch=planner.provider_of(name).launch(bake),
     )
 
 
@@ -101,7 +105,8 @@ def exit_code(rows: list[PlanRow]) -> int:
 
 
 def plan_json(rows: list[PlanRow]) -> str:
-    counts = {action: sum(row.action == action for row in rows) for action in ("keep", "bake", "bake-missing", "error")}
+    counts = {action: sum(row.action == action for row in rows)
+              for action in ("keep", "share", "bake", "bake-missing", "error")}
     return json.dumps({"bakes": [asdict(row) for row in rows], "counts": counts, "exit": exit_code(rows)}, indent=2)
 
 
@@ -116,8 +121,10 @@ def plan_table(rows: list[PlanRow]) -> str:
     ]
     lines += [f"note: {row.lineage}" for row in rows if row.lineage]
     to_bake = sum(row.action in ("bake", "bake-missing") for row in rows)
+    to_share = sum(row.action == "share" for row in rows)
     errors = sum(row.action == "error" for row in rows)
     summary = f"{to_bake} to bake, {len(rows) - to_bake - errors} up to date"
+    summary += f" ({to_share} with launch permissions to set)" if to_share else ""
     lines.append(summary + (f", {errors} cannot be planned" if errors else ""))
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
@@ -125,9 +132,10 @@ def plan_table(rows: list[PlanRow]) -> str:
 def _why(row: PlanRow) -> str:
     if row.error is not None:
         return row.error
+    launch = f"; launch: {row.launch}" if row.launch and row.launch != "private" else ""
     if row.action == "keep":
-        return "up to date"
-    return "; ".join(row.reasons)
+        return "up to date" + launch
+    return "; ".join(row.reasons) + (launch if row.action == "share" else "")
 
 
 class PlanCommand(DoitCmdBase):

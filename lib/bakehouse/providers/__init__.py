@@ -128,6 +128,20 @@ class Provider(Protocol):
         and checked: every one of `job.places`, and nothing else."""
         ...
 
+    def launch(self, bake: Bake) -> str | None:
+        """Who may launch `bake`'s images, for people ("private", "public", "shared with ...");
+        None where the provider has no such thing."""
+        ...
+
+    def out_of_line(self, bake: Bake, image: ImageRecord) -> str | None:
+        """Why `image`'s launch permissions must change to match the bake (a reason for the
+        plan), or None. Never a reason to bake: the image stays as it is."""
+        ...
+
+    def bring_in_line(self, bake: Bake, image: ImageRecord, out: TextIO) -> None:
+        """Set `image`'s launch permissions to what the bake says, in every place it is."""
+        ...
+
     def fill(self, job: BakeJob, out: TextIO) -> dict[str, str] | None:
         """Complete an image (`job.extends`) in `job.places` from where it already is, without
         packer, when the bake says so (an AMI copied to a new region); None when the places

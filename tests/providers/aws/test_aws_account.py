@@ -104,3 +104,83 @@ def test_a_copied_image_names_its_subnet_once(aws_repo: Path) -> None:
     bake = aws_repo / "bakes" / "aws-base.toml"
     bake.write_text('multi_region = "copy"\nsubnet_id = "subnet-0123456789abcdef0"\n' + bake.read_text())
     assert run_doit(aws_repo, "list").returncode == 0
+
+
+def launch_permissions(aws_env: dict[str, str], region: str) -> list[dict]:
+    (image,) = ec2(aws_env, region).describe_images(Owners=["self"], Filters=[{"Name": "tag:bakehouse:bake", "Values": ["aws-base"]}])["Images"]
+    found = ec2(aws_env, region).describe_image_attribute(ImageId=image["ImageId"], Attribute="launchPermission")
+    return sorted(found["LaunchPermissions"], key=json.dumps)
+
+
+def test_who_may_launch_follows_the_bake_without_a_rebake(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    (aws_repo / "bakes" / "aws-hello.toml").unlink()
+    bake = aws_repo / "bakes" / "aws-base.toml"
+    original = bake.read_text()
+    bake.write_text('ami_users = ["111122223333"]\nsnapshot_users = ["111122223333"]\n' + original)
+    run = run_doit(aws_repo, env=aws_env, check=True)
+    assert "launch permissions of aws-base-" in run.output and ": shared with account 111122223333" in run.output
+    for region in REGIONS:
+        assert launch_permissions(aws_env, region) == [{"UserId": "111122223333"}]
+
+    bake.write_text('ami_users = ["111122223333", "444455556666"]\n' + original)
+    plan = run_doit(aws_repo, "plan", env=aws_env)
+    assert plan.returncode == 1, plan.output
+    (row,) = [line for line in plan.output.splitlines() if line.startswith("aws-base")]
+    assert row.split()[1] == "share"
+    assert ("launch permissions: shared with account 111122223333 -> shared with accounts 111122223333, "
+            "444455556666") in row
+    run = run_doit(aws_repo, env=aws_env, check=True)
+    assert "baking" not in run.output and "amazon-ebs" not in run.output  # nothing baked
+    for region in REGIONS:
+        assert launch_permissions(aws_env, region) == [{"UserId": "111122223333"}, {"UserId": "444455556666"}]
+    assert run_doit(aws_repo, "plan", env=aws_env).returncode == 0
+
+    bake.write_text(original)  # nobody named: private again
+    run_doit(aws_repo, env=aws_env, check=True)
+    for region in REGIONS:
+        assert launch_permissions(aws_env, region) == []
+
+    bake.write_text("public = true\n" + original)
+    run_doit(aws_repo, env=aws_env, check=True)
+    plan = run_doit(aws_repo, "plan", env=aws_env)
+    assert plan.returncode == 0 and "up to date; launch: public" in plan.output, plan.output
+    everything_on_moto = {**aws_env, "AWS_ENDPOINT_URL": aws_env["AWS_ENDPOINT_URL_EC2"]}  # Auto Scaling too
+    assert "aws-base: 1 image (launch: public)" in run_doit(aws_repo, "images", env=everything_on_moto).output
+    for region in REGIONS:
+        (image,) = ec2(aws_env, region).describe_images(Owners=["self"])["Images"]
+        assert image["Public"] is True
+
+
+def test_a_share_that_fails_fails_the_bake_and_the_next_run_shares(aws_repo: Path, aws_env: dict[str, str], tmp_path: Path) -> None:
+    (aws_repo / "bakes" / "aws-hello.toml").unlink()
+    bake = aws_repo / "bakes" / "aws-base.toml"
+    bake.write_text('ami_users = ["111122223333"]\n' + bake.read_text())
+    proxy, url = start_fault_proxy(aws_env["AWS_ENDPOINT_URL_EC2"], {"faults": [
+        {"action": "ModifyImageAttribute", "first": 100, "code": "InvalidAMIAttributeItemValue"}]}, tmp_path / "faults.jsonl")
+    try:
+        run = run_doit(aws_repo, env={**aws_env, "AWS_ENDPOINT_URL_EC2": url})
+    finally:
+        proxy.kill()
+        proxy.wait(timeout=10)
+    assert run.returncode == 1
+    assert "AWS ModifyImageAttribute in us-east-1: InvalidAMIAttributeItemValue" in run.output and "Traceback" not in run.output
+    for region in REGIONS:  # every AMI left is tagged as the image it is (recorded): none is orphaned
+        for image in ec2(aws_env, region).describe_images(Owners=["self"])["Images"]:
+            assert "bakehouse:image" in {t["Key"] for t in image.get("Tags", [])}, image
+    plan = run_doit(aws_repo, "plan", env=aws_env)
+    assert plan.returncode == 1 and "share" in plan.output, plan.output
+    run_doit(aws_repo, env=aws_env, check=True)
+    for region in REGIONS:
+        assert launch_permissions(aws_env, region) == [{"UserId": "111122223333"}]
+
+
+@pytest.mark.parametrize("line, message", [
+    ('public = true\nami_users = ["111122223333"]', "public = true lets every account launch the image"),
+    ('ami_users = ["1234"]', "ami_users: '1234' is not valid: a 12-digit AWS account id"),
+    ('ami_org_arns = ["o-abc"]', "ami_org_arns: 'o-abc' is not valid: an organization ARN"),
+])
+def test_a_bad_sharing_key_is_one_line(aws_repo: Path, line: str, message: str) -> None:
+    bake = aws_repo / "bakes" / "aws-base.toml"
+    bake.write_text(line + "\n" + bake.read_text())
+    run = run_doit(aws_repo, "list")
+    assert run.returncode == 3 and message in run.output and "Traceback" not in run.output, run.output

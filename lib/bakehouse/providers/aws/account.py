@@ -1,19 +1,22 @@
-"""The keys an AWS account imposes on a bake: where the build instance runs, and how the
-image is encrypted.
+"""The keys an AWS account imposes on a bake: where the build instance runs, how the image is
+encrypted, and who may launch it.
 
 An organisation's account usually has no default VPC and a security team's rules: builds run
 in a named subnet with named security groups and an instance profile, and volumes are
 encrypted with the organisation's KMS keys. Following the content key's rule (what changes
 the image's contents or encryption is content; where the build instance ran is not),
 `Encryption` enters the key, and only when a bake sets it, so bakes that do not are keyed
-exactly as before; `Placement` never does.
+exactly as before; `Placement` and `Sharing` never do (a changed `Sharing` changes the AMIs'
+launch permissions in place, without a bake).
 
 Every value is checked when bake files load, with one line naming the key and the value.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +32,8 @@ INSTANCE_PROFILE = re.compile(r"^[\w+=,.@-]{1,128}$")
 KMS_KEY = re.compile(r"^(alias/[\w/-]{1,250}|[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}|mrk-[0-9a-f]{32}|arn:aws[\w-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[\w/-]+)$")
 KEYS = (
     "subnet_id", "subnet_tags", "vpc_id", "security_group_ids", "ssh_cidrs", "public_ip", "instance_profile",
-    "encrypted", "kms_key_id", "region_kms_key_ids",
+    "encrypted", "kms_key_id", "region_kms_key_ids", "ami_users", "ami_org_arns", "ami_ou_arns", "public",
+    "snapshot_users",
 )
 
 
@@ -195,3 +199,78 @@ def _boolean(get: Getter, key: str) -> bool | None:
 def _string_table(where: str, get: Getter, key: str) -> dict[str, str]:
     table = get.table(key, (str,))
     return {str(name): str(value) for name, value in table.items()}
+
+
+ACCOUNT_ID = re.compile(r"^\d{12}$")
+ORG_ARN = re.compile(r"^arn:aws[\w-]*:organizations::\d{12}:organization/o-[a-z0-9]{10,32}$")
+OU_ARN = re.compile(r"^arn:aws[\w-]*:organizations::\d{12}:ou/o-[a-z0-9]{10,32}/ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}$")
+TAG_VALUE_LIMIT = 256
+
+
+@dataclass(frozen=True)
+class Sharing:
+    """Who may launch the image (not content: changing it changes the AMIs' launch
+    permissions, never the image). Private unless the bake names someone."""
+
+    accounts: tuple[str, ...] = ()
+    organizations: tuple[str, ...] = ()
+    units: tuple[str, ...] = ()  # organisational units
+    public: bool = False
+    snapshot_accounts: tuple[str, ...] = ()  # may create volumes from the snapshots
+
+    def describe(self) -> str:
+        """Who may launch, for people: `private`, `public`, or whom it is shared with."""
+        if self.public:
+            return "public"
+        parts = [f"account {', '.join(self.accounts)}" if len(self.accounts) == 1 else
+                 f"accounts {', '.join(self.accounts)}" if self.accounts else "",
+                 f"organization {', '.join(a.rsplit('/', 1)[-1] for a in self.organizations)}" if self.organizations else "",
+                 f"OU {', '.join(a.rsplit('/', 1)[-1] for a in self.units)}" if self.units else ""]
+        shared = "; ".join(part for part in parts if part)
+        return f"shared with {shared}" if shared else "private"
+
+    def identity(self) -> str:
+        """What the `bakehouse:launch` tag holds once an AMI's permissions are set: short
+        enough for a tag (a digest when the lists are long)."""
+        text = json.dumps([sorted(self.accounts), sorted(self.organizations), sorted(self.units), self.public,
+                           sorted(self.snapshot_accounts)], separators=(",", ":"))
+        if text == json.dumps([[], [], [], False, []], separators=(",", ":")):
+            return "private"
+        return text if len(text) <= TAG_VALUE_LIMIT else "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+    @staticmethod
+    def from_identity(identity: str) -> Sharing | None:
+        """The sharing a `bakehouse:launch` tag records (None when it holds only a digest)."""
+        if identity == "private":
+            return Sharing()
+        try:
+            accounts, organizations, units, public, snapshots = json.loads(identity)
+            return Sharing(tuple(accounts), tuple(organizations), tuple(units), bool(public), tuple(snapshots))
+        except (ValueError, TypeError):
+            return None
+
+    def launch_permissions(self) -> list[dict[str, str]]:
+        """As EC2's LaunchPermission items."""
+        return ([{"Group": "all"}] if self.public else []) + [{"UserId": a} for a in self.accounts] + [
+            {"OrganizationArn": a} for a in self.organizations] + [{"OrganizationalUnitArn": a} for a in self.units]
+
+
+def parse_sharing(where: str, get: Getter) -> Sharing:
+    lists = {}
+    for key, pattern, wanted in (
+        ("ami_users", ACCOUNT_ID, "a 12-digit AWS account id"),
+        ("snapshot_users", ACCOUNT_ID, "a 12-digit AWS account id"),
+        ("ami_org_arns", ORG_ARN, "an organization ARN such as 'arn:aws:organizations::123456789012:organization/o-abcdefghij'"),
+        ("ami_ou_arns", OU_ARN, "an OU ARN such as 'arn:aws:organizations::123456789012:ou/o-abcdefghij/ou-ab12-cdefgh34'"),
+    ):
+        values = get.string_list(key)
+        for value in values:
+            if not pattern.match(value):
+                raise DefinitionError(f"{where}: {key}: {value!r} is not valid: {wanted}")
+        lists[key] = tuple(sorted(set(values)))
+    public = bool(_boolean(get, "public"))
+    if public and (lists["ami_users"] or lists["ami_org_arns"] or lists["ami_ou_arns"]):
+        raise DefinitionError(f"{where}: public = true lets every account launch the image: drop ami_users, "
+                              "ami_org_arns and ami_ou_arns, or public")
+    return Sharing(accounts=lists["ami_users"], organizations=lists["ami_org_arns"], units=lists["ami_ou_arns"],
+                   public=public, snapshot_accounts=lists["snapshot_users"])

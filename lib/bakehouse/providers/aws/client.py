@@ -146,6 +146,24 @@ class Ec2:
         self.create_tags(region, [copy, *filter(None, snapshots)], tags)
         return str(copy)
 
+    def set_launch_permissions(self, region: str, ami: str, wanted: list[dict[str, str]]) -> None:
+        """Make the AMI's launch permissions exactly `wanted` (EC2 LaunchPermission items)."""
+        found = self.call(region, "describe_image_attribute", ImageId=ami, Attribute="launchPermission")
+        have = [dict(item) for item in found.get("LaunchPermissions") or []]
+        add = [item for item in wanted if item not in have]
+        remove = [item for item in have if item not in wanted]
+        if add or remove:
+            self.call(region, "modify_image_attribute", ImageId=ami, LaunchPermission={"Add": add, "Remove": remove})
+
+    def set_snapshot_users(self, region: str, snapshot: str, accounts: list[str]) -> None:
+        """Make the accounts that may create volumes from the snapshot exactly `accounts`."""
+        found = self.call(region, "describe_snapshot_attribute", SnapshotId=snapshot, Attribute="createVolumePermission")
+        have = {item.get("UserId") for item in found.get("CreateVolumePermissions") or [] if item.get("UserId")}
+        add, remove = sorted(set(accounts) - have), sorted(have - set(accounts))
+        if add or remove:
+            self.call(region, "modify_snapshot_attribute", SnapshotId=snapshot, Attribute="createVolumePermission",
+                      CreateVolumePermission={"Add": [{"UserId": a} for a in add], "Remove": [{"UserId": a} for a in remove]})
+
     def create_tags(self, region: str, resources: list[str], tags: dict[str, str]) -> None:
         with _one_line_errors(region, "CreateTags"):
             self.client(region).create_tags(

@@ -31,10 +31,11 @@ from ...model import Bake, BakeGraph
 from ...project import Project
 from ...registry import ImageRecord
 from .. import BakeJob
+from .account import Sharing
 from .budget import budget
 from .client import AwsError, Ec2, ec2_endpoint
 from .registry import (
-    BAKE_TAG, BASE_TAG, CREATED_TAG, IMAGE_TAG, KEY_TAG, LOG_TAG, SEQUENCE_TAG, AwsRegistry, summary_tags,
+    BAKE_TAG, BASE_TAG, CREATED_TAG, IMAGE_TAG, KEY_TAG, LAUNCH_TAG, LOG_TAG, SEQUENCE_TAG, AwsRegistry, summary_tags,
 )
 from .settings import DEBIAN_ARCHITECTURES, AwsSettings, AwsSource, settings_of
 
@@ -313,6 +314,38 @@ class AwsProvider:
                 removed = self.registry.deregister(region, ami)
                 out.write(f"[{job.bake.name}] removed {', '.join(removed)}, made by the bake that failed\n")
         out.flush()
+
+    def launch(self, bake: Bake) -> str | None:
+        return settings_of(bake).sharing.describe()
+
+    def out_of_line(self, bake: Bake, image: ImageRecord) -> str | None:
+        """Why the image's launch permissions must change: an AMI whose `bakehouse:launch`
+        tag is not what the bake says (no tag: private)."""
+        wanted = settings_of(bake).sharing
+        known = self.registry.amis(bake.name, image.image_id)
+        for region in image.locations:
+            tag = ((known.get(region) or {}).get("tags") or {}).get(LAUNCH_TAG, "private")
+            if tag != wanted.identity():
+                before = Sharing.from_identity(tag)
+                return f"launch permissions: {before.describe() if before else 'as set before'} -> {wanted.describe()}"
+        return None
+
+    def bring_in_line(self, bake: Bake, image: ImageRecord, out: TextIO) -> None:
+        """Set each AMI's launch permissions (and its snapshots' volume permissions) to what
+        the bake says, then tag it so; packer 1.6.6 cannot share with organisations, so every
+        share is made here, after the bake, and the same calls keep older images in line."""
+        sharing = settings_of(bake).sharing
+        out.write(f"[{bake.name}] launch permissions of {image.image_id}: {sharing.describe()}\n")
+        out.flush()
+        for region, ami_id in sorted(image.locations.items()):
+            self.ec2.set_launch_permissions(region, ami_id, sharing.launch_permissions())
+            ami = (self.ec2.describe_images(region, ImageIds=[ami_id]) or [{}])[0]
+            for mapping in ami.get("BlockDeviceMappings") or []:
+                snapshot = (mapping.get("Ebs") or {}).get("SnapshotId")
+                if snapshot:
+                    self.ec2.set_snapshot_users(region, snapshot, list(sharing.snapshot_accounts))
+            self.ec2.create_tags(region, [ami_id], {LAUNCH_TAG: sharing.identity()})
+        self.registry.forget(bake.name)
 
     def sweep(self, bake: Bake) -> list[str]:
         """Nothing to sweep: an AMI counts only once it is available and tagged, and packer

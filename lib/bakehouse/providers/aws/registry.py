@@ -11,6 +11,7 @@ Every AMI a bake makes carries tags (on its snapshots too):
     bakehouse:log         where the bake's log is, relative to the repository
     bakehouse:used-at     when a `doit` run found it current again after a revert (and
     bakehouse:used-sequence   the sequence number of that mark): the image in use
+    bakehouse:launch      who may launch it, as bakehouse last set it (absent: private)
     bakehouse:summary:N   the compact input summary as JSON, cut into tag-sized pieces
 
 Lookups are batched: the first question about any bake in a region lists every bakehouse AMI
@@ -44,6 +45,7 @@ BASE_TAG = PREFIX + "base-image"
 LOG_TAG = PREFIX + "log"
 USED_AT_TAG = PREFIX + "used-at"
 USED_SEQUENCE_TAG = PREFIX + "used-sequence"
+LAUNCH_TAG = PREFIX + "launch"
 SUMMARY_TAG = PREFIX + "summary:"
 TAG_VALUE_LIMIT = 256
 # AWS allows 50 tags per resource; this leaves room for bakehouse's others and the user's.

@@ -16,7 +16,7 @@ from ...errors import DefinitionError
 from ...model import Bake
 from ...tomlcheck import Getter
 from .account import KEYS as ACCOUNT_KEYS
-from .account import Encryption, Placement, parse_encryption, parse_placement
+from .account import Encryption, Placement, Sharing, parse_encryption, parse_placement, parse_sharing
 
 AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 AMI_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
@@ -68,6 +68,7 @@ class AwsSettings:
     ssh_username: str = "admin"
     placement: Placement = Placement()
     encryption: Encryption = Encryption()
+    sharing: Sharing = Sharing()
 
     def content(self) -> dict[str, Any]:
         """What can change the image: not where it is (regions) or how regions are filled,
@@ -106,6 +107,7 @@ def parse_settings(where: str, data: dict[str, Any]) -> AwsSettings:
         ssh_username=_matching(where, get, "ssh_username", r"^[a-z_][a-z0-9_-]{0,31}$", "admin", "a user name"),
         placement=parse_placement(where, get, regions, building),
         encryption=parse_encryption(where, get, regions),
+        sharing=parse_sharing(where, get),
     )
 
 

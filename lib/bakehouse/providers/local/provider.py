@@ -81,6 +81,15 @@ class LocalProvider:
             raise PackerError(f"{job.bake.name}: the image file {expected} is missing or empty")
         return {"local": str(expected.relative_to(self.registry.state_dir))}
 
+    def launch(self, bake: Bake) -> str | None:
+        return None  # a local image is a file: no launch permissions
+
+    def out_of_line(self, bake: Bake, image: ImageRecord) -> str | None:
+        return None
+
+    def bring_in_line(self, bake: Bake, image: ImageRecord, out: TextIO) -> None:
+        pass
+
     def fill(self, job: BakeJob, out: TextIO) -> dict[str, str] | None:
         return None  # one place: nothing to copy from
 
