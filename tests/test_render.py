@@ -6,6 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from bakehouse.errors import TemplateError
 from bakehouse.render import Templates
@@ -83,7 +85,8 @@ def aws_context(communicator: str, required_plugins: bool = False, deb: str = "/
                 {"name": name, "source": f"source.amazon-ebs.{name}", "region": name.replace("_", "-"),
                  "source_ami": "ami-04681a1dbd79675a5", "copy_to": [], "tags": tags,
                  "placement": {"subnet_id": None, "subnet_filters": {}, "vpc_id": None, "security_group_ids": [],
-                               "ssh_cidrs": [], "public_ip": None, "instance_profile": None}}
+                               "ssh_cidrs": [], "public_ip": None, "instance_profile": None, "ssh_interface": None,
+                               "bastion": None, "spot_price": None, "imdsv2": False}}
                 for name in ("us_east_1", "eu_west_1")
             ],
             "ami_name": "hello-x86_64-20261122111958-a1b2c3-debian", "instance_type": "t3.micro",
@@ -128,6 +131,7 @@ def test_an_account_s_placement_and_encryption_keys_are_valid_for_packer(tmp_pat
         "subnet_filters": {"tag:Name": "build"} if subnet == "tags" else {},
         "vpc_id": "vpc-0123456789abcdef0", "security_group_ids": [] if subnet == "id" else ["sg-0123456789abcdef0"],
         "ssh_cidrs": ["10.0.0.0/8"] if subnet == "id" else [], "public_ip": False, "instance_profile": "bakery",
+        "ssh_interface": None, "bastion": None, "spot_price": "auto", "imdsv2": False,
     }
     context["aws"]["encrypted"] = True
     east, west = context["aws"]["builds"]
@@ -141,6 +145,37 @@ def test_an_account_s_placement_and_encryption_keys_are_valid_for_packer(tmp_pat
         assert line in rendered
     assert ('subnet_id = "subnet-0123456789abcdef0"' in rendered) == (subnet == "id")
     assert ('filters   = { "tag:Name" = "build" }' in rendered) == (subnet == "tags")
+
+
+@pytest.mark.parametrize("reach", ["bastion", "session_manager"])
+def test_ssh_through_a_bastion_or_session_manager_is_valid_for_packer(tmp_path: Path, reach: str) -> None:
+    project = Path(__file__).resolve().parent.parent
+    deb = tmp_path / "hello-svc_1.0.4_all.deb"
+    deb.write_bytes(b"!<arch>\n")
+    key = tmp_path / "bastion-key"  # packer validate reads the key: a real one, made here
+    key.write_bytes(Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption()))
+    context = aws_context("ssh", deb=str(deb))
+    for build in context["aws"]["builds"]:
+        build["placement"].update(
+            instance_profile="bakery", ssh_interface="session_manager" if reach == "session_manager" else "private_ip",
+            bastion={"host": "bastion.example.com", "username": None, "key_file": str(key)} if reach == "bastion" else None,
+        )
+    rendered = Templates(project / "templates").render("amazon-ebs.pkr.hcl.j2", context)
+    packer_validate(tmp_path, rendered)
+    if reach == "bastion":
+        assert 'ssh_bastion_host             = "bastion.example.com"' in rendered
+        assert 'ssh_bastion_username         = "admin"' in rendered
+    else:
+        assert 'ssh_interface = "session_manager"' in rendered
+
+
+def test_imdsv2_is_rendered_for_packer_that_can_set_it() -> None:
+    project = Path(__file__).resolve().parent.parent
+    context = aws_context("none", True)
+    for build in context["aws"]["builds"]:
+        build["placement"]["imdsv2"] = True
+    rendered = Templates(project / "templates").render("amazon-ebs.pkr.hcl.j2", context)
+    assert 'http_tokens                 = "required"' in rendered
 
 
 def test_required_plugins_only_for_packer_that_needs_them() -> None:

@@ -90,6 +90,9 @@ def test_the_build_runs_where_the_account_says_and_the_image_is_encrypted(aws_re
     ('kms_key_id = "alias/images"', "a KMS key is given but encrypted is not true: set encrypted = true"),
     ('ssh_cidrs = ["10.0.0.300/8"]', "ssh_cidrs: '10.0.0.300/8' is not a CIDR block"),
     ('encrypted = "yes"', "encrypted must be true or false"),
+    ('ssh_interface = "session_manager"', "ssh_interface = \"session_manager\" needs an instance_profile"),
+    ('ssh_bastion_host = "bastion.example.com"', "ssh_bastion_host needs ssh_bastion_private_key_file"),
+    ('spot_price = "cheap"', "spot_price: 'cheap' is not valid"),
 ])
 def test_a_bad_account_key_is_one_line(aws_repo: Path, line: str, message: str) -> None:
     bake = aws_repo / "bakes" / "aws-base.toml"
@@ -97,6 +100,16 @@ def test_a_bad_account_key_is_one_line(aws_repo: Path, line: str, message: str) 
     run = run_doit(aws_repo, "list")
     assert run.returncode == 3 and message in run.output and "Traceback" not in run.output, run.output
     assert len([line for line in run.output.splitlines() if line.strip()]) == 1, run.output
+
+
+def test_imdsv2_with_packer_1_6_6_is_one_line_and_bakes_nothing(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    bake = aws_repo / "bakes" / "aws-base.toml"
+    bake.write_text("imdsv2 = true\n" + bake.read_text())
+    run = run_doit(aws_repo, "bake:aws-base", env=aws_env)
+    assert run.returncode == 1 and "imdsv2 = true needs packer 1.7 or newer" in run.output, run.output
+    assert "Traceback" not in run.output
+    for region in REGIONS:
+        assert ec2(aws_env, region).describe_images(Owners=["self"])["Images"] == []
 
 
 def test_a_copied_image_names_its_subnet_once(aws_repo: Path) -> None:

@@ -27,12 +27,15 @@ from ...tomlcheck import Getter
 SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 SECURITY_GROUP_ID = re.compile(r"^sg-[0-9a-f]{8,17}$")
+SSH_INTERFACES = ("public_ip", "private_ip", "public_dns", "private_dns", "session_manager")
+SPOT_PRICE = re.compile(r"^(auto|\d+(\.\d+)?)$")
 INSTANCE_PROFILE = re.compile(r"^[\w+=,.@-]{1,128}$")
 # A key id, an alias, or either as an ARN.
 KMS_KEY = re.compile(r"^(alias/[\w/-]{1,250}|[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}|mrk-[0-9a-f]{32}|arn:aws[\w-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[\w/-]+)$")
 KEYS = (
     "subnet_id", "subnet_tags", "vpc_id", "security_group_ids", "ssh_cidrs", "public_ip", "instance_profile",
-    "encrypted", "kms_key_id", "region_kms_key_ids", "ami_users", "ami_org_arns", "ami_ou_arns", "public",
+    "ssh_interface", "ssh_bastion_host", "ssh_bastion_username", "ssh_bastion_private_key_file", "spot_price",
+    "imdsv2", "encrypted", "kms_key_id", "region_kms_key_ids", "ami_users", "ami_org_arns", "ami_ou_arns", "public",
     "snapshot_users",
 )
 
@@ -49,6 +52,12 @@ class Placement:
     ssh_cidrs: tuple[str, ...] = ()  # who may reach packer's temporary security group
     public_ip: bool | None = None  # None: the subnet's own setting
     instance_profile: str | None = None
+    ssh_interface: str | None = None  # how packer reaches it: an address, or "session_manager"
+    bastion_host: str | None = None
+    bastion_username: str | None = None
+    bastion_key_file: str | None = None  # a path: the key itself is never read by bakehouse
+    spot_price: str | None = None  # "auto", or a maximum price per hour
+    imdsv2: bool = False  # the build instance requires IMDSv2 tokens
 
     def in_region(self, region: str) -> dict[str, Any]:
         """The build instance's placement in `region`, as the template's `build.placement`."""
@@ -60,6 +69,12 @@ class Placement:
             "ssh_cidrs": list(self.ssh_cidrs),
             "public_ip": self.public_ip,
             "instance_profile": self.instance_profile,
+            "ssh_interface": self.ssh_interface,
+            "bastion": None if self.bastion_host is None else {
+                "host": self.bastion_host, "username": self.bastion_username, "key_file": self.bastion_key_file,
+            },
+            "spot_price": self.spot_price,
+            "imdsv2": self.imdsv2,
         }
 
 
@@ -100,14 +115,34 @@ def parse_placement(where: str, get: Getter, regions: tuple[str, ...], building:
             f"{where}: ssh_cidrs restricts the temporary security group packer makes; with security_group_ids "
             "none is made: give one"
         )
+    instance_profile = _matching(where, get, "instance_profile", INSTANCE_PROFILE, "an IAM instance profile name")
+    interface = get.choice("ssh_interface", SSH_INTERFACES, default=None)
+    if interface == "session_manager" and instance_profile is None:
+        raise DefinitionError(f"{where}: ssh_interface = \"session_manager\" needs an instance_profile that allows "
+                              "Session Manager (AmazonSSMManagedInstanceCore)")
+    bastion = get.string("ssh_bastion_host")
+    key_file = get.string("ssh_bastion_private_key_file")
+    if bastion is not None and key_file is None:
+        raise DefinitionError(f"{where}: ssh_bastion_host needs ssh_bastion_private_key_file (the key packer logs in to it with)")
+    if bastion is None and (key_file is not None or get.string("ssh_bastion_username") is not None):
+        raise DefinitionError(f"{where}: ssh_bastion_username and ssh_bastion_private_key_file go with ssh_bastion_host")
+    spot = get.string("spot_price")
+    if spot is not None and not SPOT_PRICE.match(spot):
+        raise DefinitionError(f"{where}: spot_price: {spot!r} is not valid: \"auto\" or a price per hour such as \"0.05\"")
     return Placement(
+        instance_profile=instance_profile,
+        ssh_interface=interface,
+        bastion_host=bastion,
+        bastion_username=get.string("ssh_bastion_username"),
+        bastion_key_file=key_file,
+        spot_price=spot,
+        imdsv2=bool(_boolean(get, "imdsv2")),
         subnet_ids=subnet_ids,
         subnet_tags=tuple(sorted(subnet_tags.items())),
         vpc_ids=_per_region(where, get, "vpc_id", VPC_ID, "a VPC id such as 'vpc-0123456789abcdef0'", regions, building),
         security_group_ids=groups,
         ssh_cidrs=cidrs,
         public_ip=_boolean(get, "public_ip"),
-        instance_profile=_matching(where, get, "instance_profile", INSTANCE_PROFILE, "an IAM instance profile name"),
     )
 
 

@@ -143,6 +143,12 @@ class AwsProvider:
             self._check_name_is_free(job, name)
         tags = self._common_tags(job, name)
         limits = budget()
+        plugins = packer.packer_version(cache_dir=self.project.state_dir / "cache") >= PLUGINS_SINCE
+        if settings.placement.imdsv2 and not plugins and not job.probe:
+            raise PackerError(
+                f"{job.bake.where}: imdsv2 = true needs packer 1.7 or newer: packer 1.6.6 cannot set the build "
+                "instance's metadata options (no metadata_options); install a newer packer, or drop imdsv2"
+            )
         return {
             "aws": {
                 "builds": [
@@ -172,7 +178,7 @@ class AwsProvider:
                 "max_retries": limits.packer_retries,
                 "poll_seconds": limits.poll_seconds,
                 "poll_attempts": limits.poll_attempts,
-                "required_plugins": packer.packer_version(cache_dir=self.project.state_dir / "cache") >= PLUGINS_SINCE,
+                "required_plugins": plugins,
             },
             "base_image": None if job.base_image is None else {
                 "id": job.base_image.image_id, "amis": job.base_image.locations,
