@@ -197,3 +197,33 @@ def test_a_bad_sharing_key_is_one_line(aws_repo: Path, line: str, message: str) 
     bake.write_text(line + "\n" + bake.read_text())
     run = run_doit(aws_repo, "list")
     assert run.returncode == 3 and message in run.output and "Traceback" not in run.output, run.output
+
+
+def test_a_subnet_found_by_its_tags_a_restricted_temporary_group_and_a_spot_instance(
+    aws_repo: Path, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    subnets = {}
+    for region in REGIONS:
+        client = ec2(aws_env, region)
+        vpc = client.create_vpc(CidrBlock="10.2.0.0/16")["Vpc"]["VpcId"]
+        subnets[region] = client.create_subnet(VpcId=vpc, CidrBlock="10.2.1.0/24")["Subnet"]["SubnetId"]
+        client.create_tags(Resources=[subnets[region]], Tags=[{"Key": "Purpose", "Value": "bake"}])
+    (aws_repo / "bakes" / "aws-hello.toml").unlink()
+    bake = aws_repo / "bakes" / "aws-base.toml"
+    bake.write_text('subnet_tags = { Purpose = "bake" }\nssh_cidrs = ["10.0.0.0/8"]\nspot_price = "auto"\n' + bake.read_text())
+    events = tmp_path / "calls.jsonl"
+    proxy, url = start_fault_proxy(aws_env["AWS_ENDPOINT_URL_EC2"], {"log_params": True}, events)
+    try:
+        run_doit(aws_repo, "bake:aws-base", env={**aws_env, "AWS_ENDPOINT_URL_EC2": url}, check=True)
+    finally:
+        proxy.kill()
+        proxy.wait(timeout=10)
+    for region in REGIONS:
+        # packer asks for a spot instance with a fleet (moto places its instance in the default
+        # subnet whatever the fleet says, so the request is what is checked)
+        assert [c for c in calls(events, "CreateFleet") if c["region"] == region]
+        (template,) = [c["params"] for c in calls(events, "CreateLaunchTemplate") if c["region"] == region]
+        assert subnets[region] in template.values(), template  # the fleet's launch template
+        assert not [c for c in calls(events, "RunInstances") if c["region"] == region]
+        ingress = [c["params"] for c in calls(events, "AuthorizeSecurityGroupIngress") if c["region"] == region]
+        assert ingress and all("10.0.0.0/8" in params.values() for params in ingress), ingress
