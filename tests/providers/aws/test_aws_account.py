@@ -134,18 +134,25 @@ def test_who_may_launch_follows_the_bake_without_a_rebake(aws_repo: Path, aws_en
     assert "launch permissions of aws-base-" in run.output and ": shared with account 111122223333" in run.output
     for region in REGIONS:
         assert launch_permissions(aws_env, region) == [{"UserId": "111122223333"}]
+        client = ec2(aws_env, region)
+        (image,) = client.describe_images(Owners=["self"])["Images"]
+        for mapping in image["BlockDeviceMappings"]:
+            found = client.describe_snapshot_attribute(SnapshotId=mapping["Ebs"]["SnapshotId"], Attribute="createVolumePermission")
+            assert found["CreateVolumePermissions"] == [{"UserId": "111122223333"}]
 
-    bake.write_text('ami_users = ["111122223333", "444455556666"]\n' + original)
+    organization = "arn:aws:organizations::111122223333:organization/o-abcdefghij"
+    bake.write_text(f'ami_users = ["111122223333", "444455556666"]\nami_org_arns = ["{organization}"]\n' + original)
     plan = run_doit(aws_repo, "plan", env=aws_env)
     assert plan.returncode == 1, plan.output
     (row,) = [line for line in plan.output.splitlines() if line.startswith("aws-base")]
     assert row.split()[1] == "share"
     assert ("launch permissions: shared with account 111122223333 -> shared with accounts 111122223333, "
-            "444455556666") in row
+            "444455556666; organization o-abcdefghij") in row
     run = run_doit(aws_repo, env=aws_env, check=True)
     assert "baking" not in run.output and "amazon-ebs" not in run.output  # nothing baked
     for region in REGIONS:
-        assert launch_permissions(aws_env, region) == [{"UserId": "111122223333"}, {"UserId": "444455556666"}]
+        assert launch_permissions(aws_env, region) == [
+            {"OrganizationArn": organization}, {"UserId": "111122223333"}, {"UserId": "444455556666"}]
     assert run_doit(aws_repo, "plan", env=aws_env).returncode == 0
 
     bake.write_text(original)  # nobody named: private again

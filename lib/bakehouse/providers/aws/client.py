@@ -160,9 +160,10 @@ class Ec2:
         found = self.call(region, "describe_snapshot_attribute", SnapshotId=snapshot, Attribute="createVolumePermission")
         have = {item.get("UserId") for item in found.get("CreateVolumePermissions") or [] if item.get("UserId")}
         add, remove = sorted(set(accounts) - have), sorted(have - set(accounts))
-        if add or remove:
-            self.call(region, "modify_snapshot_attribute", SnapshotId=snapshot, Attribute="createVolumePermission",
-                      CreateVolumePermission={"Add": [{"UserId": a} for a in add], "Remove": [{"UserId": a} for a in remove]})
+        for operation, accounts_now in (("add", add), ("remove", remove)):
+            if accounts_now:  # the OperationType form: every EC2 endpoint, emulators included, takes it
+                self.call(region, "modify_snapshot_attribute", SnapshotId=snapshot, Attribute="createVolumePermission",
+                          OperationType=operation, UserIds=accounts_now)
 
     def create_tags(self, region: str, resources: list[str], tags: dict[str, str]) -> None:
         with _one_line_errors(region, "CreateTags"):
