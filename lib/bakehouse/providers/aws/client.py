@@ -125,12 +125,15 @@ class Ec2:
         return self._clients[name]
 
     def copy_image(self, region: str, source_region: str, source: dict[str, Any], wait_seconds: int,
-                   poll_seconds: int, sleep: Callable[[float], None] = time.sleep) -> str:
+                   poll_seconds: int, encryption: dict[str, Any] | None = None,
+                   sleep: Callable[[float], None] = time.sleep) -> str:
         """Copy the AMI `source` (as DescribeImages gave it) from `source_region` into
-        `region` under the same name, wait until the copy is available (at most
+        `region` under the same name (encrypted as `encryption` says: {"Encrypted": True,
+        "KmsKeyId": ...}, keys being regional), wait until the copy is available (at most
         `wait_seconds`), and give it and its snapshots the source's tags. Returns its id."""
         copy = self.call(region, "copy_image", SourceRegion=source_region, SourceImageId=source["ImageId"],
-                         Name=source["Name"], Description=source.get("Description") or "")["ImageId"]
+                         Name=source["Name"], Description=source.get("Description") or "",
+                         **(encryption or {}))["ImageId"]
         deadline = time.monotonic() + wait_seconds
         while True:
             found = self.describe_images(region, missing_ok=True, ImageIds=[copy])

@@ -263,8 +263,11 @@ class AwsProvider:
             out.write(f"[{job.bake.name}] copying {source['ImageId']} from {source_region} to {region} "
                       "(multi_region = \"copy\")\n")
             out.flush()
+            encryption = settings_of(job.bake).encryption
+            key = encryption.key_in(region)
             made[region] = self.ec2.copy_image(
                 region, source_region, source, limits.wait_seconds, limits.poll_seconds,
+                {"Encrypted": True, **({"KmsKeyId": key} if key else {})} if encryption.encrypted else None,
             )
         return made
 
