@@ -92,6 +92,7 @@ def aws_context(communicator: str, required_plugins: bool = False, deb: str = "/
             "ami_name": "hello-x86_64-20261122111958-a1b2c3-debian", "instance_type": "t3.micro",
             "communicator": communicator, "ssh_username": "admin", "endpoint": None, "max_retries": 20, "poll_seconds": 15, "poll_attempts": 240,
             "required_plugins": required_plugins,
+            "imdsv2_command": None,
             "encrypted": False,
         },
     }
@@ -176,6 +177,17 @@ def test_imdsv2_is_rendered_for_packer_that_can_set_it() -> None:
         build["placement"]["imdsv2"] = True
     rendered = Templates(project / "templates").render("amazon-ebs.pkr.hcl.j2", context)
     assert 'http_tokens                 = "required"' in rendered
+
+
+def test_imdsv2_with_packer_1_6_6_is_a_first_step_that_is_valid_for_packer(tmp_path: Path) -> None:
+    project = Path(__file__).resolve().parent.parent
+    context = aws_context("none")
+    context["aws"]["imdsv2_command"] = "/venv/bin/python -m bakehouse.providers.aws.client require-imdsv2"
+    for build in context["aws"]["builds"]:
+        build["placement"]["imdsv2"] = True
+    rendered = Templates(project / "templates").render("amazon-ebs.pkr.hcl.j2", context)
+    packer_validate(tmp_path, rendered)
+    assert "metadata_options {" not in rendered and "source.name, build.ID" in rendered
 
 
 def test_required_plugins_only_for_packer_that_needs_them() -> None:

@@ -102,14 +102,16 @@ def test_a_bad_account_key_is_one_line(aws_repo: Path, line: str, message: str) 
     assert len([line for line in run.output.splitlines() if line.strip()]) == 1, run.output
 
 
-def test_imdsv2_with_packer_1_6_6_is_one_line_and_bakes_nothing(aws_repo: Path, aws_env: dict[str, str]) -> None:
+def test_imdsv2_is_required_on_the_build_instance(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    """packer 1.6.6 has no metadata_options: bakehouse sets them on the running instance."""
+    (aws_repo / "bakes" / "aws-hello.toml").unlink()
     bake = aws_repo / "bakes" / "aws-base.toml"
     bake.write_text("imdsv2 = true\n" + bake.read_text())
-    run = run_doit(aws_repo, "bake:aws-base", env=aws_env)
-    assert run.returncode == 1 and "imdsv2 = true needs packer 1.7 or newer" in run.output, run.output
-    assert "Traceback" not in run.output
+    run = run_doit(aws_repo, "bake:aws-base", env=aws_env, check=True)
     for region in REGIONS:
-        assert ec2(aws_env, region).describe_images(Owners=["self"])["Images"] == []
+        (instance,) = [i for r in ec2(aws_env, region).describe_instances()["Reservations"] for i in r["Instances"]]
+        assert instance["MetadataOptions"]["HttpTokens"] == "required", (region, instance["MetadataOptions"])
+        assert f"bakehouse: {instance['InstanceId']} in {region} requires IMDSv2 tokens" in run.output
 
 
 def test_a_copied_image_names_its_subnet_once(aws_repo: Path) -> None:

@@ -230,3 +230,24 @@ def _one_line(text: str, limit: int = 300) -> str:
     """An answer's text as one short line (an endpoint may answer with a whole HTML page)."""
     line = " ".join(text.split())
     return line if len(line) <= limit else line[:limit] + "..."
+
+
+def require_imdsv2(source_name: str, instance_id: str) -> None:
+    """Require IMDSv2 tokens on a running build instance (packer 1.6.6 cannot): run by the
+    template's first step, with packer's `${source.name}` (a region, as bakehouse names
+    sources) and `${build.ID}` (the instance)."""
+    region = source_name.replace("_", "-")
+    Ec2().call(region, "modify_instance_metadata_options", InstanceId=instance_id, HttpTokens="required",
+               HttpEndpoint="enabled", HttpPutResponseHopLimit=1)
+    print(f"bakehouse: {instance_id} in {region} requires IMDSv2 tokens")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 4 or sys.argv[1] != "require-imdsv2":
+        sys.exit("usage: python -m bakehouse.providers.aws.client require-imdsv2 SOURCE_NAME INSTANCE_ID")
+    try:
+        require_imdsv2(sys.argv[2], sys.argv[3])
+    except AwsError as error:
+        sys.exit(f"bakehouse: {error}")

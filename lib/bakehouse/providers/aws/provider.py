@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import getpass
 import re
+import shlex
+import sys
 import secrets
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -144,11 +146,10 @@ class AwsProvider:
         tags = self._common_tags(job, name)
         limits = budget()
         plugins = packer.packer_version(cache_dir=self.project.state_dir / "cache") >= PLUGINS_SINCE
-        if settings.placement.imdsv2 and not plugins and not job.probe:
-            raise PackerError(
-                f"{job.bake.where}: imdsv2 = true needs packer 1.7 or newer: packer 1.6.6 cannot set the build "
-                "instance's metadata options (no metadata_options); install a newer packer, or drop imdsv2"
-            )
+        # Before 1.7 packer has no metadata_options: a first step on the host sets them itself.
+        imdsv2_command = (  # the template adds packer's source name and instance id
+            f"{shlex.quote(sys.executable)} -m bakehouse.providers.aws.client require-imdsv2"
+        ) if settings.placement.imdsv2 and not plugins else None
         return {
             "aws": {
                 "builds": [
@@ -179,6 +180,7 @@ class AwsProvider:
                 "poll_seconds": limits.poll_seconds,
                 "poll_attempts": limits.poll_attempts,
                 "required_plugins": plugins,
+                "imdsv2_command": imdsv2_command,
             },
             "base_image": None if job.base_image is None else {
                 "id": job.base_image.image_id, "amis": job.base_image.locations,
