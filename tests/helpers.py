@@ -248,9 +248,7 @@ MOTO_LAUNCHER = Path(__file__).resolve().parent / "moto_ec2.py"
 def start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
     """tests/moto_ec2.py on 127.0.0.1 and a free port; returns the process and its URL."""
     for _ in range(5):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         with log.open("ab") as output:
             server = subprocess.Popen([sys.executable, str(MOTO_LAUNCHER), str(port)], stdout=output, stderr=output)
         url = f"http://127.0.0.1:{port}"

@@ -18,7 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from helpers import PROJECT
+from helpers import PROJECT, free_port
 
 HOST_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 
@@ -65,9 +65,7 @@ class SshTarget:
     def _start_sshd(self, log: Path) -> tuple[subprocess.Popen[bytes], int]:
         """sshd on a free port of 127.0.0.1; a port taken meanwhile makes sshd exit: try another."""
         for _ in range(5):
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                port = probe.getsockname()[1]
+            port = free_port()
             with log.open("ab") as output:
                 server = subprocess.Popen(
                     ["unshare", "--mount", "--pid", "--fork", "--kill-child", f"--mount-proc={self.root}/proc",

@@ -108,8 +108,8 @@ def _build(
     a transient error of the platform (provider.retryable: throttling, a 5xx) is baked again,
     alone, up to provider.retries times; the places that finished stay made."""
     made: dict[str, str] = {}
-    attempts = 1 + provider.retries
-    for attempt in range(1, attempts + 1):
+    attempts, attempt = 1 + provider.retries, 1
+    while True:
         this = replace(job, places=tuple(place for place in job.places if place not in made))
         try:
             _packer(planner, provider, decision, this, lock_fd, out, retry=attempt > 1)
@@ -122,13 +122,13 @@ def _build(
             transient = provider.retryable(this)
             if attempt == attempts or not failed or any(place not in transient for place in failed):
                 raise
-            by_cause: dict[str, list[str]] = {}
-            for place in failed:
-                by_cause.setdefault(transient[place], []).append(place)
-            causes = "; ".join(f"{', '.join(places)} failed on {cause}" for cause, places in by_cause.items())
-            out.write(f"[{job.bake.name}] {causes}; retrying ({attempt + 1}/{attempts})\n")
-            out.flush()
-    raise AssertionError("unreachable")
+        attempt += 1
+        by_cause: dict[str, list[str]] = {}
+        for place in failed:
+            by_cause.setdefault(transient[place], []).append(place)
+        causes = "; ".join(f"{', '.join(places)} failed on {cause}" for cause, places in by_cause.items())
+        out.write(f"[{job.bake.name}] {causes}; retrying ({attempt}/{attempts})\n")
+        out.flush()
 
 
 def _packer(

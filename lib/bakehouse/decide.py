@@ -65,10 +65,8 @@ class Decision:
         return "bake-missing" if self.partial is not None else "bake"
 
     def describe(self) -> str:
-        if self.up_to_date and self.current is not None and self.relaunch:
-            return f"up to date: {self.current.image_id}; {self.relaunch}"
         if self.up_to_date and self.current is not None:
-            return f"up to date: {self.current.image_id}"
+            return f"up to date: {self.current.image_id}" + (f"; {self.relaunch}" if self.relaunch else "")
         return "; ".join(self.reasons)
 
 

@@ -4,6 +4,7 @@ says what was expected, and suggests the nearest known key for a typo."""
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any
 
 from .errors import DefinitionError
@@ -24,6 +25,21 @@ class Getter:
         value = self.data.get(key)
         if value is not None and not isinstance(value, str):
             raise self.fail(key, "a string", value)
+        return value
+
+    def matching(self, key: str, pattern: str | re.Pattern[str], wanted: str, default: str | None = None) -> Any:
+        """A string that must match `pattern` (`wanted` says what that is, for the error)."""
+        value = self.string(key)
+        if value is None:
+            return default
+        if not re.match(pattern, value):
+            raise DefinitionError(f"{self.where}: {self.prefix}{key}: {value!r} is not valid: {wanted}")
+        return value
+
+    def boolean(self, key: str) -> bool | None:
+        value = self.data.get(key)
+        if value is not None and not isinstance(value, bool):
+            raise self.fail(key, "true or false", value)
         return value
 
     def choice(self, key: str, allowed: tuple[str, ...], default: str | None) -> Any:

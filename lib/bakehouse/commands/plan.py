@@ -132,10 +132,9 @@ def plan_table(rows: list[PlanRow]) -> str:
 def _why(row: PlanRow) -> str:
     if row.error is not None:
         return row.error
-    launch = f"; launch: {row.launch}" if row.launch and row.launch != "private" else ""
-    if row.action == "keep":
-        return "up to date" + launch
-    return "; ".join(row.reasons) + (launch if row.action == "share" else "")
+    if row.action == "keep":  # a share row's reason says who may launch, from whom before
+        return "up to date" + (f"; launch: {row.launch}" if row.launch and row.launch != "private" else "")
+    return "; ".join(row.reasons)
 
 
 class PlanCommand(DoitCmdBase):

@@ -115,7 +115,7 @@ def parse_placement(where: str, get: Getter, regions: tuple[str, ...], building:
             f"{where}: ssh_cidrs restricts the temporary security group packer makes; with security_group_ids "
             "none is made: give one"
         )
-    instance_profile = _matching(where, get, "instance_profile", INSTANCE_PROFILE, "an IAM instance profile name")
+    instance_profile = get.matching("instance_profile", INSTANCE_PROFILE, "an IAM instance profile name")
     interface = get.choice("ssh_interface", SSH_INTERFACES, default=None)
     if interface == "session_manager" and instance_profile is None:
         raise DefinitionError(f"{where}: ssh_interface = \"session_manager\" needs an instance_profile that allows "
@@ -136,19 +136,19 @@ def parse_placement(where: str, get: Getter, regions: tuple[str, ...], building:
         bastion_username=get.string("ssh_bastion_username"),
         bastion_key_file=key_file,
         spot_price=spot,
-        imdsv2=bool(_boolean(get, "imdsv2")),
+        imdsv2=bool(get.boolean("imdsv2")),
         subnet_ids=subnet_ids,
         subnet_tags=tuple(sorted(subnet_tags.items())),
         vpc_ids=_per_region(where, get, "vpc_id", VPC_ID, "a VPC id such as 'vpc-0123456789abcdef0'", regions, building),
         security_group_ids=groups,
         ssh_cidrs=cidrs,
-        public_ip=_boolean(get, "public_ip"),
+        public_ip=get.boolean("public_ip"),
     )
 
 
 def parse_encryption(where: str, get: Getter, regions: tuple[str, ...]) -> Encryption:
-    encrypted = bool(_boolean(get, "encrypted"))
-    kms_key_id = _matching(where, get, "kms_key_id", KMS_KEY, "a KMS key id, alias/NAME, or a key or alias ARN")
+    encrypted = bool(get.boolean("encrypted"))
+    kms_key_id = get.matching("kms_key_id", KMS_KEY, "a KMS key id, alias/NAME, or a key or alias ARN")
     per_region = _string_table(where, get, "region_kms_key_ids")
     for region, key in per_region.items():
         if region not in regions:
@@ -160,13 +160,6 @@ def parse_encryption(where: str, get: Getter, regions: tuple[str, ...]) -> Encry
     if (kms_key_id or per_region) and not encrypted:
         raise DefinitionError(f"{where}: a KMS key is given but encrypted is not true: set encrypted = true")
     return Encryption(encrypted=encrypted, kms_key_id=kms_key_id, region_kms_key_ids=tuple(sorted(per_region.items())))
-
-
-def _matching(where: str, get: Getter, key: str, pattern: re.Pattern[str], wanted: str) -> str | None:
-    value = get.string(key)
-    if value is not None and not pattern.match(value):
-        raise DefinitionError(f"{where}: {key}: {value!r} is not valid: {wanted}")
-    return value
 
 
 def _per_region(
@@ -222,13 +215,6 @@ def _region_table(
     if missing:
         raise DefinitionError(f"{where}: {key} names none for {', '.join(missing)}, where the bake builds")
     return dict(value)
-
-
-def _boolean(get: Getter, key: str) -> bool | None:
-    value = get.data.get(key)
-    if value is not None and not isinstance(value, bool):
-        raise get.fail(key, "true or false", value)
-    return value
 
 
 def _string_table(where: str, get: Getter, key: str) -> dict[str, str]:
@@ -303,7 +289,7 @@ def parse_sharing(where: str, get: Getter) -> Sharing:
             if not pattern.match(value):
                 raise DefinitionError(f"{where}: {key}: {value!r} is not valid: {wanted}")
         lists[key] = tuple(sorted(set(values)))
-    public = bool(_boolean(get, "public"))
+    public = bool(get.boolean("public"))
     if public and (lists["ami_users"] or lists["ami_org_arns"] or lists["ami_ou_arns"]):
         raise DefinitionError(f"{where}: public = true lets every account launch the image: drop ami_users, "
                               "ami_org_arns and ami_ou_arns, or public")

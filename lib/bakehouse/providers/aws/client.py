@@ -93,7 +93,6 @@ class Ec2:
             raise
         return images
 
-
     def paginate(self, region: str, operation: str, key: str, service: str = "ec2", **request: Any) -> list[dict[str, Any]]:
         """Every item under `key` of every page of `operation` (EC2, or Auto Scaling)."""
         items: list[dict[str, Any]] = []
@@ -125,8 +124,7 @@ class Ec2:
         return self._clients[name]
 
     def copy_image(self, region: str, source_region: str, source: dict[str, Any], wait_seconds: int,
-                   poll_seconds: int, encryption: dict[str, Any] | None = None,
-                   sleep: Callable[[float], None] = time.sleep) -> str:
+                   poll_seconds: int, encryption: dict[str, Any] | None = None) -> str:
         """Copy the AMI `source` (as DescribeImages gave it) from `source_region` into
         `region` under the same name (encrypted as `encryption` says: {"Encrypted": True,
         "KmsKeyId": ...}, keys being regional), wait until the copy is available (at most
@@ -143,7 +141,7 @@ class Ec2:
             if state == "failed" or time.monotonic() > deadline:
                 raise AwsError(f"AWS CopyImage to {region}: the copy {copy} of {source['ImageId']} is "
                                f"{state or 'not listed'} after {wait_seconds}s (BAKEHOUSE_AWS_WAIT_SECONDS)")
-            sleep(poll_seconds)
+            time.sleep(poll_seconds)
         tags = {tag["Key"]: tag["Value"] for tag in source.get("Tags") or [] if not tag["Key"].startswith("aws:")}
         snapshots = [(m.get("Ebs") or {}).get("SnapshotId") for m in found[0].get("BlockDeviceMappings") or []]
         self.create_tags(region, [copy, *filter(None, snapshots)], tags)

@@ -37,7 +37,8 @@ from .account import Sharing
 from .budget import budget
 from .client import AwsError, Ec2, ec2_endpoint
 from .registry import (
-    BAKE_TAG, BASE_TAG, CREATED_TAG, IMAGE_TAG, KEY_TAG, LAUNCH_TAG, LOG_TAG, SEQUENCE_TAG, AwsRegistry, summary_tags,
+    BAKE_TAG, BASE_TAG, CREATED_TAG, IMAGE_TAG, KEY_TAG, LAUNCH_TAG, LOG_TAG, SEQUENCE_TAG, AwsRegistry, image_of,
+    summary_tags,
 )
 from .settings import DEBIAN_ARCHITECTURES, AwsSettings, AwsSource, settings_of
 
@@ -215,13 +216,17 @@ class AwsProvider:
         be a leftover when names carry a timestamp and random digits; a fixed ami_suffix can
         name another image's AMI, which must never be replaced: refuse, in one line."""
         for region in job.places:
-            for ami in self.ec2.describe_images(region, Owners=["self"], Filters=[{"Name": "name", "Values": [name]}]):
-                owner = _image_tag(ami)
+            for ami in self._amis_named(region, name):
+                owner = image_of(ami)
                 if owner not in (None, job.image_id):
                     raise AwsError(
                         f"{job.bake.where}: AMI name {name} is taken in {region} by {ami['ImageId']} (image {owner}); "
                         "AWS allows one AMI of a name per region: change ami_suffix, or remove it to name AMIs by time"
                     )
+
+    def _amis_named(self, region: str, name: str) -> list[dict[str, Any]]:
+        """This account's AMIs of `name` in `region`, in any state (AWS allows at most one)."""
+        return self.ec2.describe_images(region, Owners=["self"], Filters=[{"Name": "name", "Values": [name]}])
 
     def _common_tags(self, job: BakeJob, name: str) -> dict[str, str]:
         tags = {
@@ -260,12 +265,12 @@ class AwsProvider:
         if source is None:
             return None
         limits = budget()
+        encryption = settings_of(job.bake).encryption
         made: dict[str, str] = {}
         for region in job.places:
             out.write(f"[{job.bake.name}] copying {source['ImageId']} from {source_region} to {region} "
                       "(multi_region = \"copy\")\n")
             out.flush()
-            encryption = settings_of(job.bake).encryption
             key = encryption.key_in(region)
             made[region] = self.ec2.copy_image(
                 region, source_region, source, limits.wait_seconds, limits.poll_seconds,
@@ -301,11 +306,11 @@ class AwsProvider:
             return {}
         attempt = text[text.rfind("$ packer build"):] if "$ packer build" in text else text
         failed: dict[str, str] = {}
+        builds = {region.replace("-", "_"): (region, *copies) for region, copies in _plan(settings_of(job.bake), job.places)}
         for source, message in BUILD_ERRORED.findall(attempt):
             cause = TRANSIENT.search(message)
-            for region, copies in _plan(settings_of(job.bake), job.places):
-                if cause is not None and region.replace("-", "_") == source:
-                    failed.update({place: cause.group(0) for place in (region, *copies)})  # a copy fails with its build
+            if cause is not None and source in builds:
+                failed.update({place: cause.group(0) for place in builds[source]})  # a copy fails with its build
         return failed
 
     def discard(self, job: BakeJob, out: TextIO) -> None:
@@ -319,8 +324,8 @@ class AwsProvider:
         for region in job.places:
             if region in finished:
                 continue
-            for ami in self.ec2.describe_images(region, Owners=["self"], Filters=[{"Name": "name", "Values": [name]}]):
-                if _image_tag(ami) not in (None, job.image_id):
+            for ami in self._amis_named(region, name):
+                if image_of(ami) not in (None, job.image_id):
                     continue  # another image's AMI (a fixed ami_suffix): never ours to remove
                 removed = self.registry.deregister(region, ami)
                 out.write(f"[{job.bake.name}] removed {', '.join(removed)}, made by the bake that failed\n")
@@ -348,9 +353,12 @@ class AwsProvider:
         sharing = settings_of(bake).sharing
         out.write(f"[{bake.name}] launch permissions of {image.image_id}: {sharing.describe()}\n")
         out.flush()
+        known = self.registry.amis(bake.name, image.image_id)
         for region, ami_id in sorted(image.locations.items()):
             self.ec2.set_launch_permissions(region, ami_id, sharing.launch_permissions())
-            ami = (self.ec2.describe_images(region, ImageIds=[ami_id]) or [{}])[0]
+            listed = known.get(region)
+            ami = listed if listed is not None and listed["ImageId"] == ami_id else (
+                self.ec2.describe_images(region, ImageIds=[ami_id]) or [{}])[0]  # just baked: not listed yet
             for mapping in ami.get("BlockDeviceMappings") or []:
                 snapshot = (mapping.get("Ebs") or {}).get("SnapshotId")
                 if snapshot:
@@ -362,11 +370,6 @@ class AwsProvider:
         """Nothing to sweep: an AMI counts only once it is available and tagged, and packer
         (cancelled by the kernel when its parent dies) cleans up its own instances."""
         return []
-
-
-def _image_tag(ami: dict[str, Any]) -> str | None:
-    """The bakehouse image an AMI belongs to, if it is tagged as one."""
-    return {tag["Key"]: tag["Value"] for tag in ami.get("Tags") or []}.get(IMAGE_TAG) or None
 
 
 def _plan(settings: AwsSettings, regions: tuple[str, ...]) -> list[tuple[str, list[str]]]:

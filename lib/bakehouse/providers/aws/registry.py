@@ -227,7 +227,7 @@ class AwsRegistry:
         out the AMIs are left as they are: the next run adopts them once they show."""
         waiting = dict(image.locations)
         deadline = self.clock() + self.settle_seconds
-        delay = 1.0
+        delay, said = 1.0, False
         while True:
             for region, ami_id in list(waiting.items()):
                 found = [
@@ -250,12 +250,18 @@ class AwsRegistry:
                     f"{self.settle_seconds}s (BAKEHOUSE_AWS_SETTLE_SECONDS); they are kept, and the next run "
                     "adopts them once they show"
                 )
-            if delay == 1.0:
+            if not said:
                 out.write(f"[{image.bake}] waiting for AWS to show {shown} available and tagged "
                           f"(up to {self.settle_seconds}s)\n")
                 out.flush()
+                said = True
             self.sleep(min(delay, left))
             delay = min(delay * 2, MAX_SETTLE_DELAY_SECONDS)
+
+
+def image_of(ami: dict[str, Any]) -> str | None:
+    """The bakehouse image an AMI belongs to, if it is tagged as one."""
+    return _tags(ami).get(IMAGE_TAG) or None
 
 
 def _tags(image: dict[str, Any]) -> dict[str, str]:

@@ -97,14 +97,14 @@ def parse_settings(where: str, data: dict[str, Any]) -> AwsSettings:
     return AwsSettings(
         regions=regions,
         multi_region=multi_region,
-        instance_type=_matching(where, get, "instance_type", r"^[a-z][a-z0-9-]*\.[a-z0-9]+$", "t3.micro",
-                                "an EC2 instance type such as 't3.micro'"),
-        arch=_matching(where, get, "arch", r"^[a-z0-9_]+$", "x86_64", "lower-case letters, digits and '_'"),
-        os=_matching(where, get, "os", r"^[a-z0-9][a-z0-9.]*$", "linux", "lower-case letters, digits and '.'"),
-        ami_name=_matching(where, get, "ami_name", r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$", None, _NAME_PART),
-        ami_suffix=_matching(where, get, "ami_suffix", r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$", None, _NAME_PART),
+        instance_type=get.matching("instance_type", r"^[a-z][a-z0-9-]*\.[a-z0-9]+$",
+                                   "an EC2 instance type such as 't3.micro'", "t3.micro"),
+        arch=get.matching("arch", r"^[a-z0-9_]+$", "lower-case letters, digits and '_'", "x86_64"),
+        os=get.matching("os", r"^[a-z0-9][a-z0-9.]*$", "lower-case letters, digits and '.'", "linux"),
+        ami_name=get.matching("ami_name", r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$", _NAME_PART, None),
+        ami_suffix=get.matching("ami_suffix", r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$", _NAME_PART, None),
         communicator=get.choice("communicator", COMMUNICATORS, default="ssh"),
-        ssh_username=_matching(where, get, "ssh_username", r"^[a-z_][a-z0-9_-]{0,31}$", "admin", "a user name"),
+        ssh_username=get.matching("ssh_username", r"^[a-z_][a-z0-9_-]{0,31}$", "a user name", "admin"),
         placement=parse_placement(where, get, regions, building),
         encryption=parse_encryption(where, get, regions),
         sharing=parse_sharing(where, get),
@@ -112,15 +112,6 @@ def parse_settings(where: str, data: dict[str, Any]) -> AwsSettings:
 
 
 _NAME_PART = "letters, digits, '.', '_' and '-' (part of an AMI name)"
-
-
-def _matching(where: str, get: Getter, key: str, pattern: str, default: str | None, wanted: str) -> Any:
-    value = get.string(key)
-    if value is None:
-        return default
-    if not re.match(pattern, value):
-        raise DefinitionError(f"{where}: {key}: {value!r} is not valid: {wanted}")
-    return value
 
 
 def parse_source(where: str, table: dict[str, Any]) -> AwsSource:
