@@ -80,6 +80,9 @@ def aws_context(communicator: str, required_plugins: bool = False, deb: str = "/
         "deb_paths": [deb],
         "package_checks": ["hello-svc=1.0.4", "curl"],
         "manifest": "/repo/build/hello/m.json",
+        "contents": "/repo/build/hello/c.tsv",
+        # a test script (any file under templates/ stands in for one) runs over SSH only
+        "tests": ["scripts/image-contents.sh"] if communicator == "ssh" else [],
         "aws": {
             "builds": [
                 {"name": name, "source": f"source.amazon-ebs.{name}", "region": name.replace("_", "-"),
@@ -113,6 +116,8 @@ def test_the_amazon_ebs_template_is_valid_for_packer(tmp_path: Path, communicato
     if communicator == "ssh":
         assert "sudo sh /tmp/bakehouse/install-packages.sh /tmp/bakehouse/debs hello-svc=1.0.4 curl" in rendered
         assert str(project / "templates" / "scripts" / "install-packages.sh") in rendered
+        assert "sudo sh /tmp/bakehouse/run-tests.sh / /tmp/bakehouse/tests/*/*" in rendered
+        assert 'direction   = "download"' in rendered and '"/repo/build/hello/c.tsv"' in rendered
     assert "required_plugins" not in rendered
 
 

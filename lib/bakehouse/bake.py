@@ -12,6 +12,7 @@ from typing import TextIO
 
 from . import packer
 from .aptrepo import download
+from .contents import Manifest, parse_dpkg_query, partial_manifest, write_manifest
 from .context import template_context
 from .decide import Decision, Planner
 from .epoch import now_utc
@@ -93,6 +94,7 @@ def _job(planner: Planner, provider: Provider, decision: Decision, now: datetime
         sequence=sequence,
         base_image=decision.base_image,
         manifest=work / f"{image_id}.manifest.json",
+        contents=work / f"{image_id}.packages.tsv",
         log=planner.project.logs_dir / bake.name / f"{image_id}.log",
         places=decision.missing or provider.places(bake),
         extends=decision.partial,
@@ -161,9 +163,14 @@ def _run(
             shown = planner.project.relative(package.path)
             raise BakehouseError(f"{job.bake.name}: {shown} is not built; run: doit package:{package.name}")
     job.manifest.unlink(missing_ok=True)
+    job.contents.unlink(missing_ok=True)
     made = provider.fill(job, out) if job.extends is not None else None
     if made is None:
         made = _build(planner, provider, decision, job, lock_fd, out)
+    contents = provider.registry.contents_path(job.bake.name, job.image_id)
+    if not (job.extends is not None and contents.is_file() and not job.contents.is_file()):
+        # a copy made no listing: the image's manifest stands as recorded
+        write_manifest(contents, _manifest(planner, provider, decision, job, out))
     locations = made if job.extends is None else {**job.extends.locations, **made}
     image = ImageRecord(
         image_id=job.image_id,
@@ -178,7 +185,26 @@ def _run(
         summary=decision.summary,
         log=planner.project.relative(job.log),
     )
-    if provider.out_of_line(decision.bake, image):
-        provider.bring_in_line(decision.bake, image, out)  # before it counts: shared as the bake says
-    provider.registry.record(image, out)
+    try:
+        if provider.out_of_line(decision.bake, image):
+            provider.bring_in_line(decision.bake, image, out)  # before it counts: shared as the bake says
+        provider.registry.record(image, out)
+    except BaseException:
+        if job.extends is None:
+            contents.unlink(missing_ok=True)  # nothing recorded: no manifest of it either
+        raise
     return image
+
+
+def _manifest(planner: Planner, provider: Provider, decision: Decision, job: BakeJob, out: TextIO) -> Manifest:
+    """The image's packages as its template listed them, or what bakehouse installed when
+    the template could not look inside (an AMI baked with communicator = "none")."""
+    name = job.bake.name
+    if job.contents.is_file():
+        shown = planner.project.relative(job.contents)
+        manifest = parse_dpkg_query(job.contents.read_text(encoding="utf-8"), job.image_id, name, shown)
+        out.write(f"[{name}] {len(manifest.packages)} packages in {job.image_id}\n")
+        return manifest
+    out.write(f"[{name}] the template listed no packages of the image: its manifest is partial\n")
+    installed = {package.name: package.version for package in decision.packages}
+    return partial_manifest(job.image_id, name, installed, provider.architecture(job.bake))

@@ -35,6 +35,9 @@ def template_context(
         "deb_paths": [str(p.path) for p in packages if p.path is not None],
         "package_checks": [p.spec for p in packages],
         "manifest": str(job.manifest),
+        # where image-contents.sh's listing of the image's packages goes (contents.py)
+        "contents": str(job.contents),
+        "tests": list(bake.tests),  # names under templates/, for file()
         "packer_version": ".".join(str(part) for part in packer.packer_version(cache_dir=cache_dir)),
     }
     return {**common, **provider.context(job)}

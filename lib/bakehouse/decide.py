@@ -211,6 +211,7 @@ class Planner:
         probe = BakeJob(
             bake=bake, key=KEY_PLACEHOLDER, image_id=f"{bake.name}-(image id)", created=timestamp(self.now),
             sequence=0, base_image=base_image, manifest=work / "(image id).manifest.json",
+            contents=work / "(image id).packages.tsv",
             log=self.project.logs_dir / bake.name / "(image id).log", places=provider.places(bake),
             packages=packages, probe=True,
         )

@@ -51,7 +51,7 @@ def load_bake(project: Project, path: Path) -> Bake:
 
 CORE_KEYS = (
     "description", "provider", "template", "base", "source", "packages", "vars",
-    "rebuild_every", "timeout", "repository", "prune",
+    "rebuild_every", "timeout", "repository", "prune", "tests",
 )
 _REPOSITORY_KEYS = ("url", "suite", "components", "signed_by", "trusted", "packages")
 
@@ -95,7 +95,20 @@ def _parse(project: Project, where: str, name: str, path: Path, data: dict[str, 
         settings=_parse_settings(where, data, provider),
         where=where,
         prune=_parse_prune(where, data.get("prune")),
+        tests=_parse_tests(project, where, get.string_list("tests")),
     )
+
+
+def _parse_tests(project: Project, where: str, tests: list[str]) -> tuple[str, ...]:
+    """Test scripts, named as files under templates/ (as a template's file() names them)."""
+    root = project.templates_dir.resolve()
+    for test in tests:
+        path = (root / test).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            raise DefinitionError(f"{where}: tests: no file templates/{test} (test scripts live under templates/)")
+    if len(set(tests)) != len(tests):
+        raise DefinitionError(f"{where}: tests: a test script is named twice")
+    return tuple(tests)
 
 
 def _parse_prune(where: str, table: Any) -> tuple[tuple[str, Any], ...]:

@@ -127,7 +127,17 @@ def build(run: PackerRun, out: TextIO) -> None:
         out.write(f"[{run.label}] packer failed; last lines:\n")
         for line in tail:
             out.write(f"[{run.label}]   {line}\n")
+        failed_test = next((match for line in tail if (match := FAILED_TEST.search(line))), None)
+        if failed_test is not None:  # the bake's own test said no: name it, not packer
+            raise PackerError(
+                f"{run.label}: test {failed_test[1]} failed (exit {failed_test[2]}) inside the image; "
+                f"nothing was recorded; full log: {run.log_path}"
+            )
         raise PackerError(f"{run.label}: packer exited {returncode}; full log: {run.log_path}")
+
+
+# How scripts/run-tests.sh reports a bake's test script that failed inside the image.
+FAILED_TEST = re.compile(r"test (\S+): FAILED \(exit (\d+)\)")
 
 
 def _cannot_run(binary: str, error: Exception) -> PackerError:

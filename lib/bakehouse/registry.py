@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 
@@ -128,6 +129,10 @@ class Registry(Protocol):
     def record(self, image: ImageRecord, out: TextIO) -> None:
         """Make `image` visible, atomically: it is either fully recorded or not at all
         (`out` hears of anything that takes a while, such as waiting for AWS to catch up)."""
+        ...
+
+    def contents_path(self, bake: str, image_id: str) -> Path:
+        """Where the image's package manifest is kept (contents.py): beside its record."""
         ...
 
     def forget(self, bake: str) -> None:

@@ -4,12 +4,15 @@ Values reach HCL and shells only through filters that quote them:
 - `hcl`:   an HCL literal (strings escaped, `${` and `%{` neutralised, lists and maps too);
 - `shell`: one shell word (shlex.quote);
 - `json`:  a JSON literal.
-Scripts are named with `file("scripts/x.sh")`, which gives packer an absolute path.
+Scripts are named with `file("scripts/x.sh")` (or `names | map("file")`), which gives packer
+an absolute path.
 
 The files that enter a bake's content key are the ones its template, rendered with this
 bake's values, actually used: the template, each template it included, and each file() it
 called (`render_used`). A script behind `{% if aws.communicator == "ssh" %}` counts for SSH
-bakes only. `input_files` is every file a template could reach, for key schema 1.
+bakes only. `input_files` is every file a template could reach, for key schema 1: its literal
+file() calls; the `file` filter names files from a bake's values (its test scripts), which
+schema-1 keys never held.
 """
 
 from __future__ import annotations
@@ -81,7 +84,8 @@ class Templates:
             autoescape=False,
         )
         self.env.filters.update(hcl=hcl_literal, shell=shell_word, json=json_literal)
-        self.env.globals[FILE_FUNCTION] = self._file_path
+        # file() is also a filter, so a list of names maps to paths: `tests | map("file")`
+        self.env.globals[FILE_FUNCTION] = self.env.filters[FILE_FUNCTION] = self._file_path
         self._hash_cache: dict[Path, str] = {}
         self._inputs_cache: dict[str, dict[str, str]] = {}
 

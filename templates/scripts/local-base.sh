@@ -1,7 +1,9 @@
 #!/bin/bash
 # Build a Debian root filesystem with mmdebstrap into $OUTPUT (.tar.zst).
 # Environment (set by the template): OUTPUT, SUITE, VARIANT, MIRROR (a sources line or file),
-# INCLUDE (newline-separated package specs and .deb paths), EXPECT (name[=version] per line).
+# INCLUDE (newline-separated package specs and .deb paths), EXPECT (name[=version] per line),
+# CONTENTS_SCRIPT and CONTENTS (list the image's packages into that file), RUN_TESTS and TESTS
+# (newline-separated test scripts, run inside the finished root before it is packed).
 set -euo pipefail
 
 # packer's shell-local leaves descriptors open that break mmdebstrap ("Bad fd number").
@@ -30,9 +32,20 @@ while IFS= read -r item; do
 done <<< "$INCLUDE"
 
 partial="$OUTPUT.partial.tar.zst"
-trap 'rm -f "$partial"' EXIT
+check=$(mktemp -d)
+trap 'rm -f "$partial"; rm -rf "$check"' EXIT
 trap 'exit 130' INT TERM  # cancelled: the EXIT trap still removes what we made
 mkdir -p "$(dirname "$OUTPUT")"
+mapfile -t tests <<< "$TESTS"
+[ -n "${tests[0]:-}" ] || tests=()
+if [ "${#tests[@]}" -gt 0 ]; then
+    # mmdebstrap runs an executable hook with the finished root as its argument (inside its
+    # namespace in unshare mode, where chroot works); the paths stay out of any shell parser.
+    printf '#!/bin/bash\nexec /bin/sh %q "$1"' "$RUN_TESTS" > "$check/run-tests"
+    printf ' %q' "${tests[@]}" >> "$check/run-tests"
+    chmod +x "$check/run-tests"
+    args+=(--customize-hook="$check/run-tests")
+fi
 echo "local-base: mmdebstrap ${args[*]} $SUITE"
 # Cancelled, packer may exit before mmdebstrap has unmounted /proc, /sys, /dev/pts and the
 # host's /dev/shm from its scratch root and removed it; its output then goes nowhere. With
@@ -43,8 +56,6 @@ mmdebstrap "${args[@]}" "$SUITE" "$partial" "$MIRROR"
 trap - PIPE
 
 # A wrong suite layout can "succeed" with an empty image: check what is really inside.
-check=$(mktemp -d)
-trap 'rm -f "$partial"; rm -rf "$check"' EXIT
 mkdir -p "$check/info" "$check/updates"
 tar --zstd -xOf "$partial" ./var/lib/dpkg/status > "$check/status"
 count=$(grep -c '^Package: ' "$check/status" || true)
@@ -61,5 +72,6 @@ while IFS= read -r spec; do
         exit 1
     fi
 done <<< "$EXPECT"
+sh "$CONTENTS_SCRIPT" "$check" > "$CONTENTS"
 mv "$partial" "$OUTPUT"
 echo "local-base: $count packages in $OUTPUT"

@@ -1,7 +1,9 @@
 #!/bin/bash
 # Make a service image: unpack the base image, install packages in a chroot, pack as .tar.zst.
 # Environment (set by the template): BASE_IMAGE, OUTPUT, INSTALL_SCRIPT,
-# DEBS (newline-separated .deb paths), PACKAGES (name=version per line, every package).
+# DEBS (newline-separated .deb paths), PACKAGES (name=version per line, every package),
+# CONTENTS_SCRIPT and CONTENTS (list the image's packages into that file), RUN_TESTS and TESTS
+# (newline-separated test scripts, run inside the finished root before it is packed).
 set -euo pipefail
 
 if [ "$(id -u)" != 0 ]; then
@@ -50,6 +52,13 @@ echo "local-service: installing ${specs[*]:-nothing}"
 env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 \
     chroot "$root" /bin/sh /tmp/bakehouse/install-packages.sh /tmp/bakehouse/debs "${specs[@]}"
 rm -rf "$inbox"
+
+mapfile -t tests <<< "$TESTS"
+[ -n "${tests[0]:-}" ] || tests=()
+if [ "${#tests[@]}" -gt 0 ]; then
+    sh "$RUN_TESTS" "$root" "${tests[@]}"
+fi
+sh "$CONTENTS_SCRIPT" "$root/var/lib/dpkg" > "$CONTENTS"
 
 mkdir -p "$(dirname "$OUTPUT")"
 tar --numeric-owner --sort=name -C "$root" -c . | zstd -q -f -T0 -3 -o "$partial"

@@ -4,6 +4,10 @@
 The newest images of each bake (10 unless --limit says otherwise): id, where it is (file or
 region:AMI), when it was made, its packages with versions, and the base image it is built on;
 for AMIs, who may launch them (private, public, or the accounts shared with).
+
+`--packages IMAGE` prints what is inside one image (its package manifest, contents.py) and
+`--sbom IMAGE` the same as a CycloneDX 1.6 JSON SBOM (sbom.py); IMAGE is an image id, an AMI
+id, or a bake name (its image in use).
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ from typing import Any
 
 from doit.cmd_base import DoitCmdBase
 
+from ..contents import manifest_text
 from ..decide import Planner
 from ..errors import BakehouseError
-from ..registry import ImageRecord
+from ..lookup import find_image, manifest_of
+from ..registry import ImageRecord, created_at
+from ..sbom import cyclonedx_json
 from ..tasks import planner_from_tasks
 from .plan import selected
 from .prune import rows, size_text, to_delete, verdicts
@@ -65,10 +72,16 @@ class ImagesCommand(DoitCmdBase):
         {"name": "limit", "long": "limit", "type": int, "default": DEFAULT_LIMIT,
          "help": "how many images per bake [default: %(default)s]"},
         {"name": "as_json", "long": "json", "type": bool, "default": False, "help": "print JSON"},
+        {"name": "packages", "long": "packages", "type": str, "default": "",
+         "help": "print the packages inside IMAGE (an image id, an AMI id, or a bake: its image in use)"},
+        {"name": "sbom", "long": "sbom", "type": str, "default": "",
+         "help": "print IMAGE's packages as a CycloneDX 1.6 JSON SBOM"},
     )
 
-    def _execute(self, limit: int, as_json: bool, pos_args: list[str]) -> int:
+    def _execute(self, limit: int, as_json: bool, packages: str, sbom: str, pos_args: list[str]) -> int:
         planner = planner_from_tasks(self.task_list)
+        if packages or sbom:
+            return self._contents(planner, packages or sbom, as_json, as_sbom=bool(sbom))
         names = [name.removeprefix("bake:") for name in pos_args or []]
         shown = names or selected(planner.graph, [])
         selected(planner.graph, names)  # unknown names: one clear error
@@ -85,6 +98,22 @@ class ImagesCommand(DoitCmdBase):
             return 0
         launch = {name: planner.provider_of(name).launch(planner.graph[name]) for name in shown}
         self.outstream.write(catalogue_text(catalogue, launch) + prunable(planner, shown) + "\n")
+        return 0
+
+
+    def _contents(self, planner: Planner, name: str, as_json: bool, as_sbom: bool) -> int:
+        try:
+            image = find_image(planner, name)
+            manifest = manifest_of(planner, image)
+        except BakehouseError as error:
+            sys.stderr.write(f"ERROR: {error}\n")
+            return 2
+        if as_sbom:
+            self.outstream.write(cyclonedx_json(manifest, created_at(image), image.provider))
+        elif as_json:
+            self.outstream.write(json.dumps(manifest.to_json(), indent=2) + "\n")
+        else:
+            self.outstream.write(manifest_text(manifest))
         return 0
 
 

@@ -76,6 +76,7 @@ class BakeJob:
     base_image: ImageRecord | None
     manifest: Path
     log: Path
+    contents: Path  # where the template lists the image's packages (contents.py)
     # The places to bake this run: all of the bake's places, unless an image of this key
     # exists in some of them already (then `extends` is that image, and only the rest are made).
     places: tuple[str, ...] = ()

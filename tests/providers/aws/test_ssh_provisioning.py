@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -36,13 +37,21 @@ def target(target_tarball: Path, tmp_path: Path) -> Iterator[SshTarget]:
         machine.stop()
 
 
-def bake_over_ssh(work: Path, port: int, key: Path, debs: list[Path], checks: list[str], timeout: str = "60s") -> str:
+def bake_over_ssh(
+    work: Path, port: int, key: Path, debs: list[Path], checks: list[str], timeout: str = "60s",
+    tests: dict[str, str] | None = None,
+) -> str:
     """Render the SSH target template with these values and `packer build` it; packer's
-    output as bakehouse shows it. Raises PackerError as a bake does."""
+    output as bakehouse shows it. Raises PackerError as a bake does. `tests`: test scripts
+    (name under templates/: text); the image's package listing goes to work/packages.tsv."""
     templates = templates_with_target(work)
+    for name, text in (tests or {}).items():
+        (templates / name).parent.mkdir(parents=True, exist_ok=True)
+        (templates / name).write_text(text)
     context = {
         "deb_paths": [str(deb) for deb in debs], "package_checks": checks,
         "target": {"port": port, "user": SshTarget.user, "key": str(key), "timeout": timeout},
+        "tests": list(tests or {}), "contents": str(work / "packages.tsv"),
     }
     template = work / "build" / "ssh-target.pkr.hcl"
     template.parent.mkdir(parents=True)
@@ -70,6 +79,28 @@ def test_packages_are_installed_over_ssh_at_their_versions(target: SshTarget, tm
     assert "install-packages: hello-svc=1.0.4 installed" in output
     assert target.installed("hello-svc") == "1.0.4"
     assert not (target.root / "tmp" / "bakehouse").exists()  # the steps clean up after themselves
+
+
+def test_tests_run_on_the_machine_and_its_packages_are_listed_as_dpkg_has_them(target: SshTarget, tmp_path: Path) -> None:
+    check = "#!/bin/sh\nset -eu\n/opt/hello-svc/bin/hello-svc\ntest \"$(id -u)\" = 0 && echo 'runs as root'\n"
+    output = bake_over_ssh(tmp_path, target.port, target.key, [hello_deb(tmp_path)], ["hello-svc=1.0.4"],
+                           tests={"scripts/check-hello.sh": check})
+    assert "test check-hello.sh: passed" in output and "hello from hello-svc 1.0.4" in output and "runs as root" in output
+    listed = {line.split("\t")[0]: line.split("\t")[1] for line in (tmp_path / "packages.tsv").read_text().splitlines()}
+    dpkg = subprocess.run(["dpkg-query", f"--admindir={target.root}/var/lib/dpkg", "-W", "-f=${Package}\t${Version}\n"],
+                          capture_output=True, text=True, check=True).stdout
+    assert listed == dict(line.split("\t") for line in dpkg.splitlines()) and listed["hello-svc"] == "1.0.4"
+    assert not (target.root / "tmp" / "bakehouse").exists() and not (target.root / "tmp" / "bakehouse-tests").exists()
+
+
+def test_a_failing_test_on_the_machine_fails_the_bake_naming_it(target: SshTarget, tmp_path: Path) -> None:
+    check = "#!/bin/sh\necho 'hello-svc does not answer on port 8080' >&2\nexit 4\n"
+    with pytest.raises(PackerError) as failure:
+        bake_over_ssh(tmp_path, target.port, target.key, [hello_deb(tmp_path)], ["hello-svc=1.0.4"],
+                      tests={"scripts/check-hello.sh": check})
+    assert "target: test check-hello.sh failed (exit 4) inside the image" in str(failure.value)
+    assert "hello-svc does not answer on port 8080" in str(failure.value)
+    assert not (tmp_path / "packages.tsv").exists()  # the build stopped before listing anything
 
 
 def test_an_install_that_fails_fails_the_bake_with_the_remote_output(target: SshTarget, tmp_path: Path) -> None:

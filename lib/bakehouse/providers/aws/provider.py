@@ -62,7 +62,7 @@ class AwsProvider:
         self.ec2 = ec2 or Ec2()
         limits = budget()
         self.retries = limits.region_retries
-        self.registry = AwsRegistry(self.ec2, self._regions_of, limits.settle_seconds)
+        self.registry = AwsRegistry(self.ec2, self._regions_of, project.logs_dir, limits.settle_seconds)
         self._resolved: dict[tuple[str, str, tuple[str, ...]], dict[str, Any] | AwsError] = {}
 
     def _regions_of(self, bake: str) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from ...errors import RegistryError
@@ -78,11 +79,12 @@ def _summary_from_tags(tags: dict[str, str]) -> dict[str, Any]:
 
 class AwsRegistry:
     def __init__(
-        self, ec2: Ec2, regions_of: Callable[[str], tuple[str, ...]], settle_seconds: int = 300,
+        self, ec2: Ec2, regions_of: Callable[[str], tuple[str, ...]], logs_dir: Path, settle_seconds: int = 300,
         sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ec2 = ec2
         self.regions_of = regions_of
+        self.logs_dir = logs_dir
         self.settle_seconds = settle_seconds
         self.sleep, self.clock = sleep, clock
         self._listings: dict[str, dict[str, list[dict[str, Any]]]] = {}
@@ -183,10 +185,15 @@ class AwsRegistry:
         found += [(str(c.get("ImageId")), f"launch configuration {c.get('LaunchConfigurationName')}") for c in configurations]
         return found
 
+    def contents_path(self, bake: str, image_id: str) -> Path:
+        """Beside the bake's log on this machine: an AMI's tags are too small for a manifest."""
+        return self.logs_dir / bake / f"{image_id}.packages"
+
     def delete(self, image: ImageRecord) -> list[str]:
         removed = []
         for region, ami in sorted(self.amis(image.bake, image.image_id).items()):
             removed += self.deregister(region, ami)
+        self.contents_path(image.bake, image.image_id).unlink(missing_ok=True)
         return removed
 
     def deregister(self, region: str, ami: dict[str, Any]) -> list[str]:

@@ -167,6 +167,10 @@ def check_graph(bakes: Mapping[str, Bake]) -> None:
     copy mode too: a region that goes missing later is baked there alone.)"""
     for bake in bakes.values():
         regions = settings_of(bake).regions
+        if bake.tests and settings_of(bake).communicator == "none":
+            raise DefinitionError(
+                f"{bake.where}: tests need communicator = \"ssh\": with \"none\" nothing runs on the instance"
+            )
         if bake.base is not None:
             base = bakes[bake.base]
             outside = [region for region in regions if region not in settings_of(base).regions]

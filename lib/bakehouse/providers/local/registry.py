@@ -3,6 +3,7 @@
     .bakehouse/images/<bake>/<image-id>.tar.zst     the root filesystem
     .bakehouse/records/<bake>/<image-id>.json       key, input summary, packages, base, log
     .bakehouse/records/<bake>/<image-id>.in-use     when a run found it current again, if ever
+    .bakehouse/records/<bake>/<image-id>.packages   its package manifest (contents.py)
 
 The record is written last, by an atomic rename, so an image without a record was never
 finished and one with a record is complete. Paths in records are relative to .bakehouse/,
@@ -30,6 +31,9 @@ class LocalRegistry:
 
     def image_path(self, bake: str, image_id: str) -> Path:
         return self.state_dir / "images" / bake / f"{image_id}.tar.zst"
+
+    def contents_path(self, bake: str, image_id: str) -> Path:
+        return self.records_dir(bake) / f"{image_id}.packages"
 
     def artifact(self, image: ImageRecord) -> Path:
         return self.state_dir / image.locations["local"]
@@ -68,22 +72,24 @@ class LocalRegistry:
         """The record goes first (the image is gone from then on), then its mark, file, log."""
         record = self.records_dir(image.bake) / f"{image.image_id}.json"
         removed = []
-        for path in (record, record.with_suffix(".in-use"), self.artifact(image), self._log(image.bake, image.image_id)):
+        for path in (record, record.with_suffix(".in-use"), record.with_suffix(".packages"), self.artifact(image),
+                     self._log(image.bake, image.image_id)):
             if path.exists():
                 path.unlink()
                 removed.append(str(path.relative_to(self.state_dir)))
         return removed
 
     def finish_deletions(self, bake: str) -> list[str]:
-        """Image files, marks and logs whose record is gone (an interrupted delete or bake)."""
+        """Image files, marks, manifests and logs whose record is gone (an interrupted delete or bake)."""
         recorded = {path.stem for path in self.records_dir(bake).glob("*.json")}
         leftovers = [
             *(self.state_dir / "images" / bake).glob("*.tar.zst"),
             *self.records_dir(bake).glob("*.in-use"),
+            *self.records_dir(bake).glob("*.packages"),
         ]
         removed = []
         for path in sorted(leftovers):
-            if path.name.removesuffix(".tar.zst").removesuffix(".in-use") not in recorded:
+            if path.name.removesuffix(".tar.zst").removesuffix(".in-use").removesuffix(".packages") not in recorded:
                 path.unlink(missing_ok=True)
                 removed.append(str(path.relative_to(self.state_dir)))
         return removed

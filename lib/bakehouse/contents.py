@@ -1,0 +1,144 @@
+"""What is inside an image: its package manifest, read from the image's own dpkg database.
+
+Every bake ends with the image's installed packages listed by dpkg-query inside the image
+(templates/scripts/image-contents.sh: against the unpacked root locally, on the instance over
+SSH for AMIs), one line per package:
+
+    <name> TAB <version> TAB <architecture> TAB <source name> TAB <source version>
+
+bakehouse turns that into the image's manifest and keeps it beside the image's record
+(registry.contents_path), never in a tag (tags are small). Where a bake cannot look inside the
+image (an AMI baked with `communicator = "none"`), the manifest lists what bakehouse itself
+installed and says it is partial.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import BakehouseError
+from .files import write_atomically
+
+MANIFEST_FORMAT = 1
+PARTIAL_NOTE = "bakehouse could not look inside this image (communicator = \"none\"): these are only the packages it installed"
+
+
+class ContentsError(BakehouseError):
+    """An image's manifest is missing, damaged, or was not produced by its bake."""
+
+
+@dataclass(frozen=True, order=True)
+class InstalledPackage:
+    name: str
+    version: str
+    architecture: str = ""
+    source: str = ""  # the source package's name; empty when it is the same as `name`
+    source_version: str = ""  # empty when the same as `version`
+
+    def to_json(self) -> dict[str, str]:
+        data = {"name": self.name, "version": self.version, "architecture": self.architecture}
+        if self.source:
+            data["source"] = self.source
+        if self.source_version:
+            data["source_version"] = self.source_version
+        return data
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The packages of one image, sorted by name and architecture."""
+
+    image_id: str
+    bake: str
+    packages: tuple[InstalledPackage, ...]
+    complete: bool = True  # False: only what bakehouse installed (see `note`)
+    note: str = ""
+
+    def by_name(self) -> dict[str, InstalledPackage]:
+        """One entry per package name (a Multi-Arch package shows as name:arch)."""
+        names = [package.name for package in self.packages]
+        return {
+            (package.name if names.count(package.name) == 1 else f"{package.name}:{package.architecture}"): package
+            for package in self.packages
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": MANIFEST_FORMAT, "image_id": self.image_id, "bake": self.bake,
+            "complete": self.complete, "note": self.note,
+            "packages": [package.to_json() for package in self.packages],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, shown_as: str) -> Manifest:
+        try:
+            if data.get("format") != MANIFEST_FORMAT:
+                raise ValueError(f"format {data.get('format')!r}")
+            packages = tuple(
+                InstalledPackage(
+                    name=str(item["name"]), version=str(item["version"]), architecture=str(item.get("architecture", "")),
+                    source=str(item.get("source", "")), source_version=str(item.get("source_version", "")),
+                )
+                for item in data["packages"]
+            )
+            return cls(str(data["image_id"]), str(data["bake"]), packages, bool(data["complete"]), str(data.get("note", "")))
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            raise ContentsError(f"{shown_as}: not a bakehouse package manifest ({error})") from None
+
+
+def parse_dpkg_query(text: str, image_id: str, bake: str, shown_as: str) -> Manifest:
+    """The manifest from image-contents.sh's output."""
+    packages = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 5 or not fields[0] or not fields[1]:
+            raise ContentsError(f"{shown_as}:{number}: not a package line: {line[:80]!r}")
+        name, version, architecture, source, source_version = fields
+        # dpkg-query names the source as "name (version)" when its version differs; keep both apart
+        source = source.split(" ", 1)[0]
+        packages.append(InstalledPackage(
+            name, version, architecture,
+            "" if source in ("", name) else source,
+            "" if source_version in ("", version) else source_version,
+        ))
+    if not packages:
+        raise ContentsError(f"{shown_as}: the image lists no installed packages")
+    return Manifest(image_id, bake, tuple(sorted(packages)))
+
+
+def partial_manifest(image_id: str, bake: str, installed: dict[str, str | None], architecture: str) -> Manifest:
+    """What bakehouse installed, for an image it could not look inside."""
+    packages = tuple(sorted(
+        InstalledPackage(name, version or "(latest)", architecture) for name, version in installed.items()
+    ))
+    return Manifest(image_id, bake, packages, complete=False, note=PARTIAL_NOTE)
+
+
+def write_manifest(path: Path, manifest: Manifest) -> None:
+    write_atomically(path, json.dumps(manifest.to_json(), indent=1, sort_keys=True) + "\n", durable=True)
+
+
+def read_manifest(path: Path, shown_as: str) -> Manifest:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ContentsError(f"{shown_as}: no package manifest was recorded for this image") from None
+    except (OSError, ValueError) as error:
+        raise ContentsError(f"{shown_as}: cannot read its package manifest ({error})") from None
+    return Manifest.from_json(data, shown_as)
+
+
+def manifest_text(manifest: Manifest) -> str:
+    """The manifest for people: one package per line, aligned."""
+    rows = [(package.name, package.version, package.architecture) for package in manifest.packages]
+    width = max((len(name) for name, _, _ in rows), default=0)
+    vwidth = max((len(version) for _, version, _ in rows), default=0)
+    header = f"{manifest.image_id} ({manifest.bake}): {len(rows)} packages"
+    if not manifest.complete:
+        header += f", partial: {manifest.note}"
+    return "\n".join([header] + [f"  {n:<{width}}  {v:<{vwidth}}  {a}" for n, v, a in rows]) + "\n"

@@ -1,0 +1,51 @@
+"""Images named on the command line: by image id (or an AMI id), or by bake name.
+
+`doit images --packages`, `--sbom` and `doit diff` take either. A bake name means the bake's
+image in use (registry.in_use: the one most recently baked, or found current again), and its
+previous image is the one in use before it: the newest image made before it.
+"""
+
+from __future__ import annotations
+
+from .contents import Manifest, read_manifest
+from .decide import Planner
+from .errors import BakehouseError
+from .registry import ImageRecord, in_use, order
+from .tomlcheck import did_you_mean
+
+
+class UnknownImage(BakehouseError):
+    """A name that is neither a bake nor the id of one of their images."""
+
+
+def find_image(planner: Planner, name: str) -> ImageRecord:
+    """The image `name` names: a bake's image in use, or an image by its id."""
+    name = name.removeprefix("bake:")
+    if name in planner.graph.names:
+        image = in_use(planner.images(name))
+        if image is None:
+            raise UnknownImage(f"{name} has no image yet; bake it: doit bake:{name}")
+        return image
+    # the bake whose name starts the id first (ids are <bake>-<time>-<key>); an AMI id is
+    # looked for in every bake
+    for bake in sorted(planner.graph.names, key=lambda bake: not name.startswith(bake + "-")):
+        for image in planner.images(bake):
+            if name in (image.image_id, image.name) or name in image.locations.values():
+                return image
+    raise UnknownImage(
+        f"no bake or image '{name}'{did_you_mean(name, planner.graph.names)}; `doit images` lists them"
+    )
+
+
+def previous_image(planner: Planner, image: ImageRecord) -> ImageRecord:
+    """The image of the same bake made just before `image`."""
+    older = [other for other in planner.images(image.bake) if order(other) < order(image)]
+    if not older:
+        raise UnknownImage(f"{image.image_id} is the first image of {image.bake}: nothing to compare it with")
+    return older[0]
+
+
+def manifest_of(planner: Planner, image: ImageRecord) -> Manifest:
+    """The package manifest recorded with `image`."""
+    registry = planner.provider_of(image.bake).registry
+    return read_manifest(registry.contents_path(image.bake, image.image_id), image.image_id)

@@ -1,0 +1,50 @@
+"""An image's package manifest as a CycloneDX 1.6 SBOM (JSON), for security scanners.
+
+Written with CycloneDX's own Python library (cyclonedx-python-lib), imported only when an
+SBOM is asked for. The image is the BOM's subject (an operating system, named by its id);
+each installed package is a component with its Debian package URL
+(`pkg:deb/debian/openssl@3.0.15-1~deb12u1?arch=amd64`), which scanners match advisories on.
+The same image gives the same document: its serial number is derived from the image id and
+its timestamp is the image's creation time, never the time of the export.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from .contents import Manifest
+
+PARTIAL_PROPERTY = "bakehouse:manifest"
+
+
+def cyclonedx_json(manifest: Manifest, created: datetime, provider: str) -> str:
+    from cyclonedx.model import Property
+    from cyclonedx.model.bom import Bom
+    from cyclonedx.model.component import Component, ComponentType
+    from cyclonedx.output.json import JsonV1Dot6
+    from packageurl import PackageURL
+
+    subject = Component(
+        type=ComponentType.OPERATING_SYSTEM, name=manifest.image_id, bom_ref=f"image:{manifest.image_id}",
+        description=f"{provider} image of the bake '{manifest.bake}', baked by bakehouse",
+    )
+    bom = Bom(serial_number=uuid.uuid5(uuid.NAMESPACE_URL, f"bakehouse:image:{manifest.image_id}"))
+    bom.metadata.timestamp = created
+    bom.metadata.component = subject
+    if not manifest.complete:
+        bom.metadata.properties.add(Property(name=PARTIAL_PROPERTY, value=f"partial: {manifest.note}"))
+    for package in manifest.packages:
+        known = package.version != "(latest)"
+        qualifiers = {"arch": package.architecture} if package.architecture else {}
+        if package.source:
+            qualifiers["upstream"] = package.source + (f"@{package.source_version}" if package.source_version else "")
+        purl = PackageURL(type="deb", namespace="debian", name=package.name,
+                          version=package.version if known else None, qualifiers=qualifiers or None)
+        component = Component(
+            type=ComponentType.LIBRARY, name=package.name, version=package.version if known else None,
+            purl=purl, bom_ref=purl.to_string(),
+        )
+        bom.components.add(component)
+        bom.register_dependency(subject, [component])
+    return JsonV1Dot6(bom).output_as_string(indent=2) + "\n"
