@@ -12,7 +12,7 @@ from typing import TextIO
 
 from . import packer
 from .aptrepo import download
-from .contents import Manifest, parse_dpkg_query, partial_manifest, write_manifest
+from .contents import ContentsError, Manifest, parse_dpkg_query, partial_manifest, read_manifest, write_manifest
 from .context import template_context
 from .decide import Decision, Planner
 from .epoch import now_utc
@@ -206,5 +206,13 @@ def _manifest(planner: Planner, provider: Provider, decision: Decision, job: Bak
         out.write(f"[{name}] {len(manifest.packages)} packages in {job.image_id}\n")
         return manifest
     out.write(f"[{name}] the template listed no packages of the image: its manifest is partial\n")
-    installed = {package.name: package.version for package in decision.packages}
+    inherited: dict[str, str | None] = {}
+    if job.base_image is not None:  # what the base holds, as far as its own manifest knows
+        base = job.base_image
+        try:
+            known = read_manifest(provider.registry.contents_path(base.bake, base.image_id), base.image_id)
+            inherited = {package.name: package.version for package in known.packages}
+        except ContentsError:
+            inherited = dict(base.packages)
+    installed = {**inherited, **{package.name: package.version for package in decision.packages}}
     return partial_manifest(job.image_id, name, installed, provider.architecture(job.bake))

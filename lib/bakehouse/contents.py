@@ -112,10 +112,11 @@ def parse_dpkg_query(text: str, image_id: str, bake: str, shown_as: str) -> Mani
 
 
 def partial_manifest(image_id: str, bake: str, installed: dict[str, str | None], architecture: str) -> Manifest:
-    """What bakehouse installed, for an image it could not look inside."""
+    """What bakehouse installed, for an image it could not look inside (a service: with what
+    its base's manifest lists)."""
     packages = tuple(sorted(
         InstalledPackage(name, version or "(latest)", architecture) for name, version in installed.items()
-    ))
+    ))  # "(latest)": installed unpinned, at whatever version its source had then
     return Manifest(image_id, bake, packages, complete=False, note=PARTIAL_NOTE)
 
 

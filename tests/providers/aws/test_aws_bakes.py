@@ -249,3 +249,28 @@ def test_the_shipped_example_as_it_is_logs_in_over_ssh_and_finds_debian_12(tmp_p
     rows = {row["bake"]: row for row in plan["bakes"]}
     assert rows["aws-base"]["action"] == "bake" and rows["aws-base"]["reasons"] == ["no image yet"]
     assert rows["aws-base"]["key"] and rows["aws-hello"]["reasons"][0] == "its base 'aws-base' will rebake first"
+
+
+def test_an_ami_baked_without_logging_in_has_a_partial_manifest_of_what_bakehouse_installed(
+    aws_repo: Path, aws_env: dict[str, str]
+) -> None:
+    run_doit(aws_repo, "bake:aws-hello", env=aws_env, check=True)
+    shown = json.loads(run_doit(aws_repo, "images", "--packages", "aws-hello", "--json", env=aws_env, check=True).stdout)
+    assert shown["complete"] is False and 'communicator = "none"' in shown["note"]
+    # what bakehouse installed here, and in the base it builds on
+    assert [(p["name"], p["version"]) for p in shown["packages"]] == [("ca-certificates", "(latest)"), ("hello-svc", "1.0.4")]
+    ami = amis(aws_env, "us-west-2", "aws-hello")[0]["ImageId"]  # an AMI id names the image too
+    text = run_doit(aws_repo, "images", "--packages", ami, env=aws_env, check=True).stdout
+    assert "2 packages, partial" in text.splitlines()[0] and "hello-svc" in text
+    sbom = json.loads(run_doit(aws_repo, "images", "--sbom", "aws-hello", env=aws_env, check=True).stdout)
+    assert sbom["metadata"]["properties"][0]["value"].startswith("partial: ")
+
+
+def test_tests_on_an_ami_bake_that_logs_in_to_nothing_are_one_line(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    hello = aws_repo / "bakes" / "aws-hello.toml"
+    hello.write_text(hello.read_text() + 'tests = ["scripts/install-packages.sh"]\n')
+    result = run_doit(aws_repo, "plan", env=aws_env)
+    assert result.returncode == 3
+    assert result.output.strip() == (
+        'ERROR: bakes/aws-hello.toml: tests need communicator = "ssh": with "none" nothing runs on the instance'
+    )
