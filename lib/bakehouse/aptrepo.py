@@ -126,20 +126,22 @@ class AptIndexes:
 
     def _read(self, repository: Repository, architecture: str) -> dict[str, list[IndexedPackage]]:
         dists = f"{repository.url.rstrip('/')}/dists/{repository.suite}"
-        release = Release(self._release_text(repository, dists))
+        release = Release(self.release_text(repository))
         checksums = {entry["name"]: entry for entry in release.get("SHA256", []) if entry.get("name") and entry.get("sha256")}
         if not checksums:
             raise PackageError(f"{dists}/Release has no SHA256 list; cannot check the indexes")
         found: dict[str, list[IndexedPackage]] = {}
         for component in repository.components:
-            index = self._packages_index(dists, f"{component}/binary-{architecture}/Packages", checksums)
+            index = self.packages_index(dists, f"{component}/binary-{architecture}/Packages", checksums)
             for paragraph in Packages.iter_paragraphs(index.decode("utf-8", "replace"), use_apt_pkg=False):
                 package = _indexed(repository, paragraph)
                 if package is not None:
                     found.setdefault(package.name, []).append(package)
         return found
 
-    def _release_text(self, repository: Repository, dists: str) -> str:
+    def release_text(self, repository: Repository) -> str:
+        """The repository's Release, its signature checked (unless it is `trusted`)."""
+        dists = f"{repository.url.rstrip('/')}/dists/{repository.suite}"
         try:
             signed = self.fetch(f"{dists}/InRelease")
             return self._verified(repository, dists, signed, detached=None)
@@ -163,7 +165,7 @@ class AptIndexes:
         assert repository.signed_by is not None
         return gpgv(repository.signed_by, data, detached, f"{dists}/{'Release' if detached else 'InRelease'}")
 
-    def _packages_index(self, dists: str, stem: str, checksums: dict[str, dict[str, str]]) -> bytes:
+    def packages_index(self, dists: str, stem: str, checksums: dict[str, dict[str, str]]) -> bytes:
         for suffix, decompress in INDEX_FORMATS:
             entry = checksums.get(stem + suffix)
             if entry is None:
@@ -226,3 +228,63 @@ def host_architecture() -> str:
         return subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "amd64"
+
+
+DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+
+
+def parse_sources(text: str, default_suite: str, where: str) -> tuple[Repository, ...]:
+    """Apt sources as an mmdebstrap mirror argument or a sources file spells them: deb822
+    paragraphs (`Types: deb`, `URIs:`, `Suites:`, `Components:`, `Signed-By:`), one-line
+    entries (`deb [signed-by=... trusted=yes] URI SUITE COMPONENT...`), or a bare URI (this
+    suite, `main`). A source without a keyring is checked against Debian's archive keyring
+    when the host has it, as apt does; `deb-src` entries are left out."""
+    if "://" in text and "\n" not in text.strip() and not text.strip().startswith("deb"):
+        return (_repository(text.strip(), default_suite, ("main",), {}),)
+    if any(line.split(":", 1)[0].strip().lower() == "uris" for line in text.splitlines() if ":" in line):
+        return tuple(_deb822_sources(text, where))
+    found = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("deb-src"):
+            continue
+        options: dict[str, str] = {}
+        if "[" in line:
+            head, _, rest = line.partition("[")
+            inside, _, tail = rest.partition("]")
+            options = dict(item.split("=", 1) for item in inside.split() if "=" in item)
+            line = head + tail
+        words = line.split()
+        if len(words) < 3 or words[0] != "deb":
+            raise PackageError(f"{where}:{number}: not a sources line: {line!r}")
+        found.append(_repository(words[1], words[2], tuple(words[3:]) or ("main",), options))
+    return tuple(found)
+
+
+def _deb822_sources(text: str, where: str) -> list[Repository]:
+    from debian.deb822 import Deb822
+
+    found = []
+    for paragraph in Deb822.iter_paragraphs(text):
+        if "deb" not in paragraph.get("Types", "deb").split() or paragraph.get("Enabled", "yes") == "no":
+            continue
+        options = {"signed-by": paragraph.get("Signed-By", ""), "trusted": paragraph.get("Trusted", "")}
+        for uri in paragraph.get("URIs", "").split():
+            for suite in paragraph.get("Suites", "").split():
+                found.append(_repository(uri, suite, tuple(paragraph.get("Components", "main").split()), options))
+    if not found:
+        raise PackageError(f"{where}: no deb sources in it")
+    return found
+
+
+def _repository(uri: str, suite: str, components: tuple[str, ...], options: dict[str, str]) -> Repository:
+    trusted = options.get("trusted", "").lower() == "yes"
+    keyring = options.get("signed-by", "").strip()
+    signed_by = Path(keyring) if keyring and not keyring.startswith("-----") else None
+    if signed_by is not None and not signed_by.is_file():
+        signed_by = None  # a keyring of the image's that this machine does not have
+    if signed_by is None and not trusted:
+        # apt's default keyring; without one the Release is read unchecked: it only decides
+        # whether to rebake (what gets installed is checked by apt and mmdebstrap)
+        signed_by, trusted = (DEBIAN_KEYRING, False) if DEBIAN_KEYRING.is_file() else (None, True)
+    return Repository(url=uri.rstrip("/"), suite=suite, components=components, signed_by=signed_by, trusted=trusted)

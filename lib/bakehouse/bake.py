@@ -204,6 +204,8 @@ def _manifest(planner: Planner, provider: Provider, decision: Decision, job: Bak
         shown = planner.project.relative(job.contents)
         manifest = parse_dpkg_query(job.contents.read_text(encoding="utf-8"), job.image_id, name, shown)
         out.write(f"[{name}] {len(manifest.packages)} packages in {job.image_id}\n")
+        if job.bake.rebuild_when == "updates":  # what the sources offered as it was baked
+            manifest = replace(manifest, sources_seen=planner.sources_seen(job.bake, manifest))
         return manifest
     out.write(f"[{name}] the template listed no packages of the image: its manifest is partial\n")
     inherited: dict[str, str | None] = {}

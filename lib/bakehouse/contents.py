@@ -5,6 +5,7 @@ Every bake ends with the image's installed packages listed by dpkg-query inside 
 SSH for AMIs), one line per package:
 
     <name> TAB <version> TAB <architecture> TAB <source name> TAB <source version>
+    #apt TAB <sources file> TAB <one of its lines>     (inside the image only: its apt sources)
 
 bakehouse turns that into the image's manifest and keeps it beside the image's record
 (registry.contents_path), never in a tag (tags are small). Where a bake cannot look inside the
@@ -15,14 +16,16 @@ installed and says it is partial.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import BakehouseError
+from .aptrepo import Repository, parse_sources
+from .errors import BakehouseError, PackageError
 from .files import write_atomically
 
 MANIFEST_FORMAT = 1
+SOURCE_LINE = "#apt\t"
 PARTIAL_NOTE = "bakehouse could not look inside this image (communicator = \"none\"): these are only the packages it installed"
 
 
@@ -56,6 +59,11 @@ class Manifest:
     packages: tuple[InstalledPackage, ...]
     complete: bool = True  # False: only what bakehouse installed (see `note`)
     note: str = ""
+    # The apt sources the image itself names (listed inside it over SSH), as one-line entries
+    # (`deb URI SUITE COMPONENT`), and, for `rebuild_when = "updates"`, the Release (sha256)
+    # each source had when the image was baked (updates.py).
+    sources: tuple[str, ...] = ()
+    sources_seen: dict[str, str] = field(default_factory=dict)
 
     def by_name(self) -> dict[str, InstalledPackage]:
         """One entry per package name (a Multi-Arch package shows as name:arch)."""
@@ -70,6 +78,7 @@ class Manifest:
             "format": MANIFEST_FORMAT, "image_id": self.image_id, "bake": self.bake,
             "complete": self.complete, "note": self.note,
             "packages": [package.to_json() for package in self.packages],
+            "sources": list(self.sources), "sources_seen": self.sources_seen,
         }
 
     @classmethod
@@ -84,16 +93,24 @@ class Manifest:
                 )
                 for item in data["packages"]
             )
-            return cls(str(data["image_id"]), str(data["bake"]), packages, bool(data["complete"]), str(data.get("note", "")))
+            return cls(
+                str(data["image_id"]), str(data["bake"]), packages, bool(data["complete"]), str(data.get("note", "")),
+                tuple(str(line) for line in data.get("sources", [])),
+                {str(k): str(v) for k, v in dict(data.get("sources_seen", {})).items()},
+            )
         except (AttributeError, KeyError, TypeError, ValueError) as error:
             raise ContentsError(f"{shown_as}: not a bakehouse package manifest ({error})") from None
 
 
 def parse_dpkg_query(text: str, image_id: str, bake: str, shown_as: str) -> Manifest:
     """The manifest from image-contents.sh's output."""
-    packages = []
+    packages, source_files = [], {}
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
+            continue
+        if line.startswith(SOURCE_LINE):  # a line of the image's apt sources (no package starts with '#')
+            file, _, entry = line[len(SOURCE_LINE):].partition("\t")
+            source_files.setdefault(file, []).append(entry)
             continue
         fields = line.split("\t")
         if len(fields) != 5 or not fields[0] or not fields[1]:
@@ -106,9 +123,21 @@ def parse_dpkg_query(text: str, image_id: str, bake: str, shown_as: str) -> Mani
             "" if source in ("", name) else source,
             "" if source_version in ("", version) else source_version,
         ))
+    sources = []
+    for file, lines in source_files.items():
+        try:
+            sources += [one_line(source) for source in parse_sources("\n".join(lines), "", f"{shown_as}: {file}")]
+        except PackageError:
+            continue  # a sources file apt itself would not read: no updates from it
     if not packages:
         raise ContentsError(f"{shown_as}: the image lists no installed packages")
-    return Manifest(image_id, bake, tuple(sorted(packages)))
+    return Manifest(image_id, bake, tuple(sorted(packages)), sources=tuple(dict.fromkeys(sources)))
+
+
+def one_line(source: Repository) -> str:
+    """An apt source as a one-line entry (aptrepo.parse_sources reads it back)."""
+    options = " [trusted=yes]" if source.trusted else f" [signed-by={source.signed_by}]" if source.signed_by else ""
+    return f"deb{options} {source.url} {source.suite} {' '.join(source.components)}"
 
 
 def partial_manifest(image_id: str, bake: str, installed: dict[str, str | None], architecture: str) -> Manifest:

@@ -10,6 +10,9 @@ A service's key includes the id of its base's current image, so a service whose 
 rebake cannot be up to date either, and says so. Reasons are a diff against the image in use
 (registry.in_use: the one most recently baked or found current again), never against one the
 bake has moved away from.
+
+A bake with `rebuild_when = "updates"` is not up to date either while its sources offer newer
+versions of packages its image has (updates.py); the reasons name each one.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from .aptrepo import AptIndexes
+from .aptrepo import AptIndexes, Repository, parse_sources
+from .contents import ContentsError, Manifest, read_manifest
 from .context import KEY_PLACEHOLDER, template_context
 from .debpkg import SourcePackage, find_source_packages
 from .epoch import staleness
-from .errors import BakehouseError
+from .errors import BakehouseError, PackageError
 from .fingerprint import KEY_SCHEMA, Summary, content_key, explain, summarise
 from .legacy import schema1_key
 from .model import Bake, BakeGraph
@@ -30,6 +34,7 @@ from .project import Project
 from .providers import BakeJob, Provider
 from .registry import ImageRecord, created_at, in_use, timestamp
 from .render import Templates
+from .updates import SourcesState, UpdateIndexes, update_reasons
 
 FORCED = "forced (--rebake)"
 
@@ -83,6 +88,7 @@ class Planner:
         self.now = now
         self.templates = Templates(project.templates_dir)
         self.indexes = AptIndexes()
+        self.updates = UpdateIndexes(project.state_dir / "cache")
         self._source_packages: tuple[SourcePackage, ...] | None = None
         self._kept: dict[str, Decision] = {}
 
@@ -166,11 +172,39 @@ class Planner:
             reasons += self._why(bake, missing, matching, old_summary, summary)
         partial = None if forced else best  # a forced rebake makes a new image everywhere
         missing = () if forced else missing
+        if bake.rebuild_when == "updates" and current is not None and not reasons:
+            reasons = self._updates(bake, provider, current)
+            current = None if reasons else current
         relaunch = None if current is None or reasons else provider.out_of_line(bake, current)
         return Decision(
             bake, tuple(reasons), current, newest, key, summary, packages, base_image, partial, missing, used,
             relaunch,
         )
+
+    def _updates(self, bake: Bake, provider: Provider, image: ImageRecord) -> list[str]:
+        """`rebuild_when = "updates"`: the newer versions its sources offer of its packages."""
+        try:
+            manifest = read_manifest(provider.registry.contents_path(bake.name, image.image_id), image.image_id)
+        except ContentsError:
+            # baked before manifests were kept, or an AMI baked on another machine: nothing to
+            # compare, and a fresh clone must decide as the machine that baked it
+            return []
+        return update_reasons(manifest, self._sources_state(bake, provider, manifest))
+
+    def sources_seen(self, bake: Bake, manifest: Manifest) -> dict[str, str]:
+        """The Release of each of the image's sources now, for its manifest (updates.py)."""
+        return self._sources_state(bake, self.provider_of(bake.name), manifest).releases
+
+    def _sources_state(self, bake: Bake, provider: Provider, manifest: Manifest) -> SourcesState:
+        sources: list[Repository] = []
+        for step in self.graph.chain(bake.name):
+            sources += [*self.provider_of(step.name).package_sources(step), *step.repositories]
+        if manifest.sources:
+            sources += parse_sources("\n".join(manifest.sources), "", f"{manifest.image_id}: its apt sources")
+        try:
+            return self.updates.state(tuple(sources), provider.architecture(bake))
+        except PackageError as error:
+            raise PackageError(f"{bake.name}: checking for updates: {error}") from None
 
     def _why(
         self, bake: Bake, missing: tuple[str, ...], matching: list[ImageRecord],

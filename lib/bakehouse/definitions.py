@@ -51,8 +51,11 @@ def load_bake(project: Project, path: Path) -> Bake:
 
 CORE_KEYS = (
     "description", "provider", "template", "base", "source", "packages", "vars",
-    "rebuild_every", "timeout", "repository", "prune", "tests",
+    "rebuild_every", "rebuild_when", "timeout", "repository", "prune", "tests",
 )
+# `rebuild_when = "updates"`: rebake when the package sources offer newer versions of packages
+# the image has installed (updates.py), besides any `rebuild_every` schedule.
+REBUILD_TRIGGERS = ("updates",)
 _REPOSITORY_KEYS = ("url", "suite", "components", "signed_by", "trusted", "packages")
 
 
@@ -96,6 +99,7 @@ def _parse(project: Project, where: str, name: str, path: Path, data: dict[str, 
         where=where,
         prune=_parse_prune(where, data.get("prune")),
         tests=_parse_tests(project, where, get.string_list("tests")),
+        rebuild_when=get.choice("rebuild_when", REBUILD_TRIGGERS, default=None),
     )
 
 

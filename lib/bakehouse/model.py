@@ -52,6 +52,7 @@ class Bake:
     where: str = ""  # the bake file as messages name it: bakes/<name>.toml
     prune: tuple[tuple[str, Any], ...] = ()  # its [prune] table (retention.py), checked when loaded
     tests: tuple[str, ...] = ()  # test scripts under templates/, run inside the finished image
+    rebuild_when: str | None = None  # "updates": rebake when its sources offer newer packages
 
     @property
     def vars_dict(self) -> dict[str, VarValue]:
@@ -61,7 +62,7 @@ class Bake:
         """The normalised definition that goes into the content key.
 
         Leaves out what cannot change the image: the description, the timeout,
-        `rebuild_every` (a freshness rule), the test scripts' names (their contents enter as
+        `rebuild_every` and `rebuild_when` (freshness rules), the test scripts' names (their contents enter as
         files the template uses), the package specs and repositories (resolved names,
         versions and hashes enter the key) and the [source] as written (the source image it
         resolves to enters the key). A provider's settings enter under its name.

@@ -30,6 +30,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from ..aptrepo import Repository
 from ..errors import DefinitionError
 from ..model import Bake, BakeGraph, ProviderSettings, ProviderSource
 from ..packages import ResolvedPackage
@@ -102,6 +103,11 @@ class Provider(Protocol):
     def source(self, bake: Bake) -> dict[str, Any] | None:
         """The source image of a base bake, by what it is (never by where it is), as it
         enters the content key; None for a service."""
+        ...
+
+    def package_sources(self, bake: Bake) -> tuple[Repository, ...]:
+        """The apt sources a base bake's image is made from, as bakehouse knows them before
+        looking inside it (a local base's mirror); () where the image names its own."""
         ...
 
     def places(self, bake: Bake) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from bakehouse import packer
+from bakehouse.contents import parse_dpkg_query
 from bakehouse.errors import PackerError
 from bakehouse.render import Templates
 from helpers import PROJECT, build_hello_deb, hold_dpkg_lock
@@ -86,7 +87,11 @@ def test_tests_run_on_the_machine_and_its_packages_are_listed_as_dpkg_has_them(t
     output = bake_over_ssh(tmp_path, target.port, target.key, [hello_deb(tmp_path)], ["hello-svc=1.0.4"],
                            tests={"scripts/check-hello.sh": check})
     assert "test check-hello.sh: passed" in output and "hello from hello-svc 1.0.4" in output and "runs as root" in output
-    listed = {line.split("\t")[0]: line.split("\t")[1] for line in (tmp_path / "packages.tsv").read_text().splitlines()}
+    lines = (tmp_path / "packages.tsv").read_text().splitlines()
+    listed = {line.split("\t")[0]: line.split("\t")[1] for line in lines if not line.startswith("#")}
+    # and the apt sources the machine names, where its updates would come from
+    manifest = parse_dpkg_query("\n".join(lines), "image", "hello", "packages.tsv")
+    assert "http://deb.debian.org/debian bookworm main" in " ".join(manifest.sources)
     dpkg = subprocess.run(["dpkg-query", f"--admindir={target.root}/var/lib/dpkg", "-W", "-f=${Package}\t${Version}\n"],
                           capture_output=True, text=True, check=True).stdout
     assert listed == dict(line.split("\t") for line in dpkg.splitlines()) and listed["hello-svc"] == "1.0.4"

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from ... import packer
+from ...aptrepo import Repository
 from ...errors import PackerError
 from ...fingerprint import compact
 from ...model import Bake, BakeGraph
@@ -127,6 +128,9 @@ class AwsProvider:
                 "narrow source.name or set most_recent = true"
             )
         return max(found, key=lambda image: (image.get("CreationDate", ""), image.get("Name", "")))
+
+    def package_sources(self, bake: Bake) -> tuple[Repository, ...]:
+        return ()  # an AMI names its own: listed inside it over SSH (contents.py)
 
     def places(self, bake: Bake) -> tuple[str, ...]:
         return settings_of(bake).regions

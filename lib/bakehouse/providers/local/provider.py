@@ -8,8 +8,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, TextIO
 
-from ...aptrepo import host_architecture
-from ...errors import PackerError
+from ...aptrepo import Repository, host_architecture, parse_sources
+from ...errors import PackageError, PackerError
 from ...model import Bake
 from ...project import Project
 from ...registry import ImageRecord
@@ -35,6 +35,20 @@ class LocalProvider:
         if not isinstance(source, LocalSource):
             return None
         return {"suite": source.suite, "variant": source.variant, "mirror": source.mirror}
+
+    def package_sources(self, bake: Bake) -> tuple[Repository, ...]:
+        """The base's mirror argument as mmdebstrap reads it: a sources file, lines, or a URI."""
+        source = bake.source
+        if not isinstance(source, LocalSource):
+            return ()
+        mirror = source.mirror or host_mirror(source.suite)
+        path = Path(mirror)
+        if "\n" not in mirror and not mirror.startswith("deb") and "://" not in mirror:
+            try:
+                return parse_sources(path.read_text(encoding="utf-8"), source.suite, mirror)
+            except OSError as error:
+                raise PackageError(f"{bake.where}: source.mirror: cannot read {mirror}: {error.strerror}") from None
+        return parse_sources(mirror, source.suite, f"{bake.where}: source.mirror")
 
     def places(self, bake: Bake) -> tuple[str, ...]:
         return ("local",)
