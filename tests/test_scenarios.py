@@ -133,6 +133,26 @@ def image_deleted(repo: Path, env: Env) -> Env:
     return env
 
 
+def add_a_test(repo: Path, env: Env) -> Env:
+    (repo / "templates" / "scripts" / "check-hello.sh").write_text("#!/bin/sh\n/opt/hello-svc/bin/hello-svc\n")
+    bake = repo / "bakes" / "hello.toml"
+    bake.write_text('tests = ["scripts/check-hello.sh"]\n' + bake.read_text())
+    return env
+
+
+def edit_a_test(repo: Path, env: Env) -> Env:
+    add_a_test(repo, env)
+    run_doit(repo, env=env, check=True)
+    append(repo / "templates" / "scripts" / "check-hello.sh", "test -f /opt/hello-svc/VERSION\n")
+    return env
+
+
+def updates_asked_for(repo: Path, env: Env) -> Env:
+    """A freshness rule, not content: with no newer package in the base's sources, nothing."""
+    edit(repo / "bakes" / "base.toml", 'rebuild_every = "week"', 'rebuild_every = "week"\nrebuild_when = "updates"')
+    return env
+
+
 A_WEEK_ON = NOW + timedelta(days=7)
 SAME_MONTH = A_WEEK_ON.month == NOW.month
 STALE_MONTH = rf"older than this month \({A_WEEK_ON:%Y-%m} began {A_WEEK_ON:%Y-%m}-01\)"
@@ -157,6 +177,10 @@ LOCAL: dict[str, Row] = {
     "not content, fresh clone": Row(not_content, {"base": [], "hello": []}),
     "base rebaked alone": Row(base_rebaked, {"base": [], "hello": [r"base image base-\S+ -> base-\S+"]}),
     "image deleted": Row(image_deleted, {"base": [], "hello": [r"no image yet"]}),
+    "test script added": Row(add_a_test, {"base": [], "hello": [
+        r"template file scripts/check-hello\.sh added", r"template file scripts/run-tests\.sh added"]}),
+    "test script edited": Row(edit_a_test, {"base": [], "hello": [r"template file scripts/check-hello\.sh changed"]}),
+    "updates asked for, none offered": Row(updates_asked_for, {"base": [], "hello": []}),
 }
 
 
