@@ -8,6 +8,11 @@ Runs `moto.server` on 127.0.0.1:PORT with one correction: moto gives every image
 Packer refuses a "standard" source AMI, so without this a service could not be baked on a
 base that moto made. The images moto ships keep the root device type they declare.
 
+S3's conditional writes (If-None-Match, If-Match) are atomic on AWS; moto checks the condition
+and then writes, unlocked, so two requests at once could both pass. The launcher serialises
+moto's PutObject and DeleteObject handlers, making each check-and-write one step as on AWS:
+the shared-lock tests then test bakehouse's protocol, with S3's guarantee.
+
 It also lists, in every region, a Debian 12 image of Debian's cloud team (owner 136693071363,
 named `debian-12-amd64-*` as Debian names them), which moto's own images do not include, so
 the shipped AWS example's source filter finds what it finds on AWS.
@@ -16,6 +21,7 @@ the shipped AWS example's source filter finds what it finds on AWS.
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any
 
 from moto.ec2.models.amis import AMIS, Ami
@@ -49,8 +55,21 @@ def _ebs_like_aws(original: Any) -> Any:
     return __init__
 
 
+def _atomic(handler: Any, lock: threading.Lock) -> Any:
+    def serialised(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return handler(self, *args, **kwargs)
+
+    return serialised
+
+
 def main(port: str) -> None:
     Ami.__init__ = _ebs_like_aws(Ami.__init__)  # type: ignore[method-assign]
+    from moto.s3.responses import S3Response
+
+    writes = threading.Lock()
+    S3Response.put_object = _atomic(S3Response.put_object, writes)  # type: ignore[method-assign]
+    S3Response.delete_object = _atomic(S3Response.delete_object, writes)  # type: ignore[method-assign]
     AMIS.append(dict(DEBIAN_12))
     from moto.server import main as moto_main
 

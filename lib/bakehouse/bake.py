@@ -18,7 +18,7 @@ from .decide import Decision, Planner
 from .epoch import now_utc
 from .errors import BakehouseError, PackerError
 from .locks import bake_lock
-from .providers import BakeJob, Provider
+from .providers import BakeJob, NotShared, Provider, SharedHold
 from .registry import ImageRecord, next_sequence, timestamp
 
 
@@ -39,20 +39,24 @@ def bake_image(planner: Planner, name: str, forced: bool, out: TextIO) -> ImageR
         if decision.relaunch:
             planner.provider_of(name).bring_in_line(decision.bake, decision.current, out)
         return decision.current
-    with bake_lock(planner.project.state_dir / "locks", name, out) as held:
-        if held.waited:
-            # Whoever held the lock may have baked exactly this image meanwhile: reuse it,
-            # unless this is a forced rebake: that bake began before this request was made
-            # (it held the lock when we asked), so it cannot answer it. No clock is compared.
+    provider = planner.provider_of(name)
+    with bake_lock(planner.project.state_dir / "locks", name, out) as held, \
+            provider.lock(decision.bake, decision.key or "(no key yet)", out) as shared:
+        if held.waited or shared.waited or not isinstance(shared, NotShared):
+            # Whoever held the lock may have baked exactly this image meanwhile (on another
+            # runner, it may have finished just before we asked: always look again): reuse
+            # it, unless this is a forced rebake: that bake began before this request was
+            # made (it held the lock when we asked), so it cannot answer it. No clock is compared.
             planner.forget(name)
             decision = planner.decide(name, forced)
             if decision.up_to_date and decision.current is not None:
-                out.write(f"[{name}] up to date: {decision.current.image_id} (baked by the run we waited for)\n")
+                by = "the run we waited for" if held.waited or shared.waited else "another runner, just before"
+                out.write(f"[{name}] up to date: {decision.current.image_id} (baked by {by})\n")
                 return decision.current
-        return _bake_locked(planner, decision, held.fd, out)
+        return _bake_locked(planner, decision, held.fd, shared, out)
 
 
-def _bake_locked(planner: Planner, decision: Decision, lock_fd: int, out: TextIO) -> ImageRecord:
+def _bake_locked(planner: Planner, decision: Decision, lock_fd: int, shared: SharedHold, out: TextIO) -> ImageRecord:
     name = decision.bake.name
     if decision.key is None or decision.summary is None:
         base = decision.bake.base
@@ -63,7 +67,7 @@ def _bake_locked(planner: Planner, decision: Decision, lock_fd: int, out: TextIO
     job = _job(planner, provider, decision, now_utc())
     out.write(f"[{name}] baking {job.image_id}: {'; '.join(decision.reasons)}\n")
     try:
-        image = _run(planner, provider, decision, job, lock_fd, out)
+        image = _run(planner, provider, decision, job, lock_fd, shared, out)
     except BaseException:
         try:
             provider.discard(job, out)
@@ -151,7 +155,8 @@ def _packer(
 
 
 def _run(
-    planner: Planner, provider: Provider, decision: Decision, job: BakeJob, lock_fd: int, out: TextIO
+    planner: Planner, provider: Provider, decision: Decision, job: BakeJob, lock_fd: int, shared: SharedHold,
+    out: TextIO,
 ) -> ImageRecord:
     assert decision.summary is not None
     for package in decision.packages:
@@ -186,6 +191,7 @@ def _run(
         log=planner.project.relative(job.log),
     )
     try:
+        shared.check(job.bake.name)  # a runner whose lease was taken over records nothing
         if provider.out_of_line(decision.bake, image):
             provider.bring_in_line(decision.bake, image, out)  # before it counts: shared as the bake says
         provider.registry.record(image, out)

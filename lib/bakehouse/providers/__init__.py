@@ -24,6 +24,7 @@ produced ({place: reference}); a recorded image's `locations` are where it is.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import entry_points
@@ -89,6 +90,26 @@ class BakeJob:
     # are placeholders, and a provider stands in for what does not exist yet (a base's AMI in
     # a region it is about to be baked in) instead of failing.
     probe: bool = False
+
+
+class SharedHold(Protocol):
+    """A lock that runners on other machines respect too, held while a bake runs."""
+
+    waited: bool  # another runner held it, and this one waited
+
+    def check(self, bake: str) -> None:
+        """Raise if the lock was lost while baking (then nothing may be recorded)."""
+        ...
+
+
+@dataclass
+class NotShared:
+    """The hold of a provider without shared state: the local flock is the only lock."""
+
+    waited: bool = False
+
+    def check(self, bake: str) -> None:
+        pass
 
 
 class Provider(Protocol):
@@ -169,6 +190,11 @@ class Provider(Protocol):
     def discard(self, job: BakeJob, out: TextIO) -> None:
         """Remove whatever a failed or cancelled bake left behind, except what finished()
         keeps; say on `out` what was removed."""
+        ...
+
+    def lock(self, bake: Bake, key: str, out: TextIO) -> AbstractContextManager[SharedHold]:
+        """Hold the lock of `bake`'s image of `key` that every runner shares, if there is one
+        (providers/aws/shared.py); else a NotShared."""
         ...
 
     def sweep(self, bake: Bake) -> list[str]:

@@ -21,6 +21,8 @@ import json
 import os
 import time
 import urllib.parse
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Callable
 
 import boto3
@@ -171,6 +173,72 @@ class Ec2:
             self.client(region).create_tags(
                 Resources=resources, Tags=[{"Key": key, "Value": value} for key, value in tags.items()]
             )
+
+
+class S3:
+    """The S3 calls of shared state (shared.py): conditional writes for leases, objects for
+    logs. Its endpoint comes from AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL (boto3 reads them);
+    with one set (an emulator, a gateway), buckets are addressed by path."""
+
+    CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
+
+    def __init__(self, region: str, session_factory: Callable[[], Any] = boto3.session.Session) -> None:
+        self.region = region
+        self._session_factory = session_factory
+        self._client: Any = None
+
+    def client(self) -> Any:
+        if self._client is None:
+            limits = _budget()
+            custom = any(os.environ.get(name) for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"))
+            config = Config(
+                retries={"mode": RETRY_MODE, "total_max_attempts": limits.max_attempts},
+                connect_timeout=limits.connect_timeout, read_timeout=limits.read_timeout,
+                s3={"addressing_style": "path"} if custom else None,
+            )
+            self._client = self._session_factory().client("s3", region_name=self.region, config=config)
+        return self._client
+
+    def put(self, bucket: str, key: str, body: bytes, if_absent: bool = False, if_match: str | None = None) -> str | None:
+        """Write the object; with a condition, None when it does not hold (another writer
+        came first). Returns the new ETag."""
+        conditions: dict[str, str] = {"IfNoneMatch": "*"} if if_absent else {"IfMatch": if_match} if if_match else {}
+        try:
+            with _one_line_errors(self.region, "S3 PutObject"):
+                return str(self.client().put_object(Bucket=bucket, Key=key, Body=body, **conditions)["ETag"])
+        except AwsError as error:
+            if conditions and any(f": {code}:" in str(error) for code in self.CONFLICTS):
+                return None
+            raise
+
+    def get(self, bucket: str, key: str) -> tuple[bytes, str, datetime, datetime] | None:
+        """The object's body, ETag, LastModified and the server's time of answering (its
+        Date header: leases are judged by S3's clock, never by a runner's); None when absent."""
+        try:
+            with _one_line_errors(self.region, "S3 GetObject"):
+                answer = self.client().get_object(Bucket=bucket, Key=key)
+        except AwsError as error:
+            if ": NoSuchKey:" in str(error) or ": 404:" in str(error):
+                return None
+            raise
+        date = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        server_now = parsedate_to_datetime(date) if date else datetime.now(UTC)
+        return answer["Body"].read(), str(answer["ETag"]), answer["LastModified"], server_now
+
+    def delete(self, bucket: str, key: str, if_match: str | None = None) -> bool:
+        """Delete the object; with `if_match`, only if it is still that version."""
+        try:
+            with _one_line_errors(self.region, "S3 DeleteObject"):
+                self.client().delete_object(Bucket=bucket, Key=key, **({"IfMatch": if_match} if if_match else {}))
+            return True
+        except AwsError as error:
+            if any(f": {code}:" in str(error) for code in (*self.CONFLICTS, "NoSuchKey", "404")):
+                return False
+            raise
+
+    def check_bucket(self, bucket: str) -> None:
+        with _one_line_errors(self.region, f"S3 HeadBucket {bucket}"):
+            self.client().head_bucket(Bucket=bucket)
 
 
 def _log_call(params: Any, model: Any, context: Any, **_: Any) -> None:

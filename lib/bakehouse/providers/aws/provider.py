@@ -23,6 +23,7 @@ import re
 import shlex
 import sys
 import secrets
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -33,9 +34,10 @@ from ...fingerprint import compact
 from ...model import Bake, BakeGraph
 from ...project import Project
 from ...registry import ImageRecord
-from .. import BakeJob
+from .. import BakeJob, NotShared, SharedHold
 from .account import Sharing
 from .budget import budget
+from .shared import SharedLocks, read_config
 from .client import AwsError, Ec2, ec2_endpoint
 from .registry import (
     BAKE_TAG, BASE_TAG, CREATED_TAG, IMAGE_TAG, KEY_TAG, LAUNCH_TAG, LOG_TAG, SEQUENCE_TAG, AwsRegistry, image_of,
@@ -64,6 +66,8 @@ class AwsProvider:
         limits = budget()
         self.retries = limits.region_retries
         self.registry = AwsRegistry(self.ec2, self._regions_of, project.logs_dir, limits.settle_seconds)
+        shared = read_config(project.root)
+        self.shared = None if shared is None else SharedLocks(shared)
         self._resolved: dict[tuple[str, str, tuple[str, ...]], dict[str, Any] | AwsError] = {}
 
     def _regions_of(self, bake: str) -> tuple[str, ...]:
@@ -369,6 +373,12 @@ class AwsProvider:
                     self.ec2.set_snapshot_users(region, snapshot, list(sharing.snapshot_accounts))
             self.ec2.create_tags(region, [ami_id], {LAUNCH_TAG: sharing.identity()})
         self.registry.forget(bake.name)
+
+    def lock(self, bake: Bake, key: str, out: TextIO) -> AbstractContextManager[SharedHold]:
+        """The shared lease on S3 when bakehouse.toml configures shared state (shared.py)."""
+        if self.shared is None:
+            return nullcontext(NotShared())
+        return self.shared.hold(bake.name, key, out)
 
     def sweep(self, bake: Bake) -> list[str]:
         """Nothing to sweep: an AMI counts only once it is available and tagged, and packer

@@ -4,6 +4,7 @@ packer's manifest into the image file it made, and removing what a failed bake l
 from __future__ import annotations
 
 import re
+from contextlib import AbstractContextManager, nullcontext
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TextIO
@@ -13,7 +14,7 @@ from ...errors import PackageError, PackerError
 from ...model import Bake
 from ...project import Project
 from ...registry import ImageRecord
-from .. import BakeJob
+from .. import BakeJob, NotShared, SharedHold
 from .registry import LocalRegistry
 from .settings import LocalSource
 
@@ -117,6 +118,9 @@ class LocalProvider:
         image = self._image_path(job)
         for leftover in (image, image.with_name(image.name + ".partial.tar.zst")):
             leftover.unlink(missing_ok=True)
+
+    def lock(self, bake: Bake, key: str, out: TextIO) -> AbstractContextManager[SharedHold]:
+        return nullcontext(NotShared())  # a local image is this machine's: its flock suffices
 
     def sweep(self, bake: Bake) -> list[str]:
         """Image files without a record, and partial files: no bake of `bake` is running

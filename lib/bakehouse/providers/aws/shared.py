@@ -1,0 +1,204 @@
+"""State shared by every runner of a repository's AWS bakes: a lease per bake and content key,
+on S3, so two CI runners never bake the same image.
+
+Configured in the repository's `bakehouse.toml`:
+
+    [shared]
+    s3 = "s3://my-bakery-state/bakehouse"   # bucket and prefix
+    region = "us-east-1"                     # the bucket's region (default: AWS_DEFAULT_REGION)
+    lease = "60s"                            # how long a silent holder keeps the lock
+
+Without it, AWS bakes lock with the local flock only (locks.py), as local bakes always do.
+
+The lease is one object, `<prefix>/locks/<bake>/<key>.json`, written with S3's conditional
+writes (the way Terraform's S3 backend locks, with an expiry it lacks):
+- take: PutObject with `If-None-Match: *` (412 when someone holds it);
+- renew: every third of the lease, PutObject with `If-Match` on the ETag last written;
+- take over an expired lease: PutObject with `If-Match` on the ETag read; expired means S3's
+  own clock (the Date of its answer) is past the object's LastModified plus the lease, so no
+  runner's clock is trusted;
+- release: DeleteObject with `If-Match`.
+A holder that dies (kill -9, a lost machine) stops renewing; the next runner takes over after
+the lease and says so. A holder whose renewal finds the lease taken has lost it: its bake
+fails before recording anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import threading
+import time
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TextIO
+
+from ...errors import DefinitionError
+from ...tomlcheck import Getter, reject_unknown
+from .client import AwsError, S3
+
+CONFIG_FILE = "bakehouse.toml"
+DEFAULT_LEASE_SECONDS = 60
+POLL_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class SharedConfig:
+    bucket: str
+    prefix: str
+    region: str
+    lease_seconds: int
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+    def key(self, *parts: str) -> str:
+        return "/".join(part for part in (self.prefix, *parts) if part)
+
+
+def read_config(root: Path) -> SharedConfig | None:
+    """The [shared] table of bakehouse.toml, checked; None when the file or table is absent."""
+    path = root / CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as error:
+        raise DefinitionError(f"{CONFIG_FILE}: invalid TOML: {error}") from None
+    reject_unknown(CONFIG_FILE, "", data, ("shared",))
+    table = data.get("shared")
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise DefinitionError(f"{CONFIG_FILE}: [shared] must be a table")
+    reject_unknown(CONFIG_FILE, "shared.", table, ("s3", "region", "lease"))
+    get = Getter(CONFIG_FILE, table, prefix="shared.")
+    url = get.string("s3")
+    match = re.fullmatch(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?", url or "")
+    if match is None:
+        raise DefinitionError(f"{CONFIG_FILE}: shared.s3 must be s3://BUCKET/PREFIX (got {url!r})")
+    region = get.string("region") or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+    if not region:
+        raise DefinitionError(f"{CONFIG_FILE}: shared.region is required (the bucket's region), or set AWS_DEFAULT_REGION")
+    lease = get.matching("lease", r"^\d+[sm]$", "a duration such as \"60s\" or \"5m\"", default=f"{DEFAULT_LEASE_SECONDS}s")
+    seconds = int(lease[:-1]) * (60 if lease.endswith("m") else 1)
+    if seconds < 3:
+        raise DefinitionError(f"{CONFIG_FILE}: shared.lease must be at least 3s")
+    return SharedConfig(match[1], (match[2] or "").strip("/"), region, seconds)
+
+
+def runner_name() -> str:
+    """Who holds a lease, as people know the runner: BAKEHOUSE_RUNNER, the CI system's runner
+    name, else host and pid."""
+    for variable in ("BAKEHOUSE_RUNNER", "RUNNER_NAME", "CI_RUNNER_DESCRIPTION"):
+        if os.environ.get(variable):
+            return os.environ[variable]
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Lease:
+    """A held lease; `lost` is set when a renewal found it taken."""
+
+    key: str
+    etag: str
+    waited: bool
+    lost: threading.Event = field(default_factory=threading.Event)
+
+    def check(self, bake: str) -> None:
+        if self.lost.is_set():
+            raise AwsError(f"{bake}: lost the shared lock (its lease was taken over while baking); nothing was recorded")
+
+
+class SharedLocks:
+    def __init__(self, config: SharedConfig, s3: S3 | None = None, sleep=time.sleep) -> None:  # type: ignore[no-untyped-def]
+        self.config = config
+        self.s3 = s3 or S3(config.region)
+        self.sleep = sleep
+        self._checked = False
+
+    def check(self) -> None:
+        """The bucket exists and answers: once per run, one line if not."""
+        if self._checked:
+            return
+        try:
+            self.s3.check_bucket(self.config.bucket)
+        except AwsError as error:
+            if re.search(r": (404|NoSuchBucket)", str(error)):
+                raise AwsError(f"{CONFIG_FILE}: shared.s3: the bucket {self.config.bucket} does not exist") from None
+            if re.search(r": (403|AccessDenied)", str(error)):
+                raise AwsError(f"{CONFIG_FILE}: shared.s3: no permission to use the bucket {self.config.bucket} "
+                               "(the runner needs s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket)") from None
+            raise
+        self._checked = True
+
+    @contextmanager
+    def hold(self, bake: str, content_key: str, out: TextIO) -> Iterator[Lease]:
+        self.check()
+        lease = self._take(bake, self.config.key("locks", bake, f"{content_key}.json"), out)
+        stop = threading.Event()
+        renewer = threading.Thread(target=self._renew, args=(lease, stop), daemon=True, name=f"lease-{bake}")
+        renewer.start()
+        try:
+            yield lease
+        finally:
+            stop.set()
+            renewer.join()
+            if not lease.lost.is_set():
+                self.s3.delete(self.config.bucket, lease.key, if_match=lease.etag)
+
+    def _body(self) -> bytes:
+        return json.dumps({"holder": runner_name(), "since": datetime.now(UTC).strftime("%H:%M:%SZ"),
+                           "lease_seconds": self.config.lease_seconds}).encode()
+
+    def _take(self, bake: str, key: str, out: TextIO) -> Lease:
+        waited, said = False, None
+        while True:
+            etag = self.s3.put(self.config.bucket, key, self._body(), if_absent=True)
+            if etag is not None:
+                return Lease(key, etag, waited)
+            found = self.s3.get(self.config.bucket, key)
+            if found is None:
+                continue  # released between our write and our read: try again at once
+            body, seen_etag, written, server_now = found
+            holder, since = _holder(body)
+            if server_now > written + timedelta(seconds=self.config.lease_seconds):
+                etag = self.s3.put(self.config.bucket, key, self._body(), if_match=seen_etag)
+                if etag is not None:
+                    out.write(f"[{bake}] lock of {bake} held by {holder} since {since} expired; baking\n")
+                    out.flush()
+                    return Lease(key, etag, waited)
+                continue  # another runner took it over first
+            if said != holder:
+                out.write(f"[{bake}] waiting: {bake} is being baked by {holder} (since {since}; shared lock "
+                          f"{self.config.url}/locks/{bake}/)\n")
+                out.flush()
+                said = holder
+            waited = True
+            self.sleep(POLL_SECONDS)
+
+    def _renew(self, lease: Lease, stop: threading.Event) -> None:
+        while not stop.wait(self.config.lease_seconds / 3):
+            try:
+                etag = self.s3.put(self.config.bucket, lease.key, self._body(), if_match=lease.etag)
+            except AwsError:
+                continue  # a failed renewal is retried at the next beat; the lease has slack
+            if etag is None:
+                lease.lost.set()
+                return
+            lease.etag = etag
+
+
+def _holder(body: bytes) -> tuple[str, str]:
+    try:
+        data = json.loads(body)
+        return str(data.get("holder") or "another runner"), str(data.get("since") or "?")
+    except ValueError:
+        return "another runner", "?"

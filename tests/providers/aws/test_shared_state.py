@@ -1,0 +1,113 @@
+"""Many runners, one truth: the shared lock on S3 (providers/aws/shared.py), with several real
+`doit` processes as runners, each in its own clone (nothing shared but AWS), against moto's
+S3 and EC2 on 127.0.0.1 (there is no AWS account here). moto's conditional writes are made
+atomic by the test launcher, as S3's are (tests/moto_ec2.py)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+
+from helpers import amis, run_doit, wait_until
+
+BUCKET = "bakery-state"
+
+
+def shared_env(aws_env: dict[str, str]) -> dict[str, str]:
+    return {**aws_env, "AWS_ENDPOINT_URL_S3": aws_env["AWS_ENDPOINT_URL_EC2"]}
+
+
+def s3(env: dict[str, str]):  # type: ignore[no-untyped-def]
+    return boto3.client("s3", region_name="us-east-1", endpoint_url=env["AWS_ENDPOINT_URL_S3"],
+                        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+
+
+def runners(aws_repo: Path, count: int, lease: str = "3s", bucket: str = BUCKET) -> list[Path]:
+    """`count` clones of the repository, as CI runners have them, sharing state on S3."""
+    (aws_repo / "bakehouse.toml").write_text(f'[shared]\ns3 = "s3://{bucket}/state"\nregion = "us-east-1"\nlease = "{lease}"\n')
+    clones = []
+    for number in range(1, count + 1):
+        clone = aws_repo.parent / f"runner-{number}"
+        shutil.copytree(aws_repo, clone)
+        clones.append(clone)
+    return clones
+
+
+def start(repo: Path, env: dict[str, str], name: str, *args: str) -> subprocess.Popen[str]:
+    log = (repo / "runner.log").open("w")
+    return subprocess.Popen([sys.executable, "-m", "doit", *args], cwd=repo, text=True, stdout=log,
+                            stderr=subprocess.STDOUT, env={**os.environ, **env, "BAKEHOUSE_RUNNER": name},
+                            start_new_session=True)
+
+
+def output(repo: Path) -> str:
+    return (repo / "runner.log").read_text()
+
+
+def test_one_bake_started_on_three_runners_at_once_bakes_once_and_all_finish_with_its_ami(
+    aws_repo: Path, aws_env: dict[str, str]
+) -> None:
+    env = shared_env(aws_env)
+    s3(env).create_bucket(Bucket=BUCKET)
+    clones = runners(aws_repo, 3)  # a 3 s lease: longer bakes keep it only by renewing it
+    processes = [start(clone, env, f"runner-{n}", "bake:aws-base") for n, clone in enumerate(clones, 1)]
+    for process in processes:
+        assert process.wait(timeout=300) == 0, "\n".join(output(clone) for clone in clones)
+    texts = [output(clone) for clone in clones]
+    assert sum("[aws-base] baked " in text for text in texts) == 1, texts
+    ids = {re.search(r"\[aws-base\] (?:baked|up to date:) (aws-base-\S+)", text)[1] for text in texts}  # type: ignore[index]
+    assert len(ids) == 1, texts
+    assert not any("expired" in text for text in texts), texts  # renewals kept the lease
+    assert any("waiting: aws-base is being baked by runner-" in text for text in texts), texts
+    for region in ("us-east-1", "us-west-2"):
+        assert len(amis(env, region, "aws-base")) == 1
+    assert s3(env).list_objects_v2(Bucket=BUCKET, Prefix="state/locks/").get("KeyCount") == 0  # released
+
+
+def test_a_killed_runner_s_lease_expires_and_the_next_runner_bakes_one_image(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    env = shared_env(aws_env)
+    s3(env).create_bucket(Bucket=BUCKET)
+    first, second = runners(aws_repo, 2, lease="4s")
+    doomed = start(first, env, "runner-7", "bake:aws-base")
+    wait_until(lambda: "[aws-base] baking " in output(first), seconds=120)
+    os.killpg(doomed.pid, signal.SIGKILL)  # a lost machine: no clean-up, no release
+    doomed.wait(timeout=30)
+    assert s3(env).list_objects_v2(Bucket=BUCKET, Prefix="state/locks/")["KeyCount"] == 1  # the lease stays
+    result = run_doit(second, "bake:aws-base", env={**env, "BAKEHOUSE_RUNNER": "runner-8"}, check=True)
+    assert re.search(r"lock of aws-base held by runner-7 since \d\d:\d\d:\d\dZ expired; baking", result.output), result.output
+    for region in ("us-east-1", "us-west-2"):
+        assert len(amis(env, region, "aws-base")) == 1
+
+
+def test_a_bucket_that_does_not_exist_is_one_line_and_bakes_nothing(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    env = shared_env(aws_env)
+    (clone,) = runners(aws_repo, 1, bucket="no-such-bucket")
+    result = run_doit(clone, "bake:aws-base", env=env)
+    assert result.returncode != 0
+    assert "bakehouse.toml: shared.s3: the bucket no-such-bucket does not exist" in result.output
+    assert "Traceback" not in result.output
+    assert amis(env, "us-east-1", "aws-base") == []
+
+
+def test_an_endpoint_that_refuses_connections_is_one_line(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    env = {**shared_env(aws_env), "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9", "BAKEHOUSE_AWS_MAX_ATTEMPTS": "2"}
+    (clone,) = runners(aws_repo, 1)
+    result = run_doit(clone, "bake:aws-base", env=env)
+    assert result.returncode != 0 and "Traceback" not in result.output
+    assert re.search(r"AWS S3 HeadBucket bakery-state in us-east-1: cannot reach http://127\.0\.0\.1:9", result.output), result.output
+    assert amis(env, "us-east-1", "aws-base") == []
+
+
+def test_bad_shared_settings_are_one_line(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    (aws_repo / "bakehouse.toml").write_text('[shared]\ns3 = "bakery-state/state"\n')
+    result = run_doit(aws_repo, "plan", env=shared_env(aws_env))
+    assert "bakehouse.toml: shared.s3 must be s3://BUCKET/PREFIX (got 'bakery-state/state')" in result.output
+    assert "Traceback" not in result.output
