@@ -12,7 +12,7 @@ from typing import TextIO
 
 from . import packer
 from .aptrepo import download
-from .contents import ContentsError, Manifest, parse_dpkg_query, partial_manifest, read_manifest, write_manifest
+from .contents import ContentsError, Manifest, parse_dpkg_query, partial_manifest, write_manifest
 from .context import template_context
 from .decide import Decision, Planner
 from .epoch import now_utc
@@ -68,11 +68,15 @@ def _bake_locked(planner: Planner, decision: Decision, lock_fd: int, shared: Sha
     out.write(f"[{name}] baking {job.image_id}: {'; '.join(decision.reasons)}\n")
     try:
         image = _run(planner, provider, decision, job, lock_fd, shared, out)
-    except BaseException:
+    except BaseException as failure:
         try:
             provider.discard(job, out)
         except BakehouseError as error:  # the bake's own failure is the one to report
             out.write(f"[{name}] could not remove what the failed bake left: {error}\n")
+        try:
+            provider.keep(job, str(failure) or type(failure).__name__, out)
+        except BakehouseError as error:
+            out.write(f"[{name}] could not keep the failed bake's log: {error}\n")
         raise
     out.write(f"[{name}] baked {image.image_id} ({', '.join(f'{k}: {v}' for k, v in image.locations.items())})\n")
     return image
@@ -188,10 +192,11 @@ def _run(
         base_image=None if job.base_image is None else job.base_image.image_id,
         packages={package.name: package.version for package in decision.packages},
         summary=decision.summary,
-        log=planner.project.relative(job.log),
+        log=provider.log_ref(job),
     )
     try:
         shared.check(job.bake.name)  # a runner whose lease was taken over records nothing
+        provider.keep(job, None, out)  # its log and manifest where every runner can read them
         if provider.out_of_line(decision.bake, image):
             provider.bring_in_line(decision.bake, image, out)  # before it counts: shared as the bake says
         provider.registry.record(image, out)
@@ -218,7 +223,7 @@ def _manifest(planner: Planner, provider: Provider, decision: Decision, job: Bak
     if job.base_image is not None:  # what the base holds, as far as its own manifest knows
         base = job.base_image
         try:
-            known = read_manifest(provider.registry.contents_path(base.bake, base.image_id), base.image_id)
+            known = provider.registry.read_contents(base.bake, base.image_id)
             inherited = {package.name: package.version for package in known.packages}
         except ContentsError:
             inherited = dict(base.packages)

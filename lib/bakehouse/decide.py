@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .aptrepo import AptIndexes, Repository, parse_sources
-from .contents import ContentsError, Manifest, read_manifest
+from .contents import ContentsError, Manifest
 from .context import KEY_PLACEHOLDER, template_context
 from .debpkg import SourcePackage, find_source_packages
 from .epoch import staleness
@@ -184,7 +184,7 @@ class Planner:
     def _updates(self, bake: Bake, provider: Provider, image: ImageRecord) -> list[str]:
         """`rebuild_when = "updates"`: the newer versions its sources offer of its packages."""
         try:
-            manifest = read_manifest(provider.registry.contents_path(bake.name, image.image_id), image.image_id)
+            manifest = provider.registry.read_contents(bake.name, image.image_id)
         except ContentsError:
             # baked before manifests were kept, or an AMI baked on another machine: nothing to
             # compare, and a fresh clone must decide as the machine that baked it

@@ -7,7 +7,7 @@ previous image is the one in use before it: the newest image made before it.
 
 from __future__ import annotations
 
-from .contents import Manifest, read_manifest
+from .contents import Manifest
 from .decide import Planner
 from .errors import BakehouseError
 from .registry import ImageRecord, in_use, order
@@ -47,5 +47,4 @@ def previous_image(planner: Planner, image: ImageRecord) -> ImageRecord:
 
 def manifest_of(planner: Planner, image: ImageRecord) -> Manifest:
     """The package manifest recorded with `image`."""
-    registry = planner.provider_of(image.bake).registry
-    return read_manifest(registry.contents_path(image.bake, image.image_id), image.image_id)
+    return planner.provider_of(image.bake).registry.read_contents(image.bake, image.image_id)

@@ -22,7 +22,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
+
+if TYPE_CHECKING:
+    from .contents import Manifest
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,11 @@ class Registry(Protocol):
         ...
 
     def contents_path(self, bake: str, image_id: str) -> Path:
-        """Where the image's package manifest is kept (contents.py): beside its record."""
+        """Where a bake on this machine writes the image's package manifest (contents.py)."""
+        ...
+
+    def read_contents(self, bake: str, image_id: str) -> Manifest:
+        """The image's package manifest, wherever it is kept; ContentsError if nowhere."""
         ...
 
     def forget(self, bake: str) -> None:

@@ -55,7 +55,8 @@ def catalogue_text(catalogue: dict[str, list[ImageRecord]], launch: dict[str, st
             named = f"  {image.name}" if image.name else ""
             lines.append(f"  {image.image_id}  {image.created}{named}  {where}")
             packages = " ".join(name if v is None else f"{name}={v}" for name, v in sorted(image.packages.items()))
-            details = [f"packages: {packages}" if packages else "", f"base: {image.base_image}" if image.base_image else ""]
+            details = [f"packages: {packages}" if packages else "", f"base: {image.base_image}" if image.base_image else "",
+                       f"log: {image.log}" if image.log else ""]
             if any(details):
                 lines.append("      " + "  ".join(detail for detail in details if detail))
     return "\n".join(lines) + "\n"

@@ -192,6 +192,24 @@ class Provider(Protocol):
         keeps; say on `out` what was removed."""
         ...
 
+    def log_ref(self, job: BakeJob) -> str:
+        """Where the job's log is kept for people to read, as its record names it: a path in
+        the repository, or a URL every runner can read (shared state)."""
+        ...
+
+    def keep(self, job: BakeJob, error: str | None, out: TextIO) -> None:
+        """A bake ended (`error` None: it succeeded, before it is recorded): keep its log (and
+        its manifest) where log_ref() says, and note a failure for `doit log --failed`."""
+        ...
+
+    def read_log(self, bake: str, ref: str) -> str:
+        """The text of a log as log_ref() named it."""
+        ...
+
+    def last_failure(self, bake: str) -> dict[str, Any] | None:
+        """The last failed bake of `bake` (logs.failure_note), or None."""
+        ...
+
     def lock(self, bake: Bake, key: str, out: TextIO) -> AbstractContextManager[SharedHold]:
         """Hold the lock of `bake`'s image of `key` that every runner shares, if there is one
         (providers/aws/shared.py); else a NotShared."""

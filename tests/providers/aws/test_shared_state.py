@@ -111,3 +111,34 @@ def test_bad_shared_settings_are_one_line(aws_repo: Path, aws_env: dict[str, str
     result = run_doit(aws_repo, "plan", env=shared_env(aws_env))
     assert "bakehouse.toml: shared.s3 must be s3://BUCKET/PREFIX (got 'bakery-state/state')" in result.output
     assert "Traceback" not in result.output
+
+
+def test_every_runner_reads_a_bake_s_log_and_manifest_and_a_failed_bake_leaves_its_log_and_no_image(
+    aws_repo: Path, aws_env: dict[str, str]
+) -> None:
+    env = shared_env(aws_env)
+    s3(env).create_bucket(Bucket=BUCKET)
+    baker, other = runners(aws_repo, 2)
+    run_doit(baker, "bake:aws-base", env=env, check=True)
+    image = amis(env, "us-east-1", "aws-base")[0]
+    tags = {tag["Key"]: tag["Value"] for tag in image["Tags"]}
+    image_id = tags["bakehouse:image"]
+    assert tags["bakehouse:log"] == f"s3://{BUCKET}/state/logs/aws-base/{image_id}.log"
+    # another runner, which baked nothing: the log, the catalogue and the manifest
+    log = run_doit(other, "log", "aws-base", env=env)
+    assert log.returncode == 0 and "amazon-ebs" in log.stdout and "Builds finished" in log.stdout
+    assert f"log: s3://{BUCKET}/state/logs/aws-base/{image_id}.log" in run_doit(other, "images", env=env, check=True).stdout
+    assert "ca-certificates" in run_doit(other, "images", "--packages", "aws-base", env=env, check=True).stdout
+
+    template = other / "templates" / "amazon-ebs.pkr.hcl.j2"
+    template.write_text(template.read_text().replace('{% if aws.communicator == "ssh" %}', (
+        '  provisioner "shell-local" {\n    inline = ["echo the image check failed on this runner", "exit 1"]\n  }\n'
+        '{% if aws.communicator == "ssh" %}'), 1))
+    failed = run_doit(other, "bake:aws-base", env={**env, "BAKEHOUSE_RUNNER": "runner-2"})
+    assert failed.returncode != 0
+    assert len(amis(env, "us-east-1", "aws-base")) == 1  # nothing recorded
+    # the first runner reads the failure's log, as anyone would
+    shown = run_doit(baker, "log", "--failed", "aws-base", env=env)
+    assert shown.returncode == 0, shown.output
+    assert "the image check failed on this runner" in shown.stdout
+    assert "packer exited 1" in shown.output

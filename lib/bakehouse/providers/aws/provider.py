@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import re
 import shlex
 import sys
@@ -30,6 +31,7 @@ from typing import Any, TextIO
 from ... import packer
 from ...aptrepo import Repository
 from ...errors import PackerError
+from ...logs import LogError, failure_note, read_failure, read_local_log, write_failure
 from ...fingerprint import compact
 from ...model import Bake, BakeGraph
 from ...project import Project
@@ -37,7 +39,7 @@ from ...registry import ImageRecord
 from .. import BakeJob, NotShared, SharedHold
 from .account import Sharing
 from .budget import budget
-from .shared import SharedLocks, read_config
+from .shared import SharedState, contents_key, failure_key, log_key, read_config
 from .client import AwsError, Ec2, ec2_endpoint
 from .registry import (
     BAKE_TAG, BASE_TAG, CREATED_TAG, IMAGE_TAG, KEY_TAG, LAUNCH_TAG, LOG_TAG, SEQUENCE_TAG, AwsRegistry, image_of,
@@ -65,9 +67,10 @@ class AwsProvider:
         self.ec2 = ec2 or Ec2()
         limits = budget()
         self.retries = limits.region_retries
-        self.registry = AwsRegistry(self.ec2, self._regions_of, project.logs_dir, limits.settle_seconds)
         shared = read_config(project.root)
-        self.shared = None if shared is None else SharedLocks(shared)
+        self.shared = None if shared is None else SharedState(shared)
+        self.registry = AwsRegistry(self.ec2, self._regions_of, project.logs_dir, limits.settle_seconds,
+                                    shared=self.shared)
         self._resolved: dict[tuple[str, str, tuple[str, ...]], dict[str, Any] | AwsError] = {}
 
     def _regions_of(self, bake: str) -> tuple[str, ...]:
@@ -244,7 +247,7 @@ class AwsProvider:
             KEY_TAG: job.key,
             CREATED_TAG: job.created,
             SEQUENCE_TAG: str(job.sequence),
-            LOG_TAG: self.project.relative(job.log),
+            LOG_TAG: self.log_ref(job),
             "appversion": _appversion(job),
             "creator": _creator(),
             "creation_time": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -373,6 +376,49 @@ class AwsProvider:
                     self.ec2.set_snapshot_users(region, snapshot, list(sharing.snapshot_accounts))
             self.ec2.create_tags(region, [ami_id], {LAUNCH_TAG: sharing.identity()})
         self.registry.forget(bake.name)
+
+    def log_ref(self, job: BakeJob) -> str:
+        if self.shared is not None:
+            return self.shared.url(log_key(job.bake.name, job.image_id))
+        return self.project.relative(job.log)
+
+    def keep(self, job: BakeJob, error: str | None, out: TextIO) -> None:
+        """The log, input summary and manifest on S3 with shared state, so any runner can read
+        them; a failure is noted (here, and there)."""
+        name = job.bake.name
+        note = None if error is None else failure_note(job.image_id, self.log_ref(job), error)
+        if note is not None:
+            write_failure(self.project, name, note)
+        if self.shared is None:
+            return
+        self.shared.upload(log_key(name, job.image_id), job.log.read_bytes() if job.log.is_file() else b"")
+        self.shared.upload(f"logs/{name}/{job.image_id}.inputs.json", json.dumps(job.summary, indent=1).encode())
+        contents = self.registry.contents_path(name, job.image_id)
+        if note is None and contents.is_file():
+            self.shared.upload(contents_key(name, job.image_id), contents.read_bytes())
+        if note is not None:
+            self.shared.upload(failure_key(name), json.dumps(note, indent=1).encode())
+        out.write(f"[{name}] log: {self.log_ref(job)}\n")
+
+    def read_log(self, bake: str, ref: str) -> str:
+        if not ref.startswith("s3://"):
+            return read_local_log(self.project, ref)
+        key = None if self.shared is None else self.shared.key_of(ref)
+        if self.shared is None or key is None:
+            raise LogError(f"{ref}: not in this repository's shared state (bakehouse.toml [shared] s3)")
+        data = self.shared.download(key)
+        if data is None:
+            raise LogError(f"{ref}: no such log")
+        return data.decode("utf-8", "replace")
+
+    def last_failure(self, bake: str) -> dict[str, Any] | None:
+        if self.shared is None:
+            return read_failure(self.project, bake)
+        data = self.shared.download(failure_key(bake))
+        try:
+            return None if data is None else dict(json.loads(data))
+        except (ValueError, TypeError):
+            return None
 
     def lock(self, bake: Bake, key: str, out: TextIO) -> AbstractContextManager[SharedHold]:
         """The shared lease on S3 when bakehouse.toml configures shared state (shared.py)."""

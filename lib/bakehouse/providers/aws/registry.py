@@ -32,9 +32,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+from ...contents import ContentsError, Manifest, read_manifest
 from ...errors import RegistryError
 from ...registry import ImageRecord, newest_first, next_sequence
 from .client import AwsError, Ec2
+from .shared import SharedState, contents_key
 
 PREFIX = "bakehouse:"
 BAKE_TAG = PREFIX + "bake"
@@ -81,10 +83,12 @@ class AwsRegistry:
     def __init__(
         self, ec2: Ec2, regions_of: Callable[[str], tuple[str, ...]], logs_dir: Path, settle_seconds: int = 300,
         sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+        shared: SharedState | None = None,
     ) -> None:
         self.ec2 = ec2
         self.regions_of = regions_of
         self.logs_dir = logs_dir
+        self.shared = shared
         self.settle_seconds = settle_seconds
         self.sleep, self.clock = sleep, clock
         self._listings: dict[str, dict[str, list[dict[str, Any]]]] = {}
@@ -186,8 +190,21 @@ class AwsRegistry:
         return found
 
     def contents_path(self, bake: str, image_id: str) -> Path:
-        """Beside the bake's log on this machine: an AMI's tags are too small for a manifest."""
+        """Beside the bake's log on this machine: an AMI's tags are too small for a manifest
+        (with shared state, it is also kept on S3: shared.py)."""
         return self.logs_dir / bake / f"{image_id}.packages"
+
+    def read_contents(self, bake: str, image_id: str) -> Manifest:
+        local = self.contents_path(bake, image_id)
+        if local.is_file() or self.shared is None:
+            return read_manifest(local, image_id)
+        data = self.shared.download(contents_key(bake, image_id))
+        if data is None:
+            raise ContentsError(f"{image_id}: no package manifest was recorded for this image")
+        try:
+            return Manifest.from_json(json.loads(data), image_id)
+        except ValueError as error:
+            raise ContentsError(f"{image_id}: cannot read its package manifest ({error})") from None
 
     def delete(self, image: ImageRecord) -> list[str]:
         removed = []

@@ -1,5 +1,12 @@
-"""State shared by every runner of a repository's AWS bakes: a lease per bake and content key,
-on S3, so two CI runners never bake the same image.
+"""State shared by every runner of a repository's AWS bakes, on S3: a lease per bake and
+content key, so two CI runners never bake the same image, and each bake's log, input summary
+and package manifest, so any runner can read them:
+
+    <prefix>/locks/<bake>/<key>.json            the lease
+    <prefix>/logs/<bake>/<image-id>.log         the bake's full log (also when it failed)
+    <prefix>/logs/<bake>/<image-id>.inputs.json its input summary
+    <prefix>/logs/<bake>/last-failed.json       the last failed bake of <bake>: id, log, error
+    <prefix>/contents/<bake>/<image-id>.packages its package manifest
 
 Configured in the repository's `bakehouse.toml`:
 
@@ -117,7 +124,9 @@ class Lease:
             raise AwsError(f"{bake}: lost the shared lock (its lease was taken over while baking); nothing was recorded")
 
 
-class SharedLocks:
+class SharedState:
+    """The shared lock (hold) and the files every runner can read (logs, manifests)."""
+
     def __init__(self, config: SharedConfig, s3: S3 | None = None, sleep=time.sleep) -> None:  # type: ignore[no-untyped-def]
         self.config = config
         self.s3 = s3 or S3(config.region)
@@ -153,6 +162,24 @@ class SharedLocks:
             renewer.join()
             if not lease.lost.is_set():
                 self.s3.delete(self.config.bucket, lease.key, if_match=lease.etag)
+
+    def upload(self, key: str, data: bytes) -> str:
+        """Store `data` under `<prefix>/<key>`; returns its s3:// URL."""
+        self.check()
+        self.s3.put(self.config.bucket, self.config.key(key), data)
+        return self.url(key)
+
+    def download(self, key: str) -> bytes | None:
+        found = self.s3.get(self.config.bucket, self.config.key(key))
+        return None if found is None else found[0]
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.config.bucket}/{self.config.key(key)}"
+
+    def key_of(self, url: str) -> str | None:
+        """The key under the prefix of one of this state's URLs; None for any other URL."""
+        start = f"s3://{self.config.bucket}/" + (f"{self.config.prefix}/" if self.config.prefix else "")
+        return url[len(start):] if url.startswith(start) else None
 
     def _body(self) -> bytes:
         return json.dumps({"holder": runner_name(), "since": datetime.now(UTC).strftime("%H:%M:%SZ"),
@@ -202,3 +229,15 @@ def _holder(body: bytes) -> tuple[str, str]:
         return str(data.get("holder") or "another runner"), str(data.get("since") or "?")
     except ValueError:
         return "another runner", "?"
+
+
+def contents_key(bake: str, image_id: str) -> str:
+    return f"contents/{bake}/{image_id}.packages"
+
+
+def log_key(bake: str, image_id: str) -> str:
+    return f"logs/{bake}/{image_id}.log"
+
+
+def failure_key(bake: str) -> str:
+    return f"logs/{bake}/last-failed.json"

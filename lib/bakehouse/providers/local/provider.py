@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 from ...aptrepo import Repository, host_architecture, parse_sources
 from ...errors import PackageError, PackerError
+from ...logs import failure_note, read_failure, read_local_log, write_failure
 from ...model import Bake
 from ...project import Project
 from ...registry import ImageRecord
@@ -118,6 +119,19 @@ class LocalProvider:
         image = self._image_path(job)
         for leftover in (image, image.with_name(image.name + ".partial.tar.zst")):
             leftover.unlink(missing_ok=True)
+
+    def log_ref(self, job: BakeJob) -> str:
+        return self.project.relative(job.log)
+
+    def keep(self, job: BakeJob, error: str | None, out: TextIO) -> None:
+        if error is not None:  # the log stays where packer wrote it
+            write_failure(self.project, job.bake.name, failure_note(job.image_id, self.log_ref(job), error))
+
+    def read_log(self, bake: str, ref: str) -> str:
+        return read_local_log(self.project, ref)
+
+    def last_failure(self, bake: str) -> dict[str, Any] | None:
+        return read_failure(self.project, bake)
 
     def lock(self, bake: Bake, key: str, out: TextIO) -> AbstractContextManager[SharedHold]:
         return nullcontext(NotShared())  # a local image is this machine's: its flock suffices

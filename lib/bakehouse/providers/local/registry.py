@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
+from ...contents import Manifest, read_manifest
 from ...errors import RegistryError
 from ...files import write_atomically
 from ...registry import ImageRecord, newest_first, next_sequence
@@ -34,6 +35,9 @@ class LocalRegistry:
 
     def contents_path(self, bake: str, image_id: str) -> Path:
         return self.records_dir(bake) / f"{image_id}.packages"
+
+    def read_contents(self, bake: str, image_id: str) -> Manifest:
+        return read_manifest(self.contents_path(bake, image_id), image_id)
 
     def artifact(self, image: ImageRecord) -> Path:
         return self.state_dir / image.locations["local"]

@@ -1,0 +1,62 @@
+"""`doit log IMAGE`: the full log of the bake that made an image; `doit log --failed BAKE`:
+the log of the last bake of BAKE that failed.
+
+IMAGE is an image id, an AMI id, or a bake name (its image in use). The log is read where the
+image's record says it is: this repository's .bakehouse/logs/, or, with shared state, S3, so
+any runner can read any bake's log. Exit status: 0 printed, 2 no such image or log.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from doit.cmd_base import DoitCmdBase
+from doit.exceptions import InvalidCommand
+
+from ..errors import BakehouseError
+from ..lookup import find_image
+from ..tasks import planner_from_tasks
+from ..tomlcheck import did_you_mean
+
+
+class LogCommand(DoitCmdBase):
+    """The `doit log` command, registered through the `doit.COMMAND` entry point."""
+
+    name = "log"
+    doc_purpose = "print the log of the bake that made an image, or of a bake's last failure"
+    doc_usage = "IMAGE | --failed BAKE"
+    doc_description = "IMAGE is an image id, an AMI id, or a bake name (its image in use)."
+    cmd_options = (
+        {"name": "failed", "long": "failed", "type": bool, "default": False,
+         "help": "the log of the last bake of BAKE that failed"},
+    )
+
+    def _execute(self, failed: bool, pos_args: list[str]) -> int:
+        failed = failed or "--failed" in (pos_args or [])  # also after the name
+        names = [arg for arg in pos_args or [] if arg != "--failed"]
+        if len(names) != 1:
+            raise InvalidCommand("doit log takes one image or bake: doit log IMAGE | doit log --failed BAKE")
+        planner = planner_from_tasks(self.task_list)
+        try:
+            if failed:
+                name = names[0].removeprefix("bake:")
+                if name not in planner.graph.names:
+                    raise InvalidCommand(f"no bake '{name}' in bakes/{did_you_mean(name, planner.graph.names)}")
+                note = planner.provider_of(name).last_failure(name)
+                if note is None:
+                    sys.stderr.write(f"{name}: no failed bake is on record\n")
+                    return 2
+                sys.stderr.write(f"{note.get('image_id')} failed at {note.get('when')}: {note.get('error')}\n"
+                                 f"log: {note.get('log')}\n")
+                text = planner.provider_of(name).read_log(name, str(note.get("log")))
+            else:
+                image = find_image(planner, names[0])
+                if not image.log:
+                    sys.stderr.write(f"ERROR: {image.image_id}: its record names no log\n")
+                    return 2
+                text = planner.provider_of(image.bake).read_log(image.bake, image.log)
+        except BakehouseError as error:
+            sys.stderr.write(f"ERROR: {error}\n")
+            return 2
+        self.outstream.write(text)
+        return 0
