@@ -11,6 +11,10 @@ Sections (all by default):
   parallel       8 independent service bakes with `doit -n 4` against `doit -n 1`,
                  local and against moto
   local          time to bake a service image on a cached minimal base, and image sizes
+  runners        shared state on moto's S3: N runners (fresh clones, real `doit` processes)
+                 started at once over 1 base + M services, every runner running every bake
+                 (the worst overlap) and as a plan-driven fan-out (one runner per service);
+                 bakes per minute, and duplicate bakes (must be 0)
   soak           (only when named) the shipped bakes as they are, on the real minbase base:
                  `doit bake:hello --rebake` BAKEHOUSE_SOAK_RUNS times (default 100); every
                  one must pass (a bake that fails by chance is a bug)
@@ -251,6 +255,47 @@ def parallel(runs: int) -> list[str]:
     return lines
 
 
+def runners(runs: int) -> list[str]:
+    """N runners over 1 base + M services on moto, with shared state on its S3."""
+    import boto3
+
+    lines = ["| scenario | runners | bakes | wall time | bakes per minute | duplicate bakes |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for scenario, count, services in (("every runner runs `doit`", 3, 4), ("fan-out: `doit bake:svcN` per runner", 4, 4)):
+        walls, duplicates = [], 0
+        for attempt in range(runs):
+            env = {**Moto.shared().fresh(), "AWS_ENDPOINT_URL_S3": Moto.shared().url}
+            boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="bench-state")
+            repo = aws_repo(f"runners-{attempt}", services, AWS_REGIONS[:1])
+            (repo / "bakehouse.toml").write_text('[shared]\ns3 = "s3://bench-state/x"\nregion = "us-east-1"\nlease = "10s"\n')
+            clones = []
+            for n in range(count):
+                clone = repo.parent / f"{repo.name}-runner{n}"
+                shutil.rmtree(clone, ignore_errors=True)
+                shutil.copytree(repo, clone, symlinks=True)
+                clones.append(clone)
+            targets = [[] for _ in clones] if scenario.startswith("every") else [[f"bake:svc{n + 1}"] for n in range(count)]
+            start = time.perf_counter()
+            processes = [subprocess.Popen(doit(*target), cwd=clone, env={**os.environ, **env, "BAKEHOUSE_RUNNER": f"r{n}"},
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                         for n, (clone, target) in enumerate(zip(clones, targets))]
+            failed = [process.wait() for process in processes]
+            walls.append(time.perf_counter() - start)
+            if any(failed):
+                raise SystemExit(f"a runner failed in {repo}")
+            ec2 = boto3.client("ec2", region_name=AWS_REGIONS[0])
+            tagged = ec2.describe_images(Owners=["self"], Filters=[{"Name": "tag-key", "Values": [BAKE_TAG]}])["Images"]
+            per_bake: dict[str, int] = {}
+            for image in tagged:
+                bake = next(t["Value"] for t in image["Tags"] if t["Key"] == BAKE_TAG)
+                per_bake[bake] = per_bake.get(bake, 0) + 1
+            duplicates += sum(n - 1 for n in per_bake.values())
+        bakes = 1 + services
+        wall = statistics.median(walls)
+        lines.append(f"| {scenario} | {count} | {bakes} | {wall:.1f} s | {bakes / wall * 60:.1f} | {duplicates} |")
+    return lines
+
+
 def _aws_parallel_repo() -> list[tuple[str, Path, dict[str, str]]]:
     env = Moto.shared().fresh()
     return [("moto", aws_repo("aws-parallel", 8, AWS_REGIONS[:1]), env)]
@@ -427,7 +472,7 @@ def aws_deciding(runs: int) -> list[str]:
 
 
 SECTIONS = {"deciding": deciding, "aws-deciding": aws_deciding, "overhead": overhead, "parallel": parallel,
-            "local": local}
+            "local": local, "runners": runners}
 NAMED_ONLY = {"soak": soak}  # minutes long, and downloads the real base: run when asked for
 
 

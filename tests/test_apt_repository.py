@@ -115,3 +115,39 @@ def test_a_repository_signed_by_another_key_is_refused(apt_repo: Path, apt: AptR
     assert run.returncode == 1
     assert "InRelease: signature check with" in run.output
     assert not (apt_repo / ".bakehouse" / "records" / "hello2").exists()
+
+
+def test_a_lock_file_written_before_an_update_is_published_still_bakes_the_old_version(
+    apt_repo: Path, apt: AptRepository
+) -> None:
+    locked = run_doit(apt_repo, "plan", "--lock")
+    assert locked.returncode == 1 and "wrote bakehouse.lock: 2 pinned inputs" in locked.output
+    lock = (apt_repo / "bakehouse.lock").read_text()
+    assert '[bakes.hello.packages.hello-svc]\nversion = "1.0.4"' in lock
+    apt.publish(build_hello_deb(apt_repo, "1.0.5", apt_repo.parent))
+    reads = apt.requests("InRelease")
+    run_doit(apt_repo, check=True)  # as a bake job of the fan-out runs it, lock in hand
+    assert records(apt_repo, "hello")[0]["packages"] == {"hello-svc": "1.0.4"}
+    assert installed_version(image_file(apt_repo, records(apt_repo, "hello")[0]), "hello-svc") == "1.0.4"
+    assert apt.requests("InRelease") == reads  # pinned: the repository's index is not even read
+    assert run_doit(apt_repo, "plan").returncode == 0
+
+    (apt_repo / "bakehouse.lock").unlink()  # without the pins, the update is seen
+    assert re.search(r"^hello\s+bake\s+\S+\s+hello-svc 1\.0\.4 -> 1\.0\.5$", run_doit(apt_repo, "plan").output, re.M)
+
+
+def test_a_pinned_package_that_can_no_longer_be_had_is_one_line(apt_repo: Path, apt: AptRepository) -> None:
+    run_doit(apt_repo, "plan", "--lock")
+    for deb in apt.pool.glob("hello-svc_1.0.4_*.deb"):
+        deb.unlink()  # gone from the repository, and never fetched here
+    result = run_doit(apt_repo, "bake:hello")
+    assert result.returncode != 0 and "Traceback" not in result.output
+    assert "hello: hello-svc 1.0.4, pinned by bakehouse.lock, can no longer be had (cannot fetch " in result.output
+    assert records(apt_repo, "hello") == []
+
+
+def test_a_damaged_lock_file_is_one_line(apt_repo: Path) -> None:
+    (apt_repo / "bakehouse.lock").write_text("version = 7\n")
+    result = run_doit(apt_repo, "plan")
+    assert result.returncode == 3
+    assert "bakehouse.lock: not a bakehouse lock file (version 7, not 1); delete it or write it again: doit plan --lock" in result.output

@@ -216,7 +216,10 @@ def download(url: str, sha256: str, cache_dir: Path) -> Path:
     target = cached_path(cache_dir, url, sha256)
     if target.is_file() and sha256_file(target) == sha256:
         return target
-    data = fetch_url(url)
+    try:
+        data = fetch_url(url)
+    except MissingIndex:
+        raise PackageError(f"cannot fetch {url}: HTTP 404 (no longer in the repository)") from None
     if sha256_bytes(data) != sha256:
         raise PackageError(f"{url}: downloaded file does not match the SHA256 in the repository index")
     write_atomically(target, data)

@@ -16,7 +16,8 @@ from .contents import ContentsError, Manifest, parse_dpkg_query, partial_manifes
 from .context import template_context
 from .decide import Decision, Planner
 from .epoch import now_utc
-from .errors import BakehouseError, PackerError
+from .errors import BakehouseError, PackageError, PackerError
+from .pins import LOCK_FILE
 from .locks import bake_lock
 from .providers import BakeJob, NotShared, Provider, SharedHold
 from .registry import ImageRecord, next_sequence, timestamp
@@ -167,7 +168,13 @@ def _run(
         if package.url is not None and package.sha256 is not None:
             if package.path is None or not package.path.is_file():
                 out.write(f"[{job.bake.name}] fetching {package.name} {package.version} from {package.url}\n")
-            download(package.url, package.sha256, planner.project.state_dir / "cache" / "debs")
+            try:
+                download(package.url, package.sha256, planner.project.state_dir / "cache" / "debs")
+            except PackageError as error:
+                if package.origin != "locked":
+                    raise
+                raise PackageError(f"{job.bake.name}: {package.name} {package.version}, pinned by {LOCK_FILE}, can no "
+                                   f"longer be had ({error}); plan again to move the pin: doit plan --lock") from None
         if package.path is not None and not package.path.is_file():
             shown = planner.project.relative(package.path)
             raise BakehouseError(f"{job.bake.name}: {shown} is not built; run: doit package:{package.name}")

@@ -30,6 +30,7 @@ from .fingerprint import KEY_SCHEMA, Summary, content_key, explain, summarise
 from .legacy import schema1_key
 from .model import Bake, BakeGraph
 from .packages import ResolvedPackage, resolve_packages
+from .pins import read_pins
 from .project import Project
 from .providers import BakeJob, Provider
 from .registry import ImageRecord, created_at, in_use, timestamp
@@ -89,6 +90,7 @@ class Planner:
         self.templates = Templates(project.templates_dir)
         self.indexes = AptIndexes()
         self.updates = UpdateIndexes(project.state_dir / "cache")
+        self.pins = read_pins(project)  # bakehouse.lock, if the repository has one
         self._source_packages: tuple[SourcePackage, ...] | None = None
         self._kept: dict[str, Decision] = {}
 
@@ -135,6 +137,7 @@ class Planner:
         packages = resolve_packages(
             self.project, bake.where, bake.packages, self.source_packages,
             bake.repositories, self.indexes, provider.architecture(bake) if bake.repositories else "",
+            locked=self.pins.packages.get(bake.name),
         )
         images = provider.registry.images(bake.name)
         newest = images[0] if images else None

@@ -22,6 +22,7 @@ from .aptrepo import AptIndexes, Repository, cached_path
 from .debpkg import SourcePackage, read_deb
 from .errors import PackageError
 from .files import sha256_file
+from .pins import PackagePin
 from .project import Project
 
 # Debian policy 5.6.1 / 5.6.12: nothing here can be read by a shell or by HCL as syntax.
@@ -36,7 +37,7 @@ class ResolvedPackage:
 
     name: str
     version: str | None
-    origin: str  # "pinned" | "unpinned" | "artifact" | "source" | "repository"
+    origin: str  # "pinned" | "unpinned" | "artifact" | "source" | "repository" | "locked"
     path: Path | None = None
     sha256: str | None = None
     url: str | None = None  # where a repository package is downloaded from at bake time
@@ -64,8 +65,11 @@ def resolve_packages(
     repositories: tuple[Repository, ...] = (),
     indexes: AptIndexes | None = None,
     architecture: str = "amd64",
+    locked: dict[str, PackagePin] | None = None,
 ) -> tuple[ResolvedPackage, ...]:
-    """Every package of one bake, sorted by name; `where` names the bake file in errors."""
+    """Every package of one bake, sorted by name; `where` names the bake file in errors. A
+    repository package `locked` names (bakehouse.lock, pins.py) is taken as pinned there,
+    without reading the repository's index: "locked", with its version, SHA256 and URL."""
     found: list[ResolvedPackage] = []
     for spec in specs:
         if is_artifact_spec(spec):
@@ -74,6 +78,12 @@ def resolve_packages(
             found.append(_resolve_named(where, spec))
     for repository in repositories:
         for spec in repository.packages:
+            pin = _pin_for(where, spec, locked or {})
+            if pin is not None:
+                name = spec.partition("=")[0]
+                path = cached_path(project.state_dir / "cache" / "debs", pin.url, pin.sha256)
+                found.append(ResolvedPackage(name, pin.version, "locked", path, pin.sha256, pin.url))
+                continue
             found.append(_resolve_from_repository(project, where, repository, spec, indexes or AptIndexes(), architecture))
     resolved: dict[str, ResolvedPackage] = {}
     for package in found:
@@ -81,6 +91,15 @@ def resolve_packages(
             raise PackageError(f"{where}: packages: '{package.name}' is named more than once")
         resolved[package.name] = package
     return tuple(resolved[name] for name in sorted(resolved))
+
+
+def _pin_for(where: str, spec: str, locked: dict[str, PackagePin]) -> PackagePin | None:
+    """The lock file's pin of a repository package spec, if it has one that fits the spec."""
+    wanted = _resolve_named(where, spec)
+    pin = locked.get(wanted.name)
+    if pin is None or (wanted.version is not None and wanted.version != pin.version):
+        return None  # a spec that asks for another version than the lock: the spec wins
+    return pin
 
 
 def _resolve_from_repository(

@@ -7,6 +7,9 @@ as the bake tasks, so it agrees with what `doit` then does and with `doit info`.
 Lineage, as image registries flag it: a service image built on a base image that is no
 longer the newest one of its base is noted.
 
+`--matrix github|gitlab` prints the bakes that would run as a CI matrix in stages (matrix.py);
+`--lock` writes the inputs the plan resolved to bakehouse.lock (pins.py).
+
 Exit status: 0 nothing to bake, 1 something would bake (or have its launch permissions set),
 2 a bake cannot be planned (its row says why), 3 bad definitions or usage (doit's own). An
 AWS bake's row says who may launch its images when they are not private (`launch: public`).
@@ -15,6 +18,7 @@ AWS bake's row says who may launch its images when they are not private (`launch
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, dataclass, field
 
 from doit.cmd_base import DoitCmdBase
@@ -22,6 +26,8 @@ from doit.exceptions import InvalidCommand
 
 from ..decide import Decision, Planner
 from ..errors import BakehouseError
+from ..matrix import FORMATS, github, gitlab, stages
+from ..pins import LOCK_FILE, PackagePin, Pins, write_pins
 from ..model import BakeGraph
 from ..tasks import planner_from_tasks
 from ..tomlcheck import did_you_mean
@@ -150,10 +156,49 @@ class PlanCommand(DoitCmdBase):
     cmd_options = (
         {"name": "as_json", "long": "json", "type": bool, "default": False,
          "help": "print the plan as JSON (for CI)"},
+        {"name": "matrix", "long": "matrix", "type": str, "default": "",
+         "help": "print the bakes that would run as a CI matrix, in stages: github or gitlab"},
+        {"name": "lock", "long": "lock", "type": bool, "default": False,
+         "help": f"write the inputs this plan resolved to {LOCK_FILE}, for every bake to use"},
+        {"name": "stage", "long": "stage", "type": int, "default": 0,
+         "help": "with --matrix github: only stage N's matrix ({\"include\": [...]})"},
     )
 
-    def _execute(self, as_json: bool, pos_args: list[str]) -> int:
+    def _execute(self, as_json: bool, matrix: str, lock: bool, stage: int, pos_args: list[str]) -> int:
+        if matrix and matrix not in FORMATS:
+            raise InvalidCommand(f"--matrix takes {' or '.join(FORMATS)}, not '{matrix}'")
         planner = planner_from_tasks(self.task_list)
         rows = plan(planner, pos_args or [])
+        if matrix:
+            if any(row.action == "error" for row in rows):
+                for row in rows:
+                    if row.error:
+                        sys.stderr.write(f"ERROR: {row.bake}: {row.error}\n")
+                return EXIT_CANNOT_PLAN
+            grouped = stages(planner.graph, {row.bake: row.action for row in rows})
+            self.outstream.write((github(grouped, stage or None) if matrix == "github" else gitlab(grouped)) + "\n")
+            return EXIT_NOTHING_TO_BAKE  # a matrix, even an empty one, is an answer: the jobs decide
+        if lock and exit_code(rows) != EXIT_CANNOT_PLAN:
+            pins = resolved_inputs(planner)
+            write_pins(planner.project, pins)
+            count = sum(map(len, pins.packages.values())) + sum(map(len, pins.sources.values()))
+            sys.stderr.write(f"wrote {LOCK_FILE}: {count} pinned inputs\n")
         self.outstream.write(plan_json(rows) + "\n" if as_json else plan_table(rows))
         return exit_code(rows)
+
+
+def resolved_inputs(planner: Planner) -> Pins:
+    """What every bake resolved: repository packages (version, SHA256, URL), source images."""
+    packages: dict[str, dict[str, PackagePin]] = {}
+    sources: dict[str, dict[str, str]] = {}
+    for name in planner.graph.names:
+        decision = planner.decide(name)
+        pinned = {package.name: PackagePin(str(package.version), str(package.sha256), str(package.url))
+                  for package in decision.packages
+                  if package.origin in ("repository", "locked") and package.sha256 and package.url}
+        if pinned:
+            packages[name] = pinned
+        source = planner.provider_of(name).source_pins(decision.bake)
+        if source:
+            sources[name] = source
+    return Pins(packages, sources)

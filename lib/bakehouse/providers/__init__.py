@@ -126,6 +126,11 @@ class Provider(Protocol):
         enters the content key; None for a service."""
         ...
 
+    def source_pins(self, bake: Bake) -> dict[str, str]:
+        """The source image a base bake starts from in each place, by id, for bakehouse.lock
+        (pins.py); {} where the source has no id to pin (a Debian suite)."""
+        ...
+
     def package_sources(self, bake: Bake) -> tuple[Repository, ...]:
         """The apt sources a base bake's image is made from, as bakehouse knows them before
         looking inside it (a local base's mirror); () where the image names its own."""

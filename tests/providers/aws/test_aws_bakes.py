@@ -274,3 +274,24 @@ def test_tests_on_an_ami_bake_that_logs_in_to_nothing_are_one_line(aws_repo: Pat
     assert result.output.strip() == (
         'ERROR: bakes/aws-hello.toml: tests need communicator = "ssh": with "none" nothing runs on the instance'
     )
+
+
+def test_a_lock_file_keeps_the_source_ami_the_plan_found_and_says_when_it_is_gone(
+    aws_repo: Path, aws_env: dict[str, str]
+) -> None:
+    base_file = aws_repo / "bakes" / "aws-base.toml"
+    base_file.write_text(base_file.read_text().replace('owners = ["136693071363"]', 'owners = ["136693071363", "self"]'))
+    run_doit(aws_repo, "plan", "--lock", env=aws_env)
+    pinned = {region: ec2(aws_env, region).describe_images(Owners=["136693071363"])["Images"][0]["ImageId"] for region in REGIONS}
+    assert all(f'{region} = "{ami}"' in (aws_repo / "bakehouse.lock").read_text() for region, ami in pinned.items())
+    for region in REGIONS:  # a newer upstream image, published after the plan
+        ec2(aws_env, region).register_image(Name="debian-12-amd64-29990101-9999")
+    run_doit(aws_repo, env=aws_env, check=True)
+    for region in REGIONS:
+        assert amis(aws_env, region, "aws-base")[0]["tags"]["base_ami_id"] == pinned[region]
+
+    ec2(aws_env, "us-west-2").deregister_image(ImageId=pinned["us-west-2"])
+    plan = run_doit(aws_repo, "plan", env=aws_env)
+    assert plan.returncode == 2
+    assert (f"aws-base: its source AMI {pinned['us-west-2']} in us-west-2, pinned by bakehouse.lock, can no longer be had "
+            "(deregistered?); plan again to move the pin: doit plan --lock") in plan.output

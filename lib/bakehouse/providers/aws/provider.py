@@ -34,6 +34,7 @@ from ...errors import PackerError
 from ...logs import LogError, failure_note, read_failure, read_local_log, write_failure
 from ...fingerprint import compact
 from ...model import Bake, BakeGraph
+from ...pins import LOCK_FILE, read_pins
 from ...project import Project
 from ...registry import ImageRecord
 from .. import BakeJob, NotShared, SharedHold
@@ -72,6 +73,7 @@ class AwsProvider:
         self.registry = AwsRegistry(self.ec2, self._regions_of, project.logs_dir, limits.settle_seconds,
                                     shared=self.shared)
         self._resolved: dict[tuple[str, str, tuple[str, ...]], dict[str, Any] | AwsError] = {}
+        self._pinned_sources = read_pins(project).sources  # bakehouse.lock
 
     def _regions_of(self, bake: str) -> tuple[str, ...]:
         return settings_of(self.graph[bake]).regions
@@ -104,16 +106,32 @@ class AwsProvider:
         source = bake.source
         assert isinstance(source, AwsSource)
         given = source.ami_in(region)
-        lookup = (region, given or source.name or "", source.owners)
+        pinned = self._pinned_sources.get(bake.name, {}).get(region)
+        lookup = (region, pinned or given or source.name or "", source.owners)
         if lookup not in self._resolved:
             try:
-                self._resolved[lookup] = self._given(bake, region, given) if given else self._newest(bake, region, source)
+                if pinned:
+                    self._resolved[lookup] = self._locked(bake, region, pinned)
+                else:
+                    self._resolved[lookup] = self._given(bake, region, given) if given else self._newest(bake, region, source)
             except AwsError as error:  # asked once: every row that needs it says the same
                 self._resolved[lookup] = error
         found = self._resolved[lookup]
         if isinstance(found, AwsError):
             raise found
         return found
+
+    def _locked(self, bake: Bake, region: str, ami: str) -> dict[str, Any]:
+        found = self.ec2.describe_images(region, missing_ok=True, ImageIds=[ami])
+        if not found or found[0].get("State") not in (None, "available"):
+            raise AwsError(f"{bake.name}: its source AMI {ami} in {region}, pinned by {LOCK_FILE}, can no longer be "
+                           f"had (deregistered?); plan again to move the pin: doit plan --lock")
+        return found[0]
+
+    def source_pins(self, bake: Bake) -> dict[str, str]:
+        if not isinstance(bake.source, AwsSource):
+            return {}
+        return {region: str(self._source_ami(bake, region)["ImageId"]) for region in settings_of(bake).regions}
 
     def _given(self, bake: Bake, region: str, ami: str) -> dict[str, Any]:
         found = self.ec2.describe_images(region, ImageIds=[ami])

@@ -38,6 +38,9 @@ class LocalProvider:
             return None
         return {"suite": source.suite, "variant": source.variant, "mirror": source.mirror}
 
+    def source_pins(self, bake: Bake) -> dict[str, str]:
+        return {}  # a suite from a mirror: its packages are what a lock could pin, not an id
+
     def package_sources(self, bake: Bake) -> tuple[Repository, ...]:
         """The base's mirror argument as mmdebstrap reads it: a sources file, lines, or a URI."""
         source = bake.source
