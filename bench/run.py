@@ -265,6 +265,7 @@ def runners(runs: int) -> list[str]:
         walls, duplicates = [], 0
         for attempt in range(runs):
             env = {**Moto.shared().fresh(), "AWS_ENDPOINT_URL_S3": Moto.shared().url}
+            os.environ.update(env)
             boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="bench-state")
             repo = aws_repo(f"runners-{attempt}", services, AWS_REGIONS[:1])
             (repo / "bakehouse.toml").write_text('[shared]\ns3 = "s3://bench-state/x"\nregion = "us-east-1"\nlease = "10s"\n')
