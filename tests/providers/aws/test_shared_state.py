@@ -16,7 +16,7 @@ from pathlib import Path
 
 import boto3
 
-from helpers import amis, run_doit, wait_until
+from helpers import amis, run_doit, start_fault_proxy, wait_until
 
 BUCKET = "bakery-state"
 
@@ -142,3 +142,28 @@ def test_every_runner_reads_a_bake_s_log_and_manifest_and_a_failed_bake_leaves_i
     assert shown.returncode == 0, shown.output
     assert "the image check failed on this runner" in shown.stdout
     assert "packer exited 1" in shown.output
+
+
+def test_a_runner_that_waited_on_a_holder_that_failed_bakes_itself(
+    aws_repo: Path, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    """runner-1 bakes the same inputs (the same key, so the same lease) through a proxy that
+    keeps its AMIs pending, so its bake times out (a timeout is not content) and fails."""
+    env = shared_env(aws_env)
+    s3(env).create_bucket(Bucket=BUCKET)
+    failing, waiting = runners(aws_repo, 2, lease="4s")
+    base = failing / "bakes" / "aws-base.toml"
+    base.write_text('timeout = "8s"\n' + base.read_text())
+    proxy, url = start_fault_proxy(env["AWS_ENDPOINT_URL_EC2"], {"pending_seconds": 120}, tmp_path / "events.jsonl")
+    try:
+        doomed = start(failing, {**env, "AWS_ENDPOINT_URL_EC2": url}, "runner-1", "bake:aws-base")
+        wait_until(lambda: "[aws-base] baking " in output(failing), seconds=120)
+        result = run_doit(waiting, "bake:aws-base", env={**env, "BAKEHOUSE_RUNNER": "runner-2"}, check=True)
+        assert doomed.wait(timeout=120) != 0 and "timed out after 8s" in output(failing)
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=10)
+    assert "waiting: aws-base is being baked by runner-1" in result.output
+    assert "[aws-base] baked " in result.output
+    for region in ("us-east-1", "us-west-2"):
+        assert len(amis(env, region, "aws-base")) == 1
