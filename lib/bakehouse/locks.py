@@ -10,8 +10,8 @@ the lock stays held until packer, cancelled by the kernel's parent-death signal,
 finished cleaning up, so a rerun never bakes beside an orphan.
 
 Scope: one machine (and one .bakehouse/ directory). Runs on several machines sharing one
-registry (AWS) are not serialised by it; that needs a lock the machines share, such as a
-conditional write to a DynamoDB table or an S3 object keyed by the bake and content key.
+registry (AWS) are serialised by a lease on S3 as well, when the repository configures shared
+state (providers/aws/shared.py); a bake then holds both.
 """
 
 from __future__ import annotations
