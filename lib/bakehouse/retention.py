@@ -23,6 +23,7 @@ from typing import Any
 from .errors import DefinitionError
 from .model import Bake
 from .project import Project
+from .projectfile import PROJECT_FILE, project_table
 from .registry import ImageRecord, created_at
 from .tomlcheck import reject_unknown, type_name
 
@@ -30,7 +31,6 @@ DEFAULT_KEEP = 5
 DEFAULT_MIN_AGE = timedelta(days=14)
 POLICY_KEYS = ("keep", "min_age")
 AGE = re.compile(r"^(\d+)(h|d|w)$")
-PROJECT_FILE = "bakehouse.toml"
 
 
 @dataclass(frozen=True)
@@ -77,15 +77,7 @@ def policy_of(bake: Bake, default: Policy) -> Policy:
 
 def project_policy(project: Project) -> Policy:
     """The project-wide default: bakehouse.toml's [prune], else 5 images and 14 days."""
-    path = project.root / PROJECT_FILE
-    if not path.is_file():
-        return Policy()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as error:
-        raise DefinitionError(f"{PROJECT_FILE}: cannot read: {error}") from None
-    reject_unknown(PROJECT_FILE, "", data, ("prune",))
-    return parse_policy(PROJECT_FILE, data.get("prune"), Policy())
+    return parse_policy(PROJECT_FILE, project_table(project, "prune"), Policy())
 
 
 def describe(age: timedelta) -> str:

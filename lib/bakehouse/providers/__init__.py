@@ -48,6 +48,7 @@ class ProviderDefinition(Protocol):
     name: str
     keys: tuple[str, ...]  # the top-level keys it owns, refused on bakes of other providers
     source_keys: tuple[str, ...]  # the keys of its [source] table
+    project_tables: tuple[str, ...]  # the tables of bakehouse.toml it reads (projectfile.py)
 
     def parse_settings(self, where: str, data: dict[str, Any]) -> ProviderSettings | None:
         """Its top-level keys of a bake file (`where` names the file in errors)."""

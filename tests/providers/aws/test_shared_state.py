@@ -167,3 +167,35 @@ def test_a_runner_that_waited_on_a_holder_that_failed_bakes_itself(
     assert "[aws-base] baked " in result.output
     for region in ("us-east-1", "us-west-2"):
         assert len(amis(env, region, "aws-base")) == 1
+
+
+def test_prune_deletes_an_image_s_files_on_s3_with_its_amis(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    env = shared_env(aws_env)
+    s3(env).create_bucket(Bucket=BUCKET)
+    (clone,) = runners(aws_repo, 1)
+    run_doit(clone, "bake:aws-base", env=env, check=True)
+    first = amis(env, "us-east-1", "aws-base")[0]
+    old = {tag["Key"]: tag["Value"] for tag in first["Tags"]}["bakehouse:image"]
+    (clone / "bakes" / "aws-base.toml").write_text((clone / "bakes" / "aws-base.toml").read_text() + "\n[prune]\nkeep = 1\nmin_age = \"0h\"\n")
+    run_doit(clone, "bake:aws-base", "--rebake", env=env, check=True)
+    keys = lambda: {item["Key"] for item in s3(env).list_objects_v2(Bucket=BUCKET, Prefix="state/").get("Contents", [])}  # noqa: E731
+    assert f"state/logs/aws-base/{old}.log" in keys()
+    everything = {**env, "AWS_ENDPOINT_URL": env["AWS_ENDPOINT_URL_EC2"]}  # prune asks Auto Scaling too
+    pruned = subprocess.run([sys.executable, "-m", "doit", "prune", "--apply", "aws-base"], cwd=clone, text=True,
+                            capture_output=True, env={**os.environ, **everything})
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    assert f"s3://{BUCKET}/state/logs/aws-base/{old}.log" in pruned.stdout + pruned.stderr
+    assert not any(old in key for key in keys()) and len(amis(env, "us-east-1", "aws-base")) == 1
+
+
+def test_bakehouse_toml_holds_retention_and_shared_state_and_refuses_a_misspelt_table(
+    aws_repo: Path, aws_env: dict[str, str]
+) -> None:
+    env = shared_env(aws_env)
+    s3(env).create_bucket(Bucket=BUCKET)
+    (aws_repo / "bakehouse.toml").write_text(
+        f'[prune]\nkeep = 3\n\n[shared]\ns3 = "s3://{BUCKET}/state"\nregion = "us-east-1"\n')
+    assert run_doit(aws_repo, "plan", env=env).returncode == 1  # plans: both tables are read
+    (aws_repo / "bakehouse.toml").write_text(f'[sahred]\ns3 = "s3://{BUCKET}/state"\n')
+    result = run_doit(aws_repo, "plan", env=env)
+    assert "bakehouse.toml: unknown key 'sahred' (did you mean 'shared'?)" in result.output, result.output

@@ -28,6 +28,7 @@ class AwsDefinition:
     name = "aws"
     keys = settings.KEYS
     source_keys = settings.SOURCE_KEYS
+    project_tables = ("shared",)  # bakehouse.toml: shared state on S3 (shared.py)
 
     def parse_settings(self, where: str, data: dict[str, Any]) -> settings.AwsSettings:
         return settings.parse_settings(where, data)

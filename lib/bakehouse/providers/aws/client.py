@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.parse
 from datetime import UTC, datetime
@@ -224,6 +225,16 @@ class S3:
         date = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
         server_now = parsedate_to_datetime(date) if date else datetime.now(UTC)
         return answer["Body"].read(), str(answer["ETag"]), answer["LastModified"], server_now
+
+    def exists(self, bucket: str, key: str) -> bool:
+        try:
+            with _one_line_errors(self.region, "S3 HeadObject"):
+                self.client().head_object(Bucket=bucket, Key=key)
+            return True
+        except AwsError as error:
+            if re.search(r": (404|NoSuchKey|Not Found):", str(error)):
+                return False
+            raise
 
     def delete(self, bucket: str, key: str, if_match: str | None = None) -> bool:
         """Delete the object; with `if_match`, only if it is still that version."""

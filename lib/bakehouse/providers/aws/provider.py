@@ -40,7 +40,7 @@ from ...registry import ImageRecord
 from .. import BakeJob, NotShared, SharedHold
 from .account import Sharing
 from .budget import budget
-from .shared import SharedState, contents_key, failure_key, log_key, read_config
+from .shared import SharedState, contents_key, failure_key, inputs_key, log_key, read_config
 from .client import AwsError, Ec2, ec2_endpoint
 from .registry import (
     BAKE_TAG, BASE_TAG, CREATED_TAG, IMAGE_TAG, KEY_TAG, LAUNCH_TAG, LOG_TAG, SEQUENCE_TAG, AwsRegistry, image_of,
@@ -68,7 +68,7 @@ class AwsProvider:
         self.ec2 = ec2 or Ec2()
         limits = budget()
         self.retries = limits.region_retries
-        shared = read_config(project.root)
+        shared = read_config(project)
         self.shared = None if shared is None else SharedState(shared)
         self.registry = AwsRegistry(self.ec2, self._regions_of, project.logs_dir, limits.settle_seconds,
                                     shared=self.shared)
@@ -410,7 +410,7 @@ class AwsProvider:
         if self.shared is None:
             return
         self.shared.upload(log_key(name, job.image_id), job.log.read_bytes() if job.log.is_file() else b"")
-        self.shared.upload(f"logs/{name}/{job.image_id}.inputs.json", json.dumps(job.summary, indent=1).encode())
+        self.shared.upload(inputs_key(name, job.image_id), json.dumps(job.summary, indent=1).encode())
         contents = self.registry.contents_path(name, job.image_id)
         if note is None and contents.is_file():
             self.shared.upload(contents_key(name, job.image_id), contents.read_bytes())

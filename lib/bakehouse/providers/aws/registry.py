@@ -211,6 +211,8 @@ class AwsRegistry:
         for region, ami in sorted(self.amis(image.bake, image.image_id).items()):
             removed += self.deregister(region, ami)
         self.contents_path(image.bake, image.image_id).unlink(missing_ok=True)
+        if self.shared is not None:  # its log, inputs and manifest on S3 go with it
+            removed += self.shared.delete_image_files(image.bake, image.image_id)
         return removed
 
     def deregister(self, region: str, ami: dict[str, Any]) -> list[str]:

@@ -38,19 +38,18 @@ import re
 import socket
 import threading
 import time
-import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TextIO
 
 from ...errors import DefinitionError
+from ...project import Project
+from ...projectfile import PROJECT_FILE, project_table
 from ...tomlcheck import Getter, reject_unknown
 from .client import AwsError, S3
 
-CONFIG_FILE = "bakehouse.toml"
 DEFAULT_LEASE_SECONDS = 60
 POLL_SECONDS = 2.0
 
@@ -70,34 +69,24 @@ class SharedConfig:
         return "/".join(part for part in (self.prefix, *parts) if part)
 
 
-def read_config(root: Path) -> SharedConfig | None:
+def read_config(project: Project) -> SharedConfig | None:
     """The [shared] table of bakehouse.toml, checked; None when the file or table is absent."""
-    path = root / CONFIG_FILE
-    if not path.is_file():
-        return None
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as error:
-        raise DefinitionError(f"{CONFIG_FILE}: invalid TOML: {error}") from None
-    reject_unknown(CONFIG_FILE, "", data, ("shared",))
-    table = data.get("shared")
+    table = project_table(project, "shared")
     if table is None:
         return None
-    if not isinstance(table, dict):
-        raise DefinitionError(f"{CONFIG_FILE}: [shared] must be a table")
-    reject_unknown(CONFIG_FILE, "shared.", table, ("s3", "region", "lease"))
-    get = Getter(CONFIG_FILE, table, prefix="shared.")
+    reject_unknown(PROJECT_FILE, "shared.", table, ("s3", "region", "lease"))
+    get = Getter(PROJECT_FILE, table, prefix="shared.")
     url = get.string("s3")
     match = re.fullmatch(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?", url or "")
     if match is None:
-        raise DefinitionError(f"{CONFIG_FILE}: shared.s3 must be s3://BUCKET/PREFIX (got {url!r})")
+        raise DefinitionError(f"{PROJECT_FILE}: shared.s3 must be s3://BUCKET/PREFIX (got {url!r})")
     region = get.string("region") or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
     if not region:
-        raise DefinitionError(f"{CONFIG_FILE}: shared.region is required (the bucket's region), or set AWS_DEFAULT_REGION")
+        raise DefinitionError(f"{PROJECT_FILE}: shared.region is required (the bucket's region), or set AWS_DEFAULT_REGION")
     lease = get.matching("lease", r"^\d+[sm]$", "a duration such as \"60s\" or \"5m\"", default=f"{DEFAULT_LEASE_SECONDS}s")
     seconds = int(lease[:-1]) * (60 if lease.endswith("m") else 1)
     if seconds < 3:
-        raise DefinitionError(f"{CONFIG_FILE}: shared.lease must be at least 3s")
+        raise DefinitionError(f"{PROJECT_FILE}: shared.lease must be at least 3s")
     return SharedConfig(match[1], (match[2] or "").strip("/"), region, seconds)
 
 
@@ -141,9 +130,9 @@ class SharedState:
             self.s3.check_bucket(self.config.bucket)
         except AwsError as error:
             if re.search(r": (404|NoSuchBucket)", str(error)):
-                raise AwsError(f"{CONFIG_FILE}: shared.s3: the bucket {self.config.bucket} does not exist") from None
+                raise AwsError(f"{PROJECT_FILE}: shared.s3: the bucket {self.config.bucket} does not exist") from None
             if re.search(r": (403|AccessDenied)", str(error)):
-                raise AwsError(f"{CONFIG_FILE}: shared.s3: no permission to use the bucket {self.config.bucket} "
+                raise AwsError(f"{PROJECT_FILE}: shared.s3: no permission to use the bucket {self.config.bucket} "
                                "(the runner needs s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket)") from None
             raise
         self._checked = True
@@ -172,6 +161,15 @@ class SharedState:
     def download(self, key: str) -> bytes | None:
         found = self.s3.get(self.config.bucket, self.config.key(key))
         return None if found is None else found[0]
+
+    def delete_image_files(self, bake: str, image_id: str) -> list[str]:
+        """An image's log, input summary and manifest (pruned with it); returns their URLs."""
+        removed = []
+        for key in (log_key(bake, image_id), inputs_key(bake, image_id), contents_key(bake, image_id)):
+            if self.s3.exists(self.config.bucket, self.config.key(key)):
+                self.s3.delete(self.config.bucket, self.config.key(key))
+                removed.append(self.url(key))
+        return removed
 
     def url(self, key: str) -> str:
         return f"s3://{self.config.bucket}/{self.config.key(key)}"
@@ -237,6 +235,10 @@ def contents_key(bake: str, image_id: str) -> str:
 
 def log_key(bake: str, image_id: str) -> str:
     return f"logs/{bake}/{image_id}.log"
+
+
+def inputs_key(bake: str, image_id: str) -> str:
+    return f"logs/{bake}/{image_id}.inputs.json"
 
 
 def failure_key(bake: str) -> str:

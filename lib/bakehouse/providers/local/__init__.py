@@ -26,6 +26,7 @@ class LocalDefinition:
     name = "local"
     keys: tuple[str, ...] = ()
     source_keys = settings.SOURCE_KEYS
+    project_tables: tuple[str, ...] = ()
 
     def parse_settings(self, where: str, data: dict[str, Any]) -> None:
         return None
