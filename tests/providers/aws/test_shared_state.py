@@ -22,7 +22,9 @@ BUCKET = "bakery-state"
 
 
 def shared_env(aws_env: dict[str, str]) -> dict[str, str]:
-    return {**aws_env, "AWS_ENDPOINT_URL_S3": aws_env["AWS_ENDPOINT_URL_EC2"]}
+    """moto serves S3 (and Auto Scaling, which `doit images` and prune ask) too."""
+    moto = aws_env["AWS_ENDPOINT_URL_EC2"]
+    return {**aws_env, "AWS_ENDPOINT_URL_S3": moto, "AWS_ENDPOINT_URL": moto}
 
 
 def s3(env: dict[str, str]):  # type: ignore[no-untyped-def]
@@ -180,9 +182,8 @@ def test_prune_deletes_an_image_s_files_on_s3_with_its_amis(aws_repo: Path, aws_
     run_doit(clone, "bake:aws-base", "--rebake", env=env, check=True)
     keys = lambda: {item["Key"] for item in s3(env).list_objects_v2(Bucket=BUCKET, Prefix="state/").get("Contents", [])}  # noqa: E731
     assert f"state/logs/aws-base/{old}.log" in keys()
-    everything = {**env, "AWS_ENDPOINT_URL": env["AWS_ENDPOINT_URL_EC2"]}  # prune asks Auto Scaling too
     pruned = subprocess.run([sys.executable, "-m", "doit", "prune", "--apply", "aws-base"], cwd=clone, text=True,
-                            capture_output=True, env={**os.environ, **everything})
+                            capture_output=True, env={**os.environ, **env})
     assert pruned.returncode == 0, pruned.stdout + pruned.stderr
     assert f"s3://{BUCKET}/state/logs/aws-base/{old}.log" in pruned.stdout + pruned.stderr
     assert not any(old in key for key in keys()) and len(amis(env, "us-east-1", "aws-base")) == 1

@@ -106,6 +106,7 @@ class Lease:
     key: str
     etag: str
     waited: bool
+    since: str  # when this runner took it (renewals keep it, so waiters see the bake's start)
     lost: threading.Event = field(default_factory=threading.Event)
 
     def check(self, bake: str) -> None:
@@ -150,7 +151,11 @@ class SharedState:
             stop.set()
             renewer.join()
             if not lease.lost.is_set():
-                self.s3.delete(self.config.bucket, lease.key, if_match=lease.etag)
+                try:
+                    self.s3.delete(self.config.bucket, lease.key, if_match=lease.etag)
+                except AwsError as error:  # the bake's own outcome is what to report
+                    out.write(f"[{bake}] could not release the shared lock ({error}); it expires in "
+                              f"{self.config.lease_seconds}s\n")
 
     def upload(self, key: str, data: bytes) -> str:
         """Store `data` under `<prefix>/<key>`; returns its s3:// URL."""
@@ -179,27 +184,28 @@ class SharedState:
         start = f"s3://{self.config.bucket}/" + (f"{self.config.prefix}/" if self.config.prefix else "")
         return url[len(start):] if url.startswith(start) else None
 
-    def _body(self) -> bytes:
-        return json.dumps({"holder": runner_name(), "since": datetime.now(UTC).strftime("%H:%M:%SZ"),
-                           "lease_seconds": self.config.lease_seconds}).encode()
+    def _body(self, since: str) -> bytes:
+        return json.dumps({"holder": runner_name(), "since": since, "lease_seconds": self.config.lease_seconds}).encode()
 
     def _take(self, bake: str, key: str, out: TextIO) -> Lease:
         waited, said = False, None
         while True:
-            etag = self.s3.put(self.config.bucket, key, self._body(), if_absent=True)
+            since = datetime.now(UTC).strftime("%H:%M:%SZ")
+            etag = self.s3.put(self.config.bucket, key, self._body(since), if_absent=True)
             if etag is not None:
-                return Lease(key, etag, waited)
+                return Lease(key, etag, waited, since)
             found = self.s3.get(self.config.bucket, key)
             if found is None:
                 continue  # released between our write and our read: try again at once
             body, seen_etag, written, server_now = found
             holder, since = _holder(body)
             if server_now > written + timedelta(seconds=self.config.lease_seconds):
-                etag = self.s3.put(self.config.bucket, key, self._body(), if_match=seen_etag)
+                taken = datetime.now(UTC).strftime("%H:%M:%SZ")
+                etag = self.s3.put(self.config.bucket, key, self._body(taken), if_match=seen_etag)
                 if etag is not None:
                     out.write(f"[{bake}] lock of {bake} held by {holder} since {since} expired; baking\n")
                     out.flush()
-                    return Lease(key, etag, waited)
+                    return Lease(key, etag, waited, taken)
                 continue  # another runner took it over first
             if said != holder:
                 out.write(f"[{bake}] waiting: {bake} is being baked by {holder} (since {since}; shared lock "
@@ -212,7 +218,7 @@ class SharedState:
     def _renew(self, lease: Lease, stop: threading.Event) -> None:
         while not stop.wait(self.config.lease_seconds / 3):
             try:
-                etag = self.s3.put(self.config.bucket, lease.key, self._body(), if_match=lease.etag)
+                etag = self.s3.put(self.config.bucket, lease.key, self._body(lease.since), if_match=lease.etag)
             except AwsError:
                 continue  # a failed renewal is retried at the next beat; the lease has slack
             if etag is None:
