@@ -18,6 +18,7 @@ import lzma
 import os
 import subprocess
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from .errors import PackageError
 from .files import sha256_bytes, sha256_file, write_atomically
 
 FETCH_TIMEOUT_SECONDS = 30
+FETCH_ATTEMPTS = 3
+FETCH_BACKOFF_SECONDS = 1.0
 # Preferred first: smallest to fetch.
 INDEX_FORMATS: tuple[tuple[str, Callable[[bytes], bytes]], ...] = (
     (".xz", lzma.decompress), (".gz", gzip.decompress), (".bz2", bz2.decompress), ("", lambda data: data),
@@ -69,16 +72,24 @@ class MissingIndex(Exception):
 
 
 def fetch_url(url: str) -> bytes:
-    try:
-        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_SECONDS) as response:
-            return response.read()
-    except urllib.error.HTTPError as error:
-        if error.code == 404:
-            raise MissingIndex(url) from None
-        raise PackageError(f"cannot fetch {url}: HTTP {error.code} {error.reason}") from None
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise PackageError(f"cannot fetch {url}: {reason}; is the repository reachable?") from None
+    """The body at `url`. A mirror that answers 5xx, drops the connection or times out now and
+    then is asked again (FETCH_ATTEMPTS in all, backing off), as apt does; a 404 is at once
+    MissingIndex, and any other answer one line."""
+    for attempt in range(1, FETCH_ATTEMPTS + 1):
+        try:
+            with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_SECONDS) as response:
+                return response.read()
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                raise MissingIndex(url) from None
+            if error.code < 500 or attempt == FETCH_ATTEMPTS:
+                raise PackageError(f"cannot fetch {url}: HTTP {error.code} {error.reason}") from None
+        except (urllib.error.URLError, OSError) as error:
+            if attempt == FETCH_ATTEMPTS:
+                reason = getattr(error, "reason", error)
+                raise PackageError(f"cannot fetch {url}: {reason}; is the repository reachable?") from None
+        time.sleep(FETCH_BACKOFF_SECONDS * attempt)
+    raise AssertionError("unreachable")
 
 
 INDEX_FIELDS = ("Package", "Version", "Filename", "SHA256")
