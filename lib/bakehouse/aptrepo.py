@@ -15,7 +15,6 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
-import os
 import subprocess
 import tempfile
 import time
@@ -52,6 +51,11 @@ class Repository:
     signed_by: Path | None = None
     trusted: bool = False
     packages: tuple[str, ...] = ()
+
+    @property
+    def dists(self) -> str:
+        """The URL of the suite's folder (Release, InRelease, the indexes)."""
+        return f"{self.url.rstrip('/')}/dists/{self.suite}"
 
     @property
     def label(self) -> str:
@@ -136,11 +140,8 @@ class AptIndexes:
         return max(candidates, key=lambda c: Version(c.version))
 
     def _read(self, repository: Repository, architecture: str) -> dict[str, list[IndexedPackage]]:
-        dists = f"{repository.url.rstrip('/')}/dists/{repository.suite}"
-        release = Release(self.release_text(repository))
-        checksums = {entry["name"]: entry for entry in release.get("SHA256", []) if entry.get("name") and entry.get("sha256")}
-        if not checksums:
-            raise PackageError(f"{dists}/Release has no SHA256 list; cannot check the indexes")
+        dists = repository.dists
+        checksums = release_checksums(self.release_text(repository), dists)
         found: dict[str, list[IndexedPackage]] = {}
         for component in repository.components:
             index = self.packages_index(dists, f"{component}/binary-{architecture}/Packages", checksums)
@@ -152,7 +153,7 @@ class AptIndexes:
 
     def release_text(self, repository: Repository) -> str:
         """The repository's Release, its signature checked (unless it is `trusted`)."""
-        dists = f"{repository.url.rstrip('/')}/dists/{repository.suite}"
+        dists = repository.dists
         try:
             signed = self.fetch(f"{dists}/InRelease")
             return self._verified(repository, dists, signed, detached=None)
@@ -186,6 +187,15 @@ class AptIndexes:
                 raise PackageError(f"{dists}/{stem}{suffix} does not match its SHA256 in Release")
             return decompress(data)
         raise PackageError(f"{dists}: Release lists no {stem} index")
+
+
+def release_checksums(release_text: str, dists: str) -> dict[str, dict[str, str]]:
+    """A Release's SHA256 list, by file name (the indexes' own validators)."""
+    entries = Release(release_text).get("SHA256", [])
+    checksums = {entry["name"]: entry for entry in entries if entry.get("name") and entry.get("sha256")}
+    if not checksums:
+        raise PackageError(f"{dists}/Release has no SHA256 list; cannot check the indexes")
+    return checksums
 
 
 def gpgv(keyring: Path, data: bytes, detached: bytes | None, shown_as: str) -> str:
@@ -252,7 +262,8 @@ def parse_sources(text: str, default_suite: str, where: str) -> tuple[Repository
     paragraphs (`Types: deb`, `URIs:`, `Suites:`, `Components:`, `Signed-By:`), one-line
     entries (`deb [signed-by=... trusted=yes] URI SUITE COMPONENT...`), or a bare URI (this
     suite, `main`). A source without a keyring is checked against Debian's archive keyring
-    when the host has it, as apt does; `deb-src` entries are left out."""
+    when the host has it, as apt does; one whose keyring this machine does not have (an
+    image's own, named by its sources) is read unchecked; `deb-src` entries are left out."""
     if "://" in text and "\n" not in text.strip() and not text.strip().startswith("deb"):
         return (_repository(text.strip(), default_suite, ("main",), {}),)
     if any(line.split(":", 1)[0].strip().lower() == "uris" for line in text.splitlines() if ":" in line):
@@ -295,10 +306,11 @@ def _repository(uri: str, suite: str, components: tuple[str, ...], options: dict
     trusted = options.get("trusted", "").lower() == "yes"
     keyring = options.get("signed-by", "").strip()
     signed_by = Path(keyring) if keyring and not keyring.startswith("-----") else None
+    # Without a keyring to check it with, a Release is read unchecked: it only decides whether
+    # to rebake (what gets installed is checked by apt and mmdebstrap). A source that names no
+    # keyring gets apt's default one, Debian's, when this machine has it.
     if signed_by is not None and not signed_by.is_file():
-        signed_by = None  # a keyring of the image's that this machine does not have
+        signed_by, trusted = None, True  # the image's own keyring (a vendor's): not here
     if signed_by is None and not trusted:
-        # apt's default keyring; without one the Release is read unchecked: it only decides
-        # whether to rebake (what gets installed is checked by apt and mmdebstrap)
         signed_by, trusted = (DEBIAN_KEYRING, False) if DEBIAN_KEYRING.is_file() else (None, True)
     return Repository(url=uri.rstrip("/"), suite=suite, components=components, signed_by=signed_by, trusted=trusted)

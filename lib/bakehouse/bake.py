@@ -19,6 +19,7 @@ from .epoch import now_utc
 from .errors import BakehouseError, PackageError, PackerError
 from .pins import LOCK_FILE
 from .locks import bake_lock
+from .logs import failure_note, write_failure
 from .providers import BakeJob, NotShared, Provider, SharedHold
 from .registry import ImageRecord, next_sequence, timestamp
 
@@ -74,9 +75,11 @@ def _bake_locked(planner: Planner, decision: Decision, lock_fd: int, shared: Sha
             provider.discard(job, out)
         except BakehouseError as error:  # the bake's own failure is the one to report
             out.write(f"[{name}] could not remove what the failed bake left: {error}\n")
-        try:
-            provider.keep(job, str(failure) or type(failure).__name__, out)
-        except BakehouseError as error:
+        error_text = str(failure) or type(failure).__name__
+        try:  # for `doit log --failed`: here, and where every runner reads it
+            write_failure(planner.project, name, failure_note(job.image_id, provider.log_ref(job), error_text))
+            provider.keep(job, error_text, out)
+        except (BakehouseError, OSError) as error:
             out.write(f"[{name}] could not keep the failed bake's log: {error}\n")
         raise
     out.write(f"[{name}] baked {image.image_id} ({', '.join(f'{k}: {v}' for k, v in image.locations.items())})\n")
@@ -184,8 +187,8 @@ def _run(
     if made is None:
         made = _build(planner, provider, decision, job, lock_fd, out)
     contents = provider.registry.contents_path(job.bake.name, job.image_id)
-    if not (job.extends is not None and contents.is_file() and not job.contents.is_file()):
-        # a copy made no listing: the image's manifest stands as recorded
+    copied = job.extends is not None and not job.contents.is_file()  # AMIs copied: nothing listed
+    if not (copied and contents.is_file()):  # a copy keeps the image's manifest as recorded
         write_manifest(contents, _manifest(planner, provider, decision, job, out))
     locations = made if job.extends is None else {**job.extends.locations, **made}
     image = ImageRecord(

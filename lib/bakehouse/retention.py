@@ -15,7 +15,6 @@ and deletes.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from debian.debian_support import Version
 
-from .aptrepo import AptIndexes, Fetch, Repository, fetch_url
+from .aptrepo import AptIndexes, Fetch, Repository, fetch_url, release_checksums
 from .contents import Manifest
 from .errors import PackageError
 from .files import sha256_bytes, write_atomically
@@ -46,8 +46,7 @@ class SourcesState:
 class UpdateIndexes:
     def __init__(self, cache_dir: Path, fetch: Fetch = fetch_url) -> None:
         self.cache_dir = cache_dir
-        self.apt = AptIndexes(fetch)
-        self.fetch = fetch
+        self.apt = AptIndexes(fetch)  # its Release reading and signature checks
         self._states: dict[tuple[tuple[Repository, ...], str], SourcesState] = {}
 
     def state(self, sources: tuple[Repository, ...], architecture: str) -> SourcesState:
@@ -64,16 +63,13 @@ class UpdateIndexes:
             release = self.apt.release_text(source)
             releases[source.label] = sha256_bytes(release.encode())
             for name, version in self._newest_in(source, release, architecture).items():
-                if name not in newest or Version(version) > Version(newest[name].version):
+                if _newer(version, newest[name].version if name in newest else None):
                     newest[name] = Offered(version, source.label)
         return SourcesState(newest, releases)
 
     def _newest_in(self, source: Repository, release_text: str, architecture: str) -> dict[str, str]:
-        from debian.deb822 import Release
-
-        checksums = {entry["name"]: entry for entry in Release(release_text).get("SHA256", [])
-                     if entry.get("name") and entry.get("sha256")}
-        dists = f"{source.url.rstrip('/')}/dists/{source.suite}"
+        dists = source.dists
+        checksums = release_checksums(release_text, dists)
         found: dict[str, str] = {}
         for component in source.components:
             stem = f"{component}/binary-{architecture}/Packages"
@@ -88,7 +84,7 @@ class UpdateIndexes:
                 versions = newest_versions(self.apt.packages_index(dists, stem, checksums).decode("utf-8", "replace"))
                 write_atomically(cached, json.dumps(versions, sort_keys=True))
             for name, version in versions.items():
-                if name not in found or Version(version) > Version(found[name]):
+                if _newer(version, found.get(name)):
                     found[name] = version
         return found
 
@@ -104,9 +100,14 @@ def newest_versions(index: str) -> dict[str, str]:
                 name = line[9:].strip()
             elif line.startswith("Version: "):
                 version = line[9:].strip()
-        if name and version and (name not in found or Version(version) > Version(found[name])):
+        if name and version and _newer(version, found.get(name)):
             found[name] = version
     return found
+
+
+def _newer(version: str, than: str | None) -> bool:
+    """Whether `version` is newer than `than` (Debian order); anything is newer than none."""
+    return than is None or Version(version) > Version(than)
 
 
 def update_reasons(manifest: Manifest, state: SourcesState) -> list[str]:

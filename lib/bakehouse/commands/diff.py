@@ -22,6 +22,7 @@ from ..errors import BakehouseError
 from ..imagediff import ImageDiff, diff_images, diff_text
 from ..lookup import find_image, manifest_of, previous_image
 from ..tasks import planner_from_tasks
+from . import trailing_flag
 
 
 class DiffCommand(DoitCmdBase):
@@ -39,9 +40,8 @@ class DiffCommand(DoitCmdBase):
     )
 
     def _execute(self, as_json: bool, pos_args: list[str]) -> int:
-        # doit reads options only before the first name; `doit diff A B --json` means it too
-        as_json = as_json or "--json" in (pos_args or [])
-        pos_args = [arg for arg in pos_args or [] if arg != "--json"]
+        trailing, pos_args = trailing_flag(pos_args, "--json")
+        as_json = as_json or trailing
         if len(pos_args) not in (1, 2):
             raise InvalidCommand("doit diff takes two images, or one bake: doit diff A B | doit diff BAKE")
         planner = planner_from_tasks(self.task_list)

@@ -14,9 +14,11 @@ from doit.cmd_base import DoitCmdBase
 from doit.exceptions import InvalidCommand
 
 from ..errors import BakehouseError
+from ..logs import read_failure
 from ..lookup import find_image
 from ..tasks import planner_from_tasks
-from ..tomlcheck import did_you_mean
+from . import trailing_flag
+from .plan import selected
 
 
 class LogCommand(DoitCmdBase):
@@ -32,17 +34,16 @@ class LogCommand(DoitCmdBase):
     )
 
     def _execute(self, failed: bool, pos_args: list[str]) -> int:
-        failed = failed or "--failed" in (pos_args or [])  # also after the name
-        names = [arg for arg in pos_args or [] if arg != "--failed"]
+        trailing, names = trailing_flag(pos_args, "--failed")
+        failed = failed or trailing
         if len(names) != 1:
             raise InvalidCommand("doit log takes one image or bake: doit log IMAGE | doit log --failed BAKE")
         planner = planner_from_tasks(self.task_list)
         try:
             if failed:
                 name = names[0].removeprefix("bake:")
-                if name not in planner.graph.names:
-                    raise InvalidCommand(f"no bake '{name}' in bakes/{did_you_mean(name, planner.graph.names)}")
-                note = planner.provider_of(name).last_failure(name)
+                selected(planner.graph, [name])  # an unknown bake: one line with a did-you-mean
+                note = planner.provider_of(name).last_failure(name) or read_failure(planner.project, name)
                 if note is None:
                     sys.stderr.write(f"{name}: no failed bake is on record\n")
                     return 2

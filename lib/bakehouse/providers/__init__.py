@@ -205,7 +205,8 @@ class Provider(Protocol):
 
     def keep(self, job: BakeJob, error: str | None, out: TextIO) -> None:
         """A bake ended (`error` None: it succeeded, before it is recorded): keep its log (and
-        its manifest) where log_ref() says, and note a failure for `doit log --failed`."""
+        its manifest, and a failure's note) where log_ref() says, when that is not this
+        machine's .bakehouse/logs/ (bake.py notes every failure there itself)."""
         ...
 
     def read_log(self, bake: str, ref: str) -> str:
@@ -213,7 +214,8 @@ class Provider(Protocol):
         ...
 
     def last_failure(self, bake: str) -> dict[str, Any] | None:
-        """The last failed bake of `bake` (logs.failure_note), or None."""
+        """The last failed bake of `bake` (logs.failure_note) as every runner sees it (shared
+        state), or None: then this machine's note (logs.read_failure) is the one."""
         ...
 
     def lock(self, bake: Bake, key: str, out: TextIO) -> AbstractContextManager[SharedHold]:

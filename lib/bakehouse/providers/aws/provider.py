@@ -31,7 +31,7 @@ from typing import Any, TextIO
 from ... import packer
 from ...aptrepo import Repository
 from ...errors import PackerError
-from ...logs import LogError, failure_note, read_failure, read_local_log, write_failure
+from ...logs import LogError, failure_note, read_local_log
 from ...fingerprint import compact
 from ...model import Bake, BakeGraph
 from ...pins import LOCK_FILE, read_pins
@@ -402,13 +402,11 @@ class AwsProvider:
 
     def keep(self, job: BakeJob, error: str | None, out: TextIO) -> None:
         """The log, input summary and manifest on S3 with shared state, so any runner can read
-        them; a failure is noted (here, and there)."""
-        name = job.bake.name
-        note = None if error is None else failure_note(job.image_id, self.log_ref(job), error)
-        if note is not None:
-            write_failure(self.project, name, note)
+        them, and a failure's note there too."""
         if self.shared is None:
             return
+        name = job.bake.name
+        note = None if error is None else failure_note(job.image_id, self.log_ref(job), error)
         self.shared.upload(log_key(name, job.image_id), job.log.read_bytes() if job.log.is_file() else b"")
         self.shared.upload(inputs_key(name, job.image_id), json.dumps(job.summary, indent=1).encode())
         contents = self.registry.contents_path(name, job.image_id)
@@ -431,7 +429,7 @@ class AwsProvider:
 
     def last_failure(self, bake: str) -> dict[str, Any] | None:
         if self.shared is None:
-            return read_failure(self.project, bake)
+            return None
         data = self.shared.download(failure_key(bake))
         try:
             return None if data is None else dict(json.loads(data))

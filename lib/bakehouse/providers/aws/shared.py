@@ -38,7 +38,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -117,7 +117,8 @@ class Lease:
 class SharedState:
     """The shared lock (hold) and the files every runner can read (logs, manifests)."""
 
-    def __init__(self, config: SharedConfig, s3: S3 | None = None, sleep=time.sleep) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, config: SharedConfig, s3: S3 | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.config = config
         self.s3 = s3 or S3(config.region)
         self.sleep = sleep

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from ...aptrepo import Repository, host_architecture, parse_sources
 from ...errors import PackageError, PackerError
-from ...logs import failure_note, read_failure, read_local_log, write_failure
+from ...logs import read_local_log
 from ...model import Bake
 from ...project import Project
 from ...registry import ImageRecord
@@ -127,14 +127,13 @@ class LocalProvider:
         return self.project.relative(job.log)
 
     def keep(self, job: BakeJob, error: str | None, out: TextIO) -> None:
-        if error is not None:  # the log stays where packer wrote it
-            write_failure(self.project, job.bake.name, failure_note(job.image_id, self.log_ref(job), error))
+        pass  # the log stays where packer wrote it, on the one machine a local image is
 
     def read_log(self, bake: str, ref: str) -> str:
         return read_local_log(self.project, ref)
 
     def last_failure(self, bake: str) -> dict[str, Any] | None:
-        return read_failure(self.project, bake)
+        return None
 
     def lock(self, bake: Bake, key: str, out: TextIO) -> AbstractContextManager[SharedHold]:
         return nullcontext(NotShared())  # a local image is this machine's: its flock suffices
