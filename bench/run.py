@@ -9,8 +9,10 @@ Sections (all by default):
   overhead       `doit bake:svc1 --rebake` against `packer build` of the same rendered
                  template, local and against moto
   parallel       8 independent service bakes with `doit -n 4` against `doit -n 1`,
-                 local and against moto
-  local          time to bake a service image on a cached minimal base, and image sizes
+                 local and against moto; and 8 local bakes whose provisioner waits 3 s
+                 (as an AMI bake waits on AWS), to show whether waiting bakes overlap
+  local          the shipped bakes on the real minbase base: a service bake with the layer
+                 cache warm and cold, and what each image costs on disk
   runners        shared state on moto's S3: N runners (fresh clones, real `doit` processes)
                  started at once over 1 base + M services, every runner running every bake
                  (the worst overlap) and as a plan-driven fan-out (one runner per service);
@@ -176,8 +178,8 @@ def seed_registry(repo: Path) -> None:
             continue
         image_id = f"{bake.name}-seeded-{decision.key[:8]}"
         artifact = registry.image_path(bake.name, image_id)
-        artifact.parent.mkdir(parents=True, exist_ok=True)
-        artifact.write_bytes(b"seeded for the deciding benchmark")
+        artifact.mkdir(parents=True, exist_ok=True)
+        (artifact / "index.json").write_text("{}")  # seeded for the deciding benchmark
         registry.record(ImageRecord(
             image_id=image_id, bake=bake.name, key=decision.key, created="2026-01-01T00:00:00+00:00",
             provider="local", locations={"local": str(artifact.relative_to(project.state_dir))},
@@ -228,25 +230,43 @@ def _direct_packer_copy(repo: Path, where: str) -> Path:
     shutil.rmtree(direct, ignore_errors=True)
     direct.mkdir()
     text = rendered.read_text()
-    text = re.sub(r'"OUTPUT=[^"]+"', f'"OUTPUT={direct}/image.tar.zst"', text)
-    text = re.sub(r'(files\s*=\s*\[)"[^"]+"', rf'\1"{direct}/image.tar.zst"', text)
+    text = re.sub(r'"OUTPUT=[^"]+"', f'"OUTPUT={direct}/image"', text)
+    text = re.sub(r'(files\s*=\s*\[)"[^"]+"', rf'\1"{direct}/image"', text)
     text = re.sub(r'(output\s*=\s*)"[^"]+"', rf'\1"{direct}/manifest.json"', text)
     (direct / "template.pkr.hcl").write_text(text)
     return direct
 
 
 def _unique(direct: Path, n: int) -> str:
-    """A copy of the template whose AMI name is new (AWS refuses a second AMI of one name)."""
+    """A copy of the template whose AMI name and image path are new (AWS refuses a second AMI
+    of one name; an OCI layout is written once)."""
     text = (direct / "template.pkr.hcl").read_text()
     text = re.sub(r'(ami_name\s*=\s*)"([^"]+)"', rf'\1"\2-direct{n}"', text)
+    text = text.replace(f"{direct}/image", f"{direct}/image{n}")
     path = direct / f"t{n}.pkr.hcl"
     path.write_text(text)
     return path.name
 
 
+WAIT_SECONDS = 3
+WAITING_TEST = f"#!/bin/sh\n# stands in for what an AMI bake waits on (an instance, a snapshot)\nsleep {WAIT_SECONDS}\n"
+
+
+def waiting_repo() -> Path:
+    """8 services whose bake waits WAIT_SECONDS inside the provisioner (a test script that sleeps)."""
+    repo = repo_with_services("parallel-waiting", 8)
+    (repo / "templates" / "scripts" / "wait.sh").write_text(WAITING_TEST)
+    for n in range(1, 9):
+        bake = repo / "bakes" / f"svc{n}.toml"
+        bake.write_text('tests = ["scripts/wait.sh"]\n' + bake.read_text())
+    return repo
+
+
 def parallel(runs: int) -> list[str]:
     lines = ["| where | `doit -n 1` (8 bakes) | `doit -n 4` | speed-up |", "| --- | ---: | ---: | ---: |"]
-    for where, repo, env in (("local", repo_with_services("parallel", 8), {}), *_aws_parallel_repo()):
+    repos = (("local", repo_with_services("parallel", 8), {}), *_aws_parallel_repo(),
+             (f"local, each bake waits {WAIT_SECONDS} s", waiting_repo(), {}))
+    for where, repo, env in repos:
         run(doit("bake"), repo, env)
         every = [arg for n in range(1, 9) for arg in (f"bake:svc{n}", "--rebake")]
         one = median_of(runs, lambda: run(doit("-n", "1", *every), repo, env))
@@ -302,33 +322,52 @@ def _aws_parallel_repo() -> list[tuple[str, Path, dict[str, str]]]:
     return [("moto", aws_repo("aws-parallel", 8, AWS_REGIONS[:1]), env)]
 
 
-def local(runs: int) -> list[str]:
-    repo = repo_with_services("local", 1)
-    service = median_of(runs, lambda: run(doit("bake:svc1", "--rebake"), repo))
-    records = sorted((repo / ".bakehouse" / "records").glob("*/*.json"))
-    sizes = {}
-    for record in records:
-        data = json.loads(record.read_text())
-        sizes[data["bake"]] = (repo / ".bakehouse" / data["locations"]["local"]).stat().st_size / 2**20
-    return [
-        "| what | value |", "| --- | ---: |",
-        f"| bake a service image on the cached base (`doit bake:svc1 --rebake`) | {service.seconds:.2f} s |",
-        f"| base image (busybox + dpkg), .tar.zst | {sizes['base']:.1f} MiB |",
-        f"| service image, .tar.zst | {sizes['svc1']:.1f} MiB |",
-    ]
-
-
-def soak(runs: int) -> list[str]:
-    """The README's main job's service bake, over and over, on the shipped base."""
-    rounds = int(os.environ.get("BAKEHOUSE_SOAK_RUNS", "100"))
-    repo = WORK / "soak"
+def shipped_repo(name: str) -> Path:
+    """The shipped bakes as they are (the real minbase base from the host's mirror), baked once."""
+    repo = WORK / name
     if not (repo / ".bakehouse" / "records" / "base").is_dir():
         shutil.rmtree(repo, ignore_errors=True)
         repo.mkdir(parents=True)
         for part in ("templates", "packages", "bakes"):
             shutil.copytree(PROJECT / part, repo / part)
         shutil.copy(PROJECT / "dodo.py", repo / "dodo.py")
-        run(doit(), repo)  # the shipped base (minbase, from the host's mirror) and hello
+        run(doit(), repo)
+    return repo
+
+
+def local(runs: int) -> list[str]:
+    repo = shipped_repo("local-minbase")
+    run(doit(), repo)
+    warm = median_of(runs, lambda: run(doit("bake:hello", "--rebake"), repo))
+    cache = repo / ".bakehouse" / "cache" / "layers"
+
+    def cold() -> Sample:
+        shutil.rmtree(cache, ignore_errors=True)
+        return run(doit("bake:hello", "--rebake"), repo)
+
+    cold_bake = median_of(runs, cold)
+    sizes = {}
+    for bake in ("base", "hello"):
+        record = max((repo / ".bakehouse" / "records" / bake).glob("*.json"), key=lambda p: p.stat().st_mtime)
+        layout = repo / ".bakehouse" / json.loads(record.read_text())["locations"]["local"]
+        blobs = [path.stat() for path in (layout / "blobs" / "sha256").iterdir()]
+        sizes[bake] = (sum(b.st_size for b in blobs if b.st_nlink == 1) / 2**20, sum(b.st_size for b in blobs) / 2**20)
+    unpacked = sum(p.lstat().st_size for p in cache.rglob("*")) / 2**20
+    return [
+        "| what | value |", "| --- | ---: |",
+        f"| service bake on the shipped minbase base, layer cache warm (`doit bake:hello --rebake`) | {warm.seconds:.2f} s |",
+        f"| the same, layer cache cold (the first service bake after a base bake) | {cold_bake.seconds:.2f} s |",
+        f"| base image (minbase + ca-certificates): one gzip layer | {sizes['base'][1]:.1f} MiB |",
+        f"| service image: its own blobs (layer, config, manifest) / with the base's layer | "
+        f"{sizes['hello'][0] * 1024:.0f} KiB / {sizes['hello'][1]:.1f} MiB |",
+        f"| the base's layer unpacked in the cache | {unpacked:.0f} MiB |",
+    ]
+
+
+def soak(runs: int) -> list[str]:
+    """The README's main job's service bake, over and over, on the shipped base."""
+    rounds = int(os.environ.get("BAKEHOUSE_SOAK_RUNS", "100"))
+    repo = shipped_repo("soak")
     seconds, failures = [], []
     for n in range(1, rounds + 1):
         start = time.perf_counter()
@@ -338,8 +377,8 @@ def soak(runs: int) -> list[str]:
             failures.append(f"run {n}: exit {result.returncode}: {result.stdout[-400:]}")
         print(f"soak: {n}/{rounds}, {len(failures)} failed", file=sys.stderr, flush=True)
         if n % 10 == 0:  # keep the disk: images of earlier rounds are not needed
-            for image in sorted((repo / ".bakehouse" / "images" / "hello").glob("*.tar.zst"))[:-1]:
-                image.unlink()
+            for image in sorted((repo / ".bakehouse" / "images" / "hello").iterdir())[:-1]:
+                shutil.rmtree(image)
     lines = [
         "| what | value |", "| --- | ---: |",
         f"| `doit bake:hello --rebake` on the shipped minbase base, passed | {rounds - len(failures)}/{rounds} |",

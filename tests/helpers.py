@@ -50,15 +50,45 @@ def records(repo: Path, bake: str) -> list[dict]:
 
 
 def image_file(repo: Path, record: dict) -> Path:
+    """The image's OCI layout (a directory), as its record names it."""
     return repo / ".bakehouse" / record["locations"]["local"]
 
 
+def image_layers(layout: Path) -> list[Path]:
+    """The layer blobs of the one image in an OCI layout, bottom first, read as the image
+    spec says (index.json, then the manifest), not through bakehouse."""
+    index = json.loads((layout / "index.json").read_text())
+    (entry,) = index["manifests"]
+    manifest = json.loads(_blob(layout, entry["digest"]).read_text())
+    return [_blob(layout, layer["digest"]) for layer in manifest["layers"]]
+
+
+def _blob(layout: Path, digest: str) -> Path:
+    return layout / "blobs" / "sha256" / digest.removeprefix("sha256:")
+
+
+def dpkg_admindir(image: Path, root: str) -> Path:
+    """The image's dpkg database in `root`, enough for dpkg-query: the topmost layer's status."""
+    admin = Path(root, "var/lib/dpkg")
+    for layer in image_layers(image):  # bottom first: a later layer's status replaces it
+        subprocess.run(["tar", "-xzf", str(layer), "-C", root, "--wildcards", "*var/lib/dpkg/status"],
+                       capture_output=True)
+    (admin / "info").mkdir(parents=True, exist_ok=True)
+    (admin / "updates").mkdir(exist_ok=True)
+    return admin
+
+
+def unpack_image(image: Path, ref: str, into: Path) -> Path:
+    """The image's whole tree, its layers applied in order by umoci (not by bakehouse)."""
+    subprocess.run(["umoci", "raw", "unpack", "--image", f"{image}:{ref}", str(into)], check=True, capture_output=True)
+    return into
+
+
 def installed_version(image: Path, package: str) -> str:
-    """dpkg-query inside the unpacked image."""
+    """dpkg-query on the image's dpkg database."""
     with tempfile.TemporaryDirectory(dir="/dev/shm") as root:
-        subprocess.run(["tar", "--zstd", "-xf", str(image), "-C", root, "./var/lib/dpkg"], check=True)
         result = subprocess.run(
-            ["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W", "-f=${Version}", package],
+            ["dpkg-query", f"--admindir={dpkg_admindir(image, root)}", "-W", "-f=${Version}", package],
             capture_output=True, text=True,
         )
         return result.stdout if result.returncode == 0 else ""

@@ -12,15 +12,14 @@ from pathlib import Path
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-from helpers import bump_hello, image_file, records, run_doit, write
+from helpers import bump_hello, dpkg_admindir, image_file, records, run_doit, write
 
 
 def dpkg_in(image: Path) -> dict[str, str]:
     """name -> version of every installed package, as dpkg-query reads the unpacked image."""
     with tempfile.TemporaryDirectory(dir="/dev/shm") as root:
-        subprocess.run(["tar", "--zstd", "-xf", str(image), "-C", root, "./var/lib/dpkg"], check=True)
         listing = subprocess.run(
-            ["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W", "-f=${db:Status-Status} ${Package} ${Version}\n"],
+            ["dpkg-query", f"--admindir={dpkg_admindir(image, root)}", "-W", "-f=${db:Status-Status} ${Package} ${Version}\n"],
             capture_output=True, text=True, check=True,
         ).stdout
     return {name: version for status, name, version in (line.split(" ") for line in listing.splitlines()) if status == "installed"}

@@ -56,14 +56,13 @@ def key_of(found: Any, bake: str) -> str:
 
 
 def plant_local_image(repo: Path, bake: str, image_id: str, key: str, schema: int, base: str | None = None) -> None:
-    """An image in the local store, in the store's documented format (a record and its file)."""
+    """An image in the local store, in the store's documented format (a record and its OCI
+    layout; only the record is read when planning, and that the layout has an index)."""
     state = repo / ".bakehouse"
-    image = state / "images" / bake / f"{image_id}.tar.zst"
-    image.parent.mkdir(parents=True, exist_ok=True)
-    image.write_bytes(b"not a real image: only its record is read when planning")
+    write(state / "images" / bake / image_id / "index.json", "{}")
     record = {
         "image_id": image_id, "bake": bake, "key": key, "created": CREATED, "provider": "local",
-        "locations": {"local": f"images/{bake}/{image_id}.tar.zst"}, "base_image": base,
+        "locations": {"local": f"images/{bake}/{image_id}"}, "base_image": base,
         "packages": {}, "summary": {"schema": schema}, "log": None, "name": None, "sequence": 1,
     }
     write(state / "records" / bake / f"{image_id}.json", json.dumps(record))

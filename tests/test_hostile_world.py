@@ -185,5 +185,5 @@ def test_a_small_dev_shm_falls_back_to_tmpdir(repo: Path, tmp_path: Path) -> Non
     run = subprocess.run(["unshare", "--mount", "sh", "-c", shell], cwd=repo, text=True,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "TMPDIR": str(scratch)})
     assert run.returncode == 0, run.stdout
-    assert f"MiB free; unpacking in {scratch}" in run.stdout
+    assert f"MiB free; working in {scratch}" in run.stdout
     assert len(records(repo, "hello")) == 1 and list(scratch.iterdir()) == []

@@ -85,8 +85,8 @@ def test_a_killed_run_cancels_packer_and_the_next_run_cleans_up_and_bakes(repo: 
     # written nothing, and no broken pipe could have stopped it)
     wait_until(lambda: not [p for p in processes_mentioning(str(repo / "build")) if "packer" in p])
     # What a run killed between packing and recording leaves: a complete image, no record.
-    stray = repo / ".bakehouse" / "images" / "hello" / "hello-20261201T000000Z-0123abcd.tar.zst"
-    write(stray, "an image file whose bake was killed before it was recorded\n")
+    stray = repo / ".bakehouse" / "images" / "hello" / "hello-20261201T000000Z-0123abcd"
+    write(stray / "index.json", '{"note": "an image whose bake was killed before it was recorded"}\n')
     rerun = Running(repo, "bake:hello", env=installs.env)
     installs.release()  # the orphan's install, if packer had not stopped it yet
     installs.wait_until_held(1)
@@ -94,8 +94,11 @@ def test_a_killed_run_cancels_packer_and_the_next_run_cleans_up_and_bakes(repo: 
     assert rerun.finish(seconds=120) == 0, rerun.output
     assert f"[hello] removed {stray.relative_to(repo)}, left by a bake that never finished" in rerun.output
     (record,) = records(repo, "hello")
-    assert hello_images(repo) == [f"{record['image_id']}.tar.zst"]
+    assert hello_images(repo) == [record["image_id"]]  # no partial layout beside it
     assert processes_mentioning(str(repo)) == []
+    # the killed bake's overlay of its base is unmounted, and its scratch removed
+    assert [m for m in Path("/proc/mounts").read_text().splitlines() if str(tmp_path) in m] == []
+    assert list(installs.scratch.iterdir()) == []
 
 
 def test_a_bake_past_its_timeout_is_cancelled_and_says_so(repo: Path) -> None:

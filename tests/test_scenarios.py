@@ -129,7 +129,7 @@ def base_rebaked(repo: Path, env: Env) -> Env:
 
 def image_deleted(repo: Path, env: Env) -> Env:
     for record in records(repo, "hello"):
-        (repo / ".bakehouse" / record["locations"]["local"]).unlink()
+        shutil.rmtree(repo / ".bakehouse" / record["locations"]["local"])
     return env
 
 

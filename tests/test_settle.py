@@ -9,12 +9,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from helpers import PROJECT, build_hello_deb, hold_dpkg_lock, image_file, records
+from helpers import PROJECT, build_hello_deb, hold_dpkg_lock, image_file, records, unpack_image
 
 
 def unpacked_base(repo: Path, root: Path) -> Path:
-    root.mkdir(parents=True)
-    subprocess.run(["tar", "--zstd", "-xf", str(image_file(repo, records(repo, "base")[0])), "-C", str(root)], check=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    unpack_image(image_file(repo, records(repo, "base")[0]), "base", root)
     inbox = root / "tmp" / "bakehouse"
     (inbox / "debs").mkdir(parents=True)
     shutil.copy(build_hello_deb(repo, "1.0.4", root.parent), inbox / "debs")

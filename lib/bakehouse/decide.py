@@ -3,7 +3,8 @@
 Up to date in a place (the local store, an AWS region) means: the registry holds an image
 there whose content key equals the key of the bake's current inputs (or, for an image
 recorded under key schema 1, the schema-1 key of the same inputs: legacy.py), and, for a bake
-with `rebuild_every`, that image was created in the current period (epoch.py). A place that
+with `rebuild_every`, that image was created in the current period (epoch.py), and is in a
+format its provider still makes (Provider.outdated: a local `.tar.zst` is not). A place that
 has no such image is made (`bake-missing`); a place the bake no longer names costs nothing.
 
 A service's key includes the id of its base's current image, so a service whose base will
@@ -35,7 +36,7 @@ from .project import Project
 from .providers import BakeJob, Provider
 from .registry import ImageRecord, created_at, in_use, timestamp
 from .render import Templates
-from .updates import SourcesState, UpdateIndexes, update_reasons
+from .updates import SourcesState, UpdateIndexes
 
 FORCED = "forced (--rebake)"
 
@@ -163,7 +164,8 @@ class Planner:
         if any((image.summary or {}).get("schema") != KEY_SCHEMA for image in images):
             keys.add(schema1_key(bake, packages, self.templates, provider, base_image, self.now))
         matching = [image for image in images if image.key in keys]
-        fresh = [image for image in matching if self._stale(bake, image) is None]
+        usable = [image for image in matching if provider.outdated(bake, image) is None]
+        fresh = [image for image in usable if self._stale(bake, image) is None]
         needed = provider.places(bake)
         current = next((image for image in fresh if set(needed) <= set(image.locations)), None)
         # An image of this key in only some places: the one in most of them is completed.
@@ -172,7 +174,7 @@ class Planner:
         missing = () if best is None else tuple(place for place in needed if place not in best.locations)
         reasons = [FORCED] if forced else []
         if current is None:
-            reasons += self._why(bake, missing, matching, old_summary, summary)
+            reasons += self._why(bake, provider, missing, matching, used, summary)
         partial = None if forced else best  # a forced rebake makes a new image everywhere
         missing = () if forced else missing
         if bake.rebuild_when == "updates" and current is not None and not reasons:
@@ -192,7 +194,7 @@ class Planner:
             # baked before manifests were kept, or an AMI baked on another machine: nothing to
             # compare, and a fresh clone must decide as the machine that baked it
             return []
-        return update_reasons(manifest, self._sources_state(bake, provider, manifest))
+        return self.updates.reasons(manifest, self._sources_state(bake, provider, manifest))
 
     def sources_seen(self, bake: Bake, manifest: Manifest) -> dict[str, str]:
         """The Release of each of the image's sources now, for its manifest (updates.py)."""
@@ -210,15 +212,17 @@ class Planner:
             raise PackageError(f"{bake.name}: checking for updates: {error}") from None
 
     def _why(
-        self, bake: Bake, missing: tuple[str, ...], matching: list[ImageRecord],
-        old_summary: Summary | None, summary: Summary,
+        self, bake: Bake, provider: Provider, missing: tuple[str, ...], matching: list[ImageRecord],
+        used: ImageRecord | None, summary: Summary,
     ) -> list[str]:
-        """Why no image is current: missing places, a stale image, or what changed."""
+        """Why no image is current: missing places, an image stale or in a format no longer
+        made, or what changed (and the old format of the image in use, if it is)."""
         if missing:
             return [f"missing in {', '.join(missing)}"]
         if matching:
-            return [str(self._stale(bake, matching[0]))]
-        return explain(old_summary, summary)
+            return [provider.outdated(bake, matching[0]) or str(self._stale(bake, matching[0]))]
+        outdated = None if used is None else provider.outdated(bake, used)
+        return explain(used.summary if used is not None else None, summary) + ([outdated] if outdated else [])
 
     def _stale(self, bake: Bake, image: ImageRecord) -> str | None:
         return staleness(bake.rebuild_every, self.now, created_at(image))

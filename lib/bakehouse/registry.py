@@ -37,7 +37,7 @@ class ImageRecord:
     key: str
     created: str
     provider: str
-    # Where the image is: {"local": "images/hello/<id>.tar.zst"} or {region: ami-id} for AWS.
+    # Where the image is: {"local": "images/hello/<id>"} (an OCI layout) or {region: ami-id} for AWS.
     locations: dict[str, str]
     base_image: str | None
     packages: dict[str, str | None]
@@ -152,6 +152,10 @@ class Registry(Protocol):
 
     def size(self, image: ImageRecord) -> int:
         """What keeping `image` costs, in bytes (AMIs: their snapshots' volume sizes)."""
+        ...
+
+    def facts(self, image: ImageRecord) -> dict[str, Any]:
+        """What `doit images` shows of `image` beyond its record (a digest, sizes); may be {}."""
         ...
 
     def used_outside(self, images: list[ImageRecord]) -> dict[str, list[str]]:

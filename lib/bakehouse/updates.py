@@ -17,7 +17,10 @@ take (a pin, a hold) is not asked for again and again.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from debian.debian_support import Version
@@ -34,13 +37,28 @@ class Offered:
     source: str  # the source's label (aptrepo.Repository.label)
 
 
-@dataclass(frozen=True)
 class SourcesState:
-    """What the sources offer now: the newest version of each package, and each source's
-    Release (by SHA256), to compare with what an image's bake saw."""
+    """What the sources offer now: each source's Release (by SHA256), read at once, and each
+    source's newest version of each package, read from its indexes only when first asked."""
 
-    newest: dict[str, Offered]
-    releases: dict[str, str]  # source label -> sha256 of its Release
+    def __init__(self, releases: dict[str, str], offers: Callable[[], tuple[tuple[str, dict[str, str]], ...]]) -> None:
+        self.releases = releases  # source label -> sha256 of its Release
+        self._offers = offers
+
+    @cached_property
+    def offers(self) -> tuple[tuple[str, dict[str, str]], ...]:
+        """(source label, package -> newest version) for each source."""
+        return self._offers()
+
+    def newest(self, name: str) -> Offered | None:
+        """The newest version any source offers of `name`. Asked only for an image's own
+        packages: comparing versions is slow, and Debian's index has 63,000 names."""
+        best: Offered | None = None
+        for label, versions in self.offers:
+            version = versions.get(name)
+            if version is not None and _newer(version, best.version if best else None):
+                best = Offered(version, label)
+        return best
 
 
 class UpdateIndexes:
@@ -57,15 +75,30 @@ class UpdateIndexes:
         return self._states[wanted]
 
     def _read(self, sources: tuple[Repository, ...], architecture: str) -> SourcesState:
-        newest: dict[str, Offered] = {}
-        releases: dict[str, str] = {}
-        for source in sources:
-            release = self.apt.release_text(source)
-            releases[source.label] = sha256_bytes(release.encode())
-            for name, version in self._newest_in(source, release, architecture).items():
-                if _newer(version, newest[name].version if name in newest else None):
-                    newest[name] = Offered(version, source.label)
-        return SourcesState(newest, releases)
+        # The Releases at once, each from its own thread: one round trip, not one per source.
+        with ThreadPoolExecutor(max_workers=max(1, len(sources))) as pool:
+            texts = list(pool.map(self.apt.release_text, sources))
+        releases = {source.label: sha256_bytes(text.encode()) for source, text in zip(sources, texts)}
+
+        def offers() -> tuple[tuple[str, dict[str, str]], ...]:
+            return tuple((source.label, self._newest_in(source, text, architecture))
+                         for source, text in zip(sources, texts))
+
+        return SourcesState(releases, offers)
+
+    def reasons(self, manifest: Manifest, state: SourcesState) -> list[str]:
+        """update_reasons(), remembered by what it depends on (the image's packages and what
+        its bake saw, and the sources' Releases, which name their indexes): while no Release
+        changes, no index is read again."""
+        asked = json.dumps({"packages": [[p.name, p.version] for p in manifest.packages],
+                            "seen": manifest.sources_seen, "releases": state.releases}, sort_keys=True)
+        cached = self.cache_dir / "updates" / f"{sha256_bytes(asked.encode())}.json"
+        try:
+            return [str(reason) for reason in json.loads(cached.read_text(encoding="utf-8"))]
+        except (OSError, ValueError, TypeError):
+            found = update_reasons(manifest, state)
+            write_atomically(cached, json.dumps(found))
+            return found
 
     def _newest_in(self, source: Repository, release_text: str, architecture: str) -> dict[str, str]:
         dists = source.dists
@@ -83,6 +116,9 @@ class UpdateIndexes:
             except (OSError, ValueError):
                 versions = newest_versions(self.apt.packages_index(dists, stem, checksums).decode("utf-8", "replace"))
                 write_atomically(cached, json.dumps(versions, sort_keys=True))
+            if not found:
+                found = versions
+                continue
             for name, version in versions.items():
                 if _newer(version, found.get(name)):
                     found[name] = version
@@ -115,7 +151,7 @@ def update_reasons(manifest: Manifest, state: SourcesState) -> list[str]:
     Release changed since the image's bake read it."""
     reasons = []
     for name, package in sorted(manifest.by_name().items()):
-        offered = state.newest.get(package.name)
+        offered = state.newest(package.name)
         if offered is None or package.version == "(latest)" or Version(offered.version) <= Version(package.version):
             continue
         if manifest.sources_seen.get(offered.source) == state.releases.get(offered.source):

@@ -1,6 +1,8 @@
 #!/bin/bash
-# Build a Debian root filesystem with mmdebstrap into $OUTPUT (.tar.zst).
-# Environment (set by the template): OUTPUT, SUITE, VARIANT, MIRROR (a sources line or file),
+# Build a Debian root filesystem with mmdebstrap, as an OCI image (one layer) at $OUTPUT.
+# Environment (set by the template): OUTPUT (the image's OCI layout, a directory), REF (its
+# name in the layout), CREATED (its time), ARCHITECTURE (dpkg's), IMAGE_TOOL (bakehouse-image),
+# SUITE, VARIANT, MIRROR (a sources line or file),
 # INCLUDE (newline-separated package specs and .deb paths), EXPECT (name[=version] per line),
 # CONTENTS_SCRIPT and CONTENTS (list the image's packages into that file), RUN_TESTS and TESTS
 # (newline-separated test scripts, run inside the finished root before it is packed).
@@ -31,9 +33,9 @@ while IFS= read -r item; do
     [ -n "$item" ] && args+=(--include="$item")
 done <<< "$INCLUDE"
 
-partial="$OUTPUT.partial.tar.zst"
+partial="$OUTPUT.rootfs.tar"  # uncompressed: the layer is compressed once, by bakehouse-image
 check=$(mktemp -d)
-trap 'rm -f "$partial"; rm -rf "$check"' EXIT
+trap 'rm -f "$partial"; rm -rf "$check" "$OUTPUT.partial"' EXIT
 trap 'exit 130' INT TERM  # cancelled: the EXIT trap still removes what we made
 mkdir -p "$(dirname "$OUTPUT")"
 mapfile -t tests <<< "$TESTS"
@@ -57,7 +59,7 @@ trap - PIPE
 
 # A wrong suite layout can "succeed" with an empty image: check what is really inside.
 mkdir -p "$check/info" "$check/updates"
-tar --zstd -xOf "$partial" ./var/lib/dpkg/status > "$check/status"
+tar -xOf "$partial" ./var/lib/dpkg/status > "$check/status"
 count=$(grep -c '^Package: ' "$check/status" || true)
 if [ "$count" -lt 1 ]; then
     echo "local-base: the image has no packages installed; check SUITE=$SUITE and the mirror" >&2
@@ -73,5 +75,6 @@ while IFS= read -r spec; do
     fi
 done <<< "$EXPECT"
 sh "$CONTENTS_SCRIPT" "$check" > "$CONTENTS"
-mv "$partial" "$OUTPUT"
+"$IMAGE_TOOL" base "$partial" "$OUTPUT" --ref "$REF" --created "$CREATED" --architecture "$ARCHITECTURE" \
+    --created-by "bakehouse: mmdebstrap --variant=$VARIANT $SUITE"
 echo "local-base: $count packages in $OUTPUT"

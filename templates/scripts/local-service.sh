@@ -1,9 +1,16 @@
 #!/bin/bash
-# Make a service image: unpack the base image, install packages in a chroot, pack as .tar.zst.
-# Environment (set by the template): BASE_IMAGE, OUTPUT, INSTALL_SCRIPT,
-# DEBS (newline-separated .deb paths), PACKAGES (name=version per line, every package),
-# CONTENTS_SCRIPT and CONTENTS (list the image's packages into that file), RUN_TESTS and TESTS
-# (newline-separated test scripts, run inside the finished root before it is packed).
+# Make a service image: the base image's layers plus one layer of what installing its
+# packages changed, as an OCI image at $OUTPUT.
+# Environment (set by the template): BASE_IMAGE (the base's OCI layout), OUTPUT (this image's),
+# REF (its name in the layout), CREATED (its time), IMAGE_TOOL (bakehouse-image), LAYER_CACHE
+# (the base's layers unpacked, shared by bakes), INSTALL_SCRIPT, DEBS (newline-separated .deb
+# paths), PACKAGES (name=version per line, every package), CONTENTS_SCRIPT and CONTENTS (list
+# the image's packages into that file), RUN_TESTS and TESTS (newline-separated test scripts,
+# run inside the finished root before it is packed).
+#
+# The base's tree is never copied: its layers, unpacked once in LAYER_CACHE, are the lower
+# directories of an overlay mount, and the mount's upper directory, which receives every
+# change, becomes the new layer.
 set -euo pipefail
 
 if [ "$(id -u)" != 0 ]; then
@@ -11,10 +18,13 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
-# Unpacking is several times faster in memory than on disk, when /dev/shm has room for the
-# unpacked base (a container's default /dev/shm is 64 MB): about 6x the compressed image,
-# plus room for the packages. BAKEHOUSE_SCRATCH chooses the place outright.
-need_kib=$(( $(stat -c %s "$BASE_IMAGE") * 6 / 1024 + 65536 ))
+# What the bake changes is kept in memory (/dev/shm) when it has room: about 4x the packages'
+# size, plus 64 MB for what their scripts write. BAKEHOUSE_SCRATCH chooses the place outright.
+debs_kib=0
+while IFS= read -r deb; do
+    [ -n "$deb" ] && debs_kib=$(( debs_kib + $(stat -c %s "$deb") / 1024 ))
+done <<< "$DEBS"
+need_kib=$(( debs_kib * 4 + 65536 ))
 roomy() {
     [ -d "$1" ] && [ -w "$1" ] && [ "$(df -Pk "$1" | awk 'NR == 2 { print $4 }')" -ge "$need_kib" ]
 }
@@ -24,19 +34,22 @@ elif roomy /dev/shm; then
     scratch=/dev/shm
 else
     scratch=${TMPDIR:-/tmp}
-    echo "local-service: /dev/shm has less than $(( need_kib / 1024 )) MiB free; unpacking in $scratch"
+    echo "local-service: /dev/shm has less than $(( need_kib / 1024 )) MiB free; working in $scratch"
 fi
 work=$(mktemp -d "$scratch/bakehouse-service.XXXXXX")
-partial="$OUTPUT.partial.tar.zst"
-trap 'rm -rf "$work"; rm -f "$partial"' EXIT
-trap 'exit 130' INT TERM  # cancelled: the EXIT trap still removes what we made
 root="$work/root"
-mkdir -p "$root"
+cleanup() {
+    if mountpoint -q "$root"; then umount "$root" || umount -l "$root"; fi
+    rm -rf "$work" "$OUTPUT.partial"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM  # cancelled: the EXIT trap still unmounts and removes what we made
 
-echo "local-service: unpacking $(basename "$BASE_IMAGE")"
-# tar reads the file itself: in a `zstd -dc | tar -x` pipeline tar stops at the end-of-archive
-# marker, zstd can die of SIGPIPE on the padding after it, and pipefail fails the bake by chance.
-tar --zstd -xf "$BASE_IMAGE" --numeric-owner -C "$root"
+# Held shared while the base's layers are mounted: a clean-up of the cache waits for it.
+mkdir -p "$LAYER_CACHE"
+exec 9>>"$LAYER_CACHE/.in-use"
+flock -s 9
+"$IMAGE_TOOL" root "$BASE_IMAGE" "$work" --cache "$LAYER_CACHE"
 
 inbox="$root/tmp/bakehouse"
 mkdir -p "$inbox/debs"
@@ -60,7 +73,6 @@ if [ "${#tests[@]}" -gt 0 ]; then
 fi
 sh "$CONTENTS_SCRIPT" "$root/var/lib/dpkg" > "$CONTENTS"
 
-mkdir -p "$(dirname "$OUTPUT")"
-tar --numeric-owner --sort=name -C "$root" -c . | zstd -q -f -T0 -3 -o "$partial"
-mv "$partial" "$OUTPUT"
-echo "local-service: packed $OUTPUT"
+"$IMAGE_TOOL" commit "$work" "$BASE_IMAGE" "$OUTPUT" --ref "$REF" --created "$CREATED" \
+    --created-by "bakehouse: installed ${specs[*]:-nothing}"
+echo "local-service: wrote $OUTPUT"

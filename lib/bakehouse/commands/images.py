@@ -31,20 +31,26 @@ from .prune import rows, size_text, to_delete, verdicts
 DEFAULT_LIMIT = 10
 
 
-def catalogue_json(catalogue: dict[str, list[ImageRecord]]) -> str:
+Facts = dict[str, dict[str, Any]]  # image id -> what its registry adds (Registry.facts)
+
+
+def catalogue_json(catalogue: dict[str, list[ImageRecord]], facts: Facts | None = None) -> str:
     return json.dumps(
-        {name: [_public(image) for image in images] for name, images in catalogue.items()}, indent=2
+        {name: [_public(image, (facts or {}).get(image.image_id, {})) for image in images]
+         for name, images in catalogue.items()}, indent=2
     )
 
 
-def _public(image: ImageRecord) -> dict[str, Any]:
+def _public(image: ImageRecord, facts: dict[str, Any]) -> dict[str, Any]:
     data = image.to_json()
     del data["summary"]  # the key's inputs: long, and `doit info` explains them better
-    return data
+    return {**data, **facts}
 
 
-def catalogue_text(catalogue: dict[str, list[ImageRecord]], launch: dict[str, str | None] | None = None) -> str:
-    """`launch`: who may launch each bake's images, where the provider has launch permissions."""
+def catalogue_text(catalogue: dict[str, list[ImageRecord]], launch: dict[str, str | None] | None = None,
+                   facts: Facts | None = None) -> str:
+    """`launch`: who may launch each bake's images, where the provider has launch permissions;
+    `facts`: an image's digest and sizes, where its registry knows them."""
     lines = []
     for name, images in catalogue.items():
         who = (launch or {}).get(name)
@@ -59,6 +65,11 @@ def catalogue_text(catalogue: dict[str, list[ImageRecord]], launch: dict[str, st
                        f"log: {image.log}" if image.log else ""]
             if any(details):
                 lines.append("      " + "  ".join(detail for detail in details if detail))
+            known = (facts or {}).get(image.image_id) or {}
+            if "digest" in known:
+                layers = f"{known['layers']} layer{'s' if known['layers'] != 1 else ''}"
+                lines.append(f"      {known['digest']}  {layers}, {size_text(known['own_bytes'])} own, "
+                             f"{size_text(known['total_bytes'])} in all  {known['oci']}")
     return "\n".join(lines) + "\n"
 
 
@@ -94,11 +105,13 @@ class ImagesCommand(DoitCmdBase):
         except BakehouseError as error:
             sys.stderr.write(f"ERROR: {error}\n")
             return 2
+        facts = {image.image_id: planner.provider_of(name).registry.facts(image)
+                 for name, images in catalogue.items() for image in images}
         if as_json:
-            self.outstream.write(catalogue_json(catalogue) + "\n")
+            self.outstream.write(catalogue_json(catalogue, facts) + "\n")
             return 0
         launch = {name: planner.provider_of(name).launch(planner.graph[name]) for name in shown}
-        self.outstream.write(catalogue_text(catalogue, launch) + prunable(planner, shown) + "\n")
+        self.outstream.write(catalogue_text(catalogue, launch, facts) + prunable(planner, shown) + "\n")
         return 0
 
 

@@ -96,6 +96,8 @@ def _age(now: datetime, image: ImageRecord) -> str:
 def size_text(size: int) -> str:
     if size >= 2**30:
         return f"{size / 2**30:.1f} GiB"
+    if size < 2**20:
+        return f"{size / 2**10:.1f} KiB"
     return f"{size / 2**20:.1f} MiB"
 
 

@@ -176,6 +176,11 @@ class Provider(Protocol):
         """Set `image`'s launch permissions to what the bake says, in every place it is."""
         ...
 
+    def outdated(self, bake: Bake, image: ImageRecord) -> str | None:
+        """Why `image`, of the bake's current inputs, must still be baked again (a format this
+        provider no longer makes, as a reason for the plan), or None."""
+        ...
+
     def fill(self, job: BakeJob, out: TextIO) -> dict[str, str] | None:
         """Complete an image (`job.extends`) in `job.places` from where it already is, without
         packer, when the bake says so (an AMI copied to a new region); None when the places

@@ -375,6 +375,9 @@ class AwsProvider:
                 return f"launch permissions: {before.describe() if before else 'as set before'} -> {wanted.describe()}"
         return None
 
+    def outdated(self, bake: Bake, image: ImageRecord) -> str | None:
+        return None  # an AMI has one format
+
     def bring_in_line(self, bake: Bake, image: ImageRecord, out: TextIO) -> None:
         """Set each AMI's launch permissions (and its snapshots' volume permissions) to what
         the bake says, then tag it so; packer 1.6.6 cannot share with organisations, so every

@@ -151,6 +151,9 @@ class AwsRegistry:
             gib += sum(int((mapping.get("Ebs") or {}).get("VolumeSize") or 0) for mapping in ami.get("BlockDeviceMappings") or [])
         return gib * 2**30
 
+    def facts(self, image: ImageRecord) -> dict[str, Any]:
+        return {}  # an AMI's size is its snapshots' (size()); it has no digest
+
     def used_outside(self, images: list[ImageRecord]) -> dict[str, list[str]]:
         """AMIs used by an instance not terminated, a launch template version or a launch
         configuration, in each region the images are in."""

@@ -1,9 +1,9 @@
-"""The local provider: root filesystems as .tar.zst files in .bakehouse/, made by packer's
-shell-local steps with mmdebstrap and chroot (templates/scripts/), recorded in the local image
-store. Needs no cloud account.
+"""The local provider: root filesystems as OCI images in .bakehouse/ (oci/), made by packer's
+shell-local steps with mmdebstrap, an overlay mount and chroot (templates/scripts/), recorded
+in the local image store. Needs no cloud account.
 
     settings.py   its keys: the [source] of a base (a Debian suite)
-    registry.py   the local image store: image files and one JSON record per image
+    registry.py   the local image store: OCI layouts and one JSON record per image
     provider.py   the bake half: template values, reading packer's manifest, cleanup
 """
 

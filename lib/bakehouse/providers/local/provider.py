@@ -1,9 +1,11 @@
 """The bake half of the local provider: template values for mmdebstrap and chroot, reading
-packer's manifest into the image file it made, and removing what a failed bake left."""
+packer's manifest into the OCI image it made, and removing what a failed bake left."""
 
 from __future__ import annotations
 
 import re
+import shutil
+import sysconfig
 from contextlib import AbstractContextManager, nullcontext
 from functools import cached_property
 from pathlib import Path
@@ -12,14 +14,16 @@ from typing import Any, TextIO
 from ...aptrepo import Repository, host_architecture, parse_sources
 from ...errors import PackageError, PackerError
 from ...logs import read_local_log
+from ...oci.layout import LayoutError, read_image
 from ...model import Bake
 from ...project import Project
 from ...registry import ImageRecord
 from .. import BakeJob, NotShared, SharedHold
-from .registry import LocalRegistry
+from .registry import OLD_FORMAT, LocalRegistry
 from .settings import LocalSource
 
 HOST_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
+IMAGE_TOOL = "bakehouse-image"  # oci/tool.py, installed beside this interpreter's scripts
 HOST_OS_RELEASE = Path("/etc/os-release")
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
 
@@ -79,11 +83,16 @@ class LocalProvider:
         source = job.bake.source
         assert source is None or isinstance(source, LocalSource)
         return {
-            "image": {"id": job.image_id, "path": str(self._image_path(job))},
+            "image": {
+                "id": job.image_id, "path": str(self._image_path(job)), "ref": job.bake.name,
+                "created": job.created, "architecture": self.architecture(job.bake),
+            },
             "base_image": None if job.base_image is None else {
                 "id": job.base_image.image_id,
                 "path": str(self.registry.artifact(job.base_image)),
             },
+            "image_tool": self._image_tool,
+            "layer_cache": str(self.registry.layer_cache.root),
             "source": None if source is None else {
                 "suite": source.suite,
                 "variant": source.variant,
@@ -91,14 +100,30 @@ class LocalProvider:
             },
         }
 
+    @cached_property
+    def _image_tool(self) -> str:
+        """bakehouse-image where pip put this interpreter's scripts (a venv's bin/), else on PATH."""
+        beside = Path(sysconfig.get_path("scripts")) / IMAGE_TOOL
+        found = str(beside) if beside.is_file() else shutil.which(IMAGE_TOOL)
+        if found is None:
+            raise PackerError(f"{IMAGE_TOOL} is not installed beside this Python ({beside}); reinstall bakehouse")
+        return found
+
     def made(self, job: BakeJob, manifest: dict[str, Any]) -> dict[str, str]:
         expected = self._image_path(job)
         made = [Path(item.get("name", "")) for item in manifest.get("files") or []]
         if expected not in made:
             raise PackerError(f"{job.bake.name}: packer's manifest does not name the image {expected}")
-        if not expected.is_file() or expected.stat().st_size == 0:
-            raise PackerError(f"{job.bake.name}: the image file {expected} is missing or empty")
+        try:
+            read_image(expected)
+        except LayoutError as error:
+            raise PackerError(f"{job.bake.name}: the template made no OCI image: {error}") from None
         return {"local": str(expected.relative_to(self.registry.state_dir))}
+
+    def outdated(self, bake: Bake, image: ImageRecord) -> str | None:
+        if self.registry.old_format(image):
+            return f"{image.image_id} is a {OLD_FORMAT} file: rebaked once as an OCI image"
+        return None
 
     def launch(self, bake: Bake) -> str | None:
         return None  # a local image is a file: no launch permissions
@@ -120,8 +145,11 @@ class LocalProvider:
 
     def discard(self, job: BakeJob, out: TextIO) -> None:
         image = self._image_path(job)
-        for leftover in (image, image.with_name(image.name + ".partial.tar.zst")):
-            leftover.unlink(missing_ok=True)
+        for leftover in (image, image.with_name(image.name + ".partial"), image.with_name(image.name + ".rootfs.tar")):
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink(missing_ok=True)
 
     def log_ref(self, job: BakeJob) -> str:
         return self.project.relative(job.log)
@@ -139,14 +167,14 @@ class LocalProvider:
         return nullcontext(NotShared())  # a local image is this machine's: its flock suffices
 
     def sweep(self, bake: Bake) -> list[str]:
-        """Image files without a record, and partial files: no bake of `bake` is running
-        (its lock is held), so these were left by one that was killed."""
+        """Images without a record, and partial ones: no bake of `bake` is running (its lock
+        is held), so these were left by one that was killed."""
         recorded = {self.registry.artifact(image) for image in self.registry.images(bake.name)}
         folder = self.registry.state_dir / "images" / bake.name
         removed = []
-        for path in sorted(folder.glob("*.tar.zst")) if folder.is_dir() else []:
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
             if path not in recorded:
-                path.unlink(missing_ok=True)
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
                 removed.append(self.project.relative(path))
         return removed
 

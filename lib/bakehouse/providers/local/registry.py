@@ -1,26 +1,37 @@
-"""The local image store under .bakehouse/: image files plus one JSON record per image.
+"""The local image store under .bakehouse/: OCI images plus one JSON record per image.
 
-    .bakehouse/images/<bake>/<image-id>.tar.zst     the root filesystem
+    .bakehouse/images/<bake>/<image-id>/            the image: an OCI layout (oci/layout.py)
     .bakehouse/records/<bake>/<image-id>.json       key, input summary, packages, base, log
     .bakehouse/records/<bake>/<image-id>.in-use     when a run found it current again, if ever
     .bakehouse/records/<bake>/<image-id>.packages   its package manifest (contents.py)
 
+    .bakehouse/cache/layers/<diff-id>/              layers unpacked for service bakes (oci/cache.py)
+
 The record is written last, by an atomic rename, so an image without a record was never
 finished and one with a record is complete. Paths in records are relative to .bakehouse/,
 so the store can be copied or moved whole.
+
+Images baked before images were OCI layouts are single `.tar.zst` files; they are still
+listed, compared and pruned, and their bakes rebake them once as OCI images (`outdated`).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from ...contents import Manifest, read_manifest
 from ...errors import RegistryError
 from ...files import write_atomically
+from ...oci.cache import LayerCache
+from ...oci.layout import LayoutError, OciImage, own_size, read_image
 from ...registry import ImageRecord, newest_first, next_sequence
+
+OLD_FORMAT = ".tar.zst"
+LEFTOVER_SUFFIXES = (".partial", ".rootfs.tar", ".partial.tar.zst", OLD_FORMAT)
 
 
 class LocalRegistry:
@@ -31,7 +42,11 @@ class LocalRegistry:
         return self.state_dir / "records" / bake
 
     def image_path(self, bake: str, image_id: str) -> Path:
-        return self.state_dir / "images" / bake / f"{image_id}.tar.zst"
+        return self.state_dir / "images" / bake / image_id
+
+    @property
+    def layer_cache(self) -> LayerCache:
+        return LayerCache(self.state_dir / "cache" / "layers")
 
     def contents_path(self, bake: str, image_id: str) -> Path:
         return self.records_dir(bake) / f"{image_id}.packages"
@@ -42,10 +57,23 @@ class LocalRegistry:
     def artifact(self, image: ImageRecord) -> Path:
         return self.state_dir / image.locations["local"]
 
+    def old_format(self, image: ImageRecord) -> bool:
+        return image.locations["local"].endswith(OLD_FORMAT)
+
+    def oci_image(self, image: ImageRecord) -> OciImage:
+        """The image's OCI layout; RegistryError for an image in the old format."""
+        if self.old_format(image):
+            raise RegistryError(f"{image.image_id} is a {OLD_FORMAT} file, from before images were OCI layouts; "
+                                f"rebake it: doit bake:{image.bake}")
+        return read_image(self.artifact(image))
+
     def images(self, bake: str) -> list[ImageRecord]:
         found = [self._with_use(self._read(path), path) for path in self.records_dir(bake).glob("*.json")]
-        complete = [image for image in found if self.artifact(image).is_file()]
-        return newest_first(complete)
+        return newest_first(image for image in found if self._complete(image))
+
+    def _complete(self, image: ImageRecord) -> bool:
+        path = self.artifact(image)
+        return path.is_file() if self.old_format(image) else (path / "index.json").is_file()
 
     def mark_in_use(self, image: ImageRecord, when: str, images: list[ImageRecord]) -> None:
         mark = {"used_at": when, "used_sequence": next_sequence(images)}
@@ -63,10 +91,22 @@ class LocalRegistry:
         """Nothing to forget: every images() call reads the records afresh."""
 
     def size(self, image: ImageRecord) -> int:
+        """What deleting it frees: its file, or the blobs of its layout no other image holds."""
         try:
-            return self.artifact(image).stat().st_size
+            path = self.artifact(image)
+            return path.stat().st_size if self.old_format(image) else own_size(path)[0]
         except OSError:
             return 0
+
+    def facts(self, image: ImageRecord) -> dict[str, Any]:
+        """Its OCI digest, layers and sizes, for `doit images`; {} for an old-format file."""
+        try:
+            oci = self.oci_image(image)
+        except (RegistryError, LayoutError):
+            return {}
+        own, total = own_size(oci.layout)
+        return {"digest": oci.manifest.digest, "layers": len(oci.layers), "own_bytes": own, "total_bytes": total,
+                "oci": f"oci:{self.artifact(image)}:{oci.ref}"}
 
     def used_outside(self, images: list[ImageRecord]) -> dict[str, list[str]]:
         """Nothing outside bakehouse runs a local image file."""
@@ -78,25 +118,44 @@ class LocalRegistry:
         removed = []
         for path in (record, record.with_suffix(".in-use"), record.with_suffix(".packages"), self.artifact(image),
                      self._log(image.bake, image.image_id)):
-            if path.exists():
+            if path.is_dir():
+                shutil.rmtree(path)
+                removed.append(str(path.relative_to(self.state_dir)))
+            elif path.exists():
                 path.unlink()
                 removed.append(str(path.relative_to(self.state_dir)))
         return removed
 
     def finish_deletions(self, bake: str) -> list[str]:
-        """Image files, marks, manifests and logs whose record is gone (an interrupted delete or bake)."""
+        """Images, marks, manifests and logs whose record is gone (an interrupted delete or
+        bake), and unpacked layers of the cache that no image has any more."""
         recorded = {path.stem for path in self.records_dir(bake).glob("*.json")}
+        folder = self.state_dir / "images" / bake
         leftovers = [
-            *(self.state_dir / "images" / bake).glob("*.tar.zst"),
+            *(folder.iterdir() if folder.is_dir() else ()),
             *self.records_dir(bake).glob("*.in-use"),
             *self.records_dir(bake).glob("*.packages"),
         ]
         removed = []
         for path in sorted(leftovers):
-            if path.name.removesuffix(".tar.zst").removesuffix(".in-use").removesuffix(".packages") not in recorded:
-                path.unlink(missing_ok=True)
+            if _image_id(path.name) not in recorded:
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
                 removed.append(str(path.relative_to(self.state_dir)))
-        return removed
+        layers = self.layer_cache.clean(self._layers_in_use())
+        return removed + [f"cache/layers/{name}" for name in layers or ()]
+
+    def _layers_in_use(self) -> set[str]:
+        """The diff ids of every layer of every recorded image, of every bake."""
+        found: set[str] = set()
+        for record in (self.state_dir / "records").glob("*/*.json"):
+            try:
+                found.update(layer.diff_id for layer in self.oci_image(self._read(record)).layers)
+            except (RegistryError, LayoutError):
+                continue
+        return found
+
+    def _old_path(self, bake: str, image_id: str) -> Path:
+        return self.state_dir / "images" / bake / f"{image_id}{OLD_FORMAT}"
 
     def _log(self, bake: str, image_id: str) -> Path:
         return self.state_dir / "logs" / bake / f"{image_id}.log"
@@ -115,7 +174,8 @@ class LocalRegistry:
 
     def unused_id(self, bake: str, stem: str) -> str:
         image_id, n = stem, 1
-        while (self.records_dir(bake) / f"{image_id}.json").exists() or self.image_path(bake, image_id).exists():
+        while (self.records_dir(bake) / f"{image_id}.json").exists() or any(
+                path.exists() for path in (self.image_path(bake, image_id), self._old_path(bake, image_id))):
             n += 1
             image_id = f"{stem}-{n}"
         return image_id
@@ -123,3 +183,11 @@ class LocalRegistry:
     def record(self, image: ImageRecord, out: TextIO) -> None:
         payload = json.dumps(image.to_json(), indent=2, sort_keys=True) + "\n"
         write_atomically(self.records_dir(image.bake) / f"{image.image_id}.json", payload, durable=True)
+
+
+def _image_id(name: str) -> str:
+    """The image id a file or directory of the store belongs to (its layout, or a leftover)."""
+    for suffix in LEFTOVER_SUFFIXES + (".in-use", ".packages"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name

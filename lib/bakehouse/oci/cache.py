@@ -1,0 +1,86 @@
+"""Unpacked layers, each once, as the lower directories of service bakes' overlay mounts.
+
+    .bakehouse/cache/layers/<hex>/     one layer's files, in overlayfs's form (layers.py),
+                                       named by the layer's diff id (its uncompressed digest)
+    .bakehouse/cache/layers/.in-use    held shared (flock) by every bake mounting from here,
+                                       exclusively by a clean-up, so none removes a layer
+                                       under a mount
+
+A layer is unpacked once, into a temporary name renamed into place (two bakes that need it at
+once: one unpacks, the other waits for it), and never changed after. A service bake whose base
+layers are here mounts them and writes only its own layer; the first after a base bake pays
+for unpacking the base's layer. The cache is only a cache: deleting any of it costs time, never
+an image (every image's layout holds all its layers).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .layers import unpack_layer
+from .layout import OciImage
+
+IN_USE = ".in-use"
+
+
+class LayerCache:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def lower_dirs(self, image: OciImage) -> list[str]:
+        """The names (in `root`) of `image`'s layers unpacked, top layer first, as overlayfs's
+        lowerdir lists them; unpacks any not here yet."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return [self._unpacked(image, layer.diff_id, layer.blob.digest) for layer in reversed(image.layers)]
+
+    def _unpacked(self, image: OciImage, diff_id: str, digest: str) -> str:
+        name = diff_id.removeprefix("sha256:")
+        target = self.root / name
+        if target.is_dir():
+            return name
+        with _locked(self.root / f".{name}.lock", fcntl.LOCK_EX):
+            if target.is_dir():  # unpacked by the bake we waited for
+                return name
+            scratch = self.root / f".{name}.partial-{os.getpid()}"
+            shutil.rmtree(scratch, ignore_errors=True)
+            try:
+                unpack_layer(image.blob(digest), scratch)
+                os.rename(scratch, target)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+        (self.root / f".{name}.lock").unlink(missing_ok=True)
+        return name
+
+    def clean(self, keep: set[str]) -> list[str] | None:
+        """Remove the unpacked layers whose diff ids are not in `keep`, and what interrupted
+        unpacks left; None (nothing removed) while a bake is mounting from the cache."""
+        if not self.root.is_dir():
+            return []
+        try:
+            with _locked(self.root / IN_USE, fcntl.LOCK_EX | fcntl.LOCK_NB):
+                removed = []
+                for path in sorted(self.root.iterdir()):
+                    stale = path.name.startswith(".") and ".partial-" in path.name
+                    unused = path.is_dir() and not path.name.startswith(".") and f"sha256:{path.name}" not in keep
+                    if stale or unused:
+                        shutil.rmtree(path, ignore_errors=True)
+                        removed.append(path.name)
+                return removed
+        except BlockingIOError:
+            return None
+
+
+@contextmanager
+def _locked(path: Path, operation: int) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        fcntl.flock(fd, operation)
+        yield
+    finally:
+        os.close(fd)

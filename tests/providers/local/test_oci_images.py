@@ -1,0 +1,137 @@
+"""Local images are OCI images: checked with Debian's skopeo and umoci, never through bakehouse.
+
+A service image is its base's layers (hard links, not copies) plus one layer of what its bake
+changed, and unpacked it is exactly the tree a full bake (the base's tree, the package
+installed into it) gives."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+from helpers import image_file, image_layers, records, run_doit, unpack_image, write
+
+LATER = {"BAKEHOUSE_NOW": "2099-01-01T00:00:00+00:00"}
+
+
+def inspect(layout: Path, ref: str) -> dict:
+    result = subprocess.run(["skopeo", "inspect", f"oci:{layout}:{ref}"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def tree(root: Path) -> dict[str, tuple]:
+    """Every path under `root`: its type and mode, owner, and content or link target."""
+    found = {}
+    for directory, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            path = Path(directory, name)
+            status = path.lstat()
+            if stat.S_ISREG(status.st_mode):
+                what: object = path.read_bytes()
+            elif stat.S_ISLNK(status.st_mode):
+                what = os.readlink(path)
+            else:
+                what = status.st_rdev
+            found[str(path.relative_to(root))] = (status.st_mode, status.st_uid, status.st_gid, what)
+    return found
+
+
+def test_images_are_oci_layouts_and_a_service_holds_only_its_own_layer(repo: Path, tmp_path: Path) -> None:
+    run_doit(repo, check=True)
+    (base,), (hello,) = records(repo, "base"), records(repo, "hello")
+    base_layout, hello_layout = image_file(repo, base), image_file(repo, hello)
+
+    base_seen, hello_seen = inspect(base_layout, "base"), inspect(hello_layout, "hello")
+    assert len(base_seen["Layers"]) == 1
+    assert hello_seen["Layers"][:1] == base_seen["Layers"] and len(hello_seen["Layers"]) == 2
+    # the base's layer is the same file in both layouts; the service's own blobs are small
+    shared = image_layers(hello_layout)[0]
+    assert shared.stat().st_ino == image_layers(base_layout)[0].stat().st_ino
+    own = sum(p.stat().st_size for p in (hello_layout / "blobs" / "sha256").iterdir() if p.stat().st_nlink == 1)
+    assert own < 100_000 < shared.stat().st_size
+
+    listing = run_doit(repo, "images", check=True).output
+    assert hello_seen["Digest"] in listing and base_seen["Digest"] in listing
+    assert re.search(r"2 layers, [\d.]+ KiB own, [\d.]+ MiB in all", listing), listing
+
+    copy = tmp_path / "copy"
+    subprocess.run(["skopeo", "copy", f"oci:{hello_layout}:hello", f"oci:{copy}:hello"], check=True,
+                   capture_output=True)
+    assert inspect(copy, "hello")["Layers"] == hello_seen["Layers"]
+
+
+def test_a_service_image_unpacked_is_the_tree_a_full_bake_gives(repo: Path, tmp_path: Path) -> None:
+    postinst = repo / "packages" / "hello-svc" / "DEBIAN" / "postinst"
+    # what a package's scripts may do to its base: remove a file, replace a directory whole
+    postinst.write_text(postinst.read_text() + "rm -f /etc/issue.net\nrm -rf /usr/share/doc/dpkg\n"
+                        "mkdir -p /usr/share/doc/dpkg && echo replaced > /usr/share/doc/dpkg/README\n")
+    run_doit(repo, check=True)
+    (base,), (hello,) = records(repo, "base"), records(repo, "hello")
+
+    layered = unpack_image(image_file(repo, hello), "hello", tmp_path / "layered")
+    full = unpack_image(image_file(repo, base), "base", tmp_path / "full")
+    assert (full / "etc" / "issue.net").is_file() and (full / "usr/share/doc/dpkg/copyright").exists()
+    (deb,) = (repo / "dist").glob("hello-svc_*.deb")
+    shutil.copy(deb, full / "tmp" / deb.name)
+    subprocess.run(["chroot", str(full), "dpkg", "-i", f"/tmp/{deb.name}"], check=True, capture_output=True,
+                   env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    (full / "tmp" / deb.name).unlink()
+
+    volatile = {"var/log/dpkg.log"}  # dpkg writes the time of each step into its log
+    mine, theirs = tree(layered), tree(full)
+    assert sorted(set(mine) ^ set(theirs)) == []
+    assert [p for p in mine if p not in volatile and mine[p][:3] != theirs[p][:3]] == []
+    assert [p for p in mine if p not in volatile and stat.S_ISREG(mine[p][0]) and mine[p][3] != theirs[p][3]] == []
+    assert not (layered / "etc" / "issue.net").exists()
+    assert os.listdir(layered / "usr/share/doc/dpkg") == ["README"]
+    assert (layered / "opt/hello-svc/VERSION").read_text().strip() == "1.0.4"
+    assert (layered / "opt/hello-svc/bin/hello-svc").stat().st_mode & 0o111
+
+
+def test_a_service_image_outlives_its_base_in_the_cache_and_a_cold_cache_bakes(repo: Path) -> None:
+    run_doit(repo, check=True)
+    run_doit(repo, "bake:base", "--rebake", check=True)
+    run_doit(repo, check=True)  # hello on the new base
+    (new_hello, _), (new_base, old_base) = records(repo, "hello"), records(repo, "base")
+    cache = repo / ".bakehouse" / "cache" / "layers"
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 2  # each base's layer, unpacked once
+
+    for bake in ("base", "hello"):
+        write(repo / "bakes" / f"{bake}.toml", (repo / "bakes" / f"{bake}.toml").read_text()
+              + '\n[prune]\nkeep = 1\nmin_age = "1h"\n')
+    pruned = run_doit(repo, "prune", "--apply", env=LATER, check=True).output
+    assert not image_file(repo, old_base).exists()  # the old base is gone, with its unpacked layer
+    assert re.search(r"removed cache/layers/[0-9a-f]{64}", pruned), pruned
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 1
+    assert inspect(image_file(repo, new_hello), "hello")["Layers"][0] == inspect(image_file(repo, new_base), "base")["Layers"][0]
+
+    shutil.rmtree(cache)
+    again = run_doit(repo, "bake:hello", "--rebake", check=True)
+    assert "[hello] baked " in again.output
+    assert records(repo, "hello")[0]["image_id"] != new_hello["image_id"]
+    assert [m for m in Path("/proc/mounts").read_text().splitlines() if str(repo) in m] == []
+
+
+def test_an_image_in_the_old_format_is_rebaked_once_and_says_why(repo: Path) -> None:
+    run_doit(repo, check=True)
+    (hello,) = records(repo, "hello")
+    # what a store written before images were OCI layouts holds: one .tar.zst per image
+    layout = image_file(repo, hello)
+    old = layout.with_name(layout.name + ".tar.zst")
+    old.write_bytes(b"(an old-format image: only its record and existence are read)")
+    shutil.rmtree(layout)
+    record = repo / ".bakehouse" / "records" / "hello" / f"{hello['image_id']}.json"
+    record.write_text(json.dumps({**hello, "locations": {"local": f"images/hello/{old.name}"}}))
+
+    plan = run_doit(repo, "plan").output  # exit 1: something to bake
+    assert f"{hello['image_id']} is a .tar.zst file: rebaked once as an OCI image" in plan, plan
+    assert "base" in plan and re.search(r"base\s.*up to date", plan), plan
+    assert "[hello] baked " in run_doit(repo, check=True).output
+    assert "up to date" in run_doit(repo, "plan", "hello", check=True).output
+    assert hello["image_id"] in run_doit(repo, "images", "hello", check=True).output  # still listed
