@@ -148,11 +148,17 @@ def new_repo(name: str, base: str) -> Path:
 
 
 def base_repo() -> Path:
-    """A repository whose tiny base is baked (once; reused by later runs of the benchmarks)."""
+    """A repository whose tiny base is baked (once; reused by later runs of the benchmarks
+    while this checkout's templates are the ones it was baked with)."""
     repo = WORK / "base-repo"
-    if not (repo / ".bakehouse" / "records" / "base").is_dir():
+    if not (repo / ".bakehouse" / "records" / "base").is_dir() or _templates_of(repo) != _templates_of(PROJECT):
         run(doit("bake:base"), new_repo("base-repo", BASE))
     return repo
+
+
+def _templates_of(repo: Path) -> dict[str, bytes]:
+    folder = repo / "templates"
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
 def repo_with_services(name: str, services: int) -> Path:
@@ -325,7 +331,7 @@ def _aws_parallel_repo() -> list[tuple[str, Path, dict[str, str]]]:
 def shipped_repo(name: str) -> Path:
     """The shipped bakes as they are (the real minbase base from the host's mirror), baked once."""
     repo = WORK / name
-    if not (repo / ".bakehouse" / "records" / "base").is_dir():
+    if not (repo / ".bakehouse" / "records" / "base").is_dir() or _templates_of(repo) != _templates_of(PROJECT):
         shutil.rmtree(repo, ignore_errors=True)
         repo.mkdir(parents=True)
         for part in ("templates", "packages", "bakes"):

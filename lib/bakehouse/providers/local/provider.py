@@ -114,6 +114,9 @@ class LocalProvider:
         made = [Path(item.get("name", "")) for item in manifest.get("files") or []]
         if expected not in made:
             raise PackerError(f"{job.bake.name}: packer's manifest does not name the image {expected}")
+        if expected.is_file():  # a template written before local images were OCI images
+            raise PackerError(f"{job.bake.name}: the template wrote a file at {expected}, not an OCI image; local "
+                              "templates write one with bakehouse-image (README: Local images are OCI images)")
         try:
             read_image(expected)
         except LayoutError as error:
