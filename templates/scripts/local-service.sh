@@ -19,12 +19,13 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # What the bake changes is kept in memory (/dev/shm) when it has room: about 4x the packages'
-# size, plus 64 MB for what their scripts write. BAKEHOUSE_SCRATCH chooses the place outright.
+# size, plus 16 MiB for what their scripts write (a container's /dev/shm is 64 MiB).
+# BAKEHOUSE_SCRATCH chooses the place outright.
 debs_kib=0
 while IFS= read -r deb; do
     [ -n "$deb" ] && debs_kib=$(( debs_kib + $(stat -c %s "$deb") / 1024 ))
 done <<< "$DEBS"
-need_kib=$(( debs_kib * 4 + 65536 ))
+need_kib=$(( debs_kib * 4 + 16384 ))
 roomy() {
     [ -d "$1" ] && [ -w "$1" ] && [ "$(df -Pk "$1" | awk 'NR == 2 { print $4 }')" -ge "$need_kib" ]
 }

@@ -47,13 +47,13 @@ def root(args: argparse.Namespace) -> None:
     cache = LayerCache(args.cache)
     lowers = cache.lower_dirs(image)
     work: Path = args.work.absolute()
+    if any(c in str(work) for c in ",:\\"):
+        raise BakehouseError(f"{work}: an overlay cannot be mounted from a path with ',', ':' or '\\' in it; "
+                             "set BAKEHOUSE_SCRATCH to another directory")
     for part in ("upper", "work", "root"):
         (work / part).mkdir(mode=0o755, exist_ok=True)
     (work / "upper").chmod(0o755)  # the merged root's own mode is the upper directory's
     options = f"lowerdir={':'.join(lowers)},upperdir={work / 'upper'},workdir={work / 'work'},{OVERLAY_OPTIONS}"
-    if any(c in str(work) for c in ",:\\"):
-        raise BakehouseError(f"{work}: an overlay cannot be mounted from a path with ',', ':' or '\\' in it; "
-                             "set BAKEHOUSE_SCRATCH to another directory")
     # The lower directories are named relative to the cache (cwd): a repository path with
     # spaces, commas or colons in it never reaches the mount options.
     result = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(work / "root")],
@@ -61,7 +61,9 @@ def root(args: argparse.Namespace) -> None:
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or ["mount failed"])[-1]
         raise BakehouseError(f"cannot mount the base image's tree as an overlay ({reason}); service bakes need "
-                             "root with the right to mount (in a container: --privileged or CAP_SYS_ADMIN)")
+                             "root with the right to mount (in a container: --privileged or CAP_SYS_ADMIN), "
+                             f"and scratch space ({work.parent}; BAKEHOUSE_SCRATCH chooses it) on a file system "
+                             "an overlay can write to: tmpfs, ext4 or xfs, not another overlay")
     print(f"mounted {image.ref} ({len(lowers)} layer{'s' if len(lowers) != 1 else ''}) at {work / 'root'}")
 
 
