@@ -2,6 +2,7 @@
 # Build a Debian root filesystem with mmdebstrap, as an OCI image (one layer) at $OUTPUT.
 # Environment (set by the template): OUTPUT (the image's OCI layout, a directory), REF (its
 # name in the layout), CREATED (its time), ARCHITECTURE (dpkg's), IMAGE_TOOL (bakehouse-image),
+# LAYER_CACHE (where service bakes find base layers unpacked: this one is left there too),
 # SUITE, VARIANT, MIRROR (a sources line or file),
 # INCLUDE (newline-separated package specs and .deb paths), EXPECT (name[=version] per line),
 # CONTENTS_SCRIPT and CONTENTS (list the image's packages into that file), RUN_TESTS and TESTS
@@ -76,5 +77,5 @@ while IFS= read -r spec; do
 done <<< "$EXPECT"
 sh "$CONTENTS_SCRIPT" "$check" > "$CONTENTS"
 "$IMAGE_TOOL" base "$partial" "$OUTPUT" --ref "$REF" --created "$CREATED" --architecture "$ARCHITECTURE" \
-    --created-by "bakehouse: mmdebstrap --variant=$VARIANT $SUITE"
+    --created-by "bakehouse: mmdebstrap --variant=$VARIANT $SUITE" --cache "$LAYER_CACHE"
 echo "local-base: $count packages in $OUTPUT"

@@ -8,8 +8,9 @@
 
 A layer is unpacked once, into a temporary name renamed into place (two bakes that need it at
 once: one unpacks, the other waits for it), and never changed after. A service bake whose base
-layers are here mounts them and writes only its own layer; the first after a base bake pays
-for unpacking the base's layer. The cache is only a cache: deleting any of it costs time, never
+layers are here mounts them and writes only its own layer. A base bake leaves its own layer
+here, unpacked from the tar it was made from; a service bake whose base's layers are missing
+(the cache was cleaned, or the base was baked elsewhere) unpacks them first. The cache is only a cache: deleting any of it costs time, never
 an image (every image's layout holds all its layers).
 """
 
@@ -18,12 +19,12 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from .layers import unpack_layer
-from .layout import OciImage
+from .layout import Layer, OciImage
 
 IN_USE = ".in-use"
 
@@ -35,10 +36,16 @@ class LayerCache:
     def lower_dirs(self, image: OciImage) -> list[str]:
         """The names (in `root`) of `image`'s layers unpacked, top layer first, as overlayfs's
         lowerdir lists them; unpacks any not here yet."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        return [self._unpacked(image, layer.diff_id, layer.blob.digest) for layer in reversed(image.layers)]
+        return [self._unpacked(layer.diff_id, lambda into, digest=layer.blob.digest: unpack_layer(image.blob(digest), into))
+                for layer in reversed(image.layers)]
 
-    def _unpacked(self, image: OciImage, diff_id: str, digest: str) -> str:
+    def keep_base_tree(self, layer: Layer, tar: Path) -> None:
+        """A base bake's layer unpacked from the uncompressed tar it was made from, so the
+        first service bake on it finds the cache warm (a quicker unpack than the gzip layer's)."""
+        self._unpacked(layer.diff_id, lambda into: unpack_layer(tar, into, compressed=False))
+
+    def _unpacked(self, diff_id: str, unpack: Callable[[Path], None]) -> str:
+        self.root.mkdir(parents=True, exist_ok=True)
         name = diff_id.removeprefix("sha256:")
         target = self.root / name
         if target.is_dir():
@@ -49,7 +56,7 @@ class LayerCache:
             scratch = self.root / f".{name}.partial-{os.getpid()}"
             shutil.rmtree(scratch, ignore_errors=True)
             try:
-                unpack_layer(image.blob(digest), scratch)
+                unpack(scratch)
                 os.rename(scratch, target)
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)

@@ -151,12 +151,13 @@ def _add(tar: tarfile.TarFile, name: str, path: Path | None) -> None:
         tar.addfile(info)
 
 
-def unpack_layer(blob: Path, into: Path) -> None:
-    """A layer's tar in `into`, its OCI whiteouts as overlayfs's (a 0/0 character device for a
-    removed path, an xattr on an opaque directory), so the directory can be a lower layer."""
+def unpack_layer(blob: Path, into: Path, compressed: bool = True) -> None:
+    """A layer's tar (gzip, or plain) in `into`, its OCI whiteouts as overlayfs's (a 0/0
+    character device for a removed path, an xattr on an opaque directory), so the directory
+    can be a lower layer."""
     into.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
-        ["tar", "-xzf", str(blob), "--numeric-owner", "--same-permissions", "-C", str(into)],
+        ["tar", "-xzf" if compressed else "-xf", str(blob), "--numeric-owner", "--same-permissions", "-C", str(into)],
         capture_output=True, text=True,
     )
     if result.returncode != 0:

@@ -1,7 +1,8 @@
 """`bakehouse-image`: what the local templates' scripts call to read and write OCI images.
 
-    bakehouse-image base TAR LAYOUT --ref NAME --created TIME --architecture ARCH --created-by TEXT
-        a base image: the root filesystem in TAR (mmdebstrap's) as its one layer
+    bakehouse-image base TAR LAYOUT --ref NAME --created TIME --architecture ARCH --created-by TEXT [--cache DIR]
+        a base image: the root filesystem in TAR (mmdebstrap's) as its one layer (and, with
+        --cache, that layer unpacked in the cache, for the service bakes to come)
     bakehouse-image root BASE_LAYOUT WORK --cache DIR
         WORK/root becomes the base image's tree, an overlay mount of its layers unpacked in
         the cache; WORK/upper receives what the bake changes
@@ -39,7 +40,9 @@ def base(args: argparse.Namespace) -> None:
         config = image_config(args.architecture, args.created, (layer,), history, None)
         return write_image(partial, args.ref, config, (layer,), {CREATED: args.created, TITLE: args.ref})
 
-    _write(args.layout, build)
+    image = _write(args.layout, build)
+    if args.cache is not None:
+        LayerCache(args.cache).keep_base_tree(image.layers[0], args.tar)
 
 
 def root(args: argparse.Namespace) -> None:
@@ -86,7 +89,7 @@ def commit(args: argparse.Namespace) -> None:
     _write(args.layout, build)
 
 
-def _write(layout: Path, build: Callable[[Path], OciImage]) -> None:
+def _write(layout: Path, build: Callable[[Path], OciImage]) -> OciImage:
     partial = layout.with_name(layout.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -97,6 +100,7 @@ def _write(layout: Path, build: Callable[[Path], OciImage]) -> None:
         shutil.rmtree(partial, ignore_errors=True)
     size = sum(layer.blob.size for layer in image.layers[-1:])
     print(f"wrote {layout.name}: {image.manifest.digest} ({len(image.layers)} layers, top {size / 1e6:.1f} MB)")
+    return image
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         writer.add_argument("--created", required=True)
         writer.add_argument("--created-by", default="bakehouse")
     make_base.add_argument("--architecture", required=True)
+    make_base.add_argument("--cache", type=Path, help="also keep the root unpacked in this layer cache")
     args = parser.parse_args(argv)
     try:
         {"base": base, "root": root, "commit": commit}[args.command](args)
