@@ -76,6 +76,10 @@ while IFS= read -r spec; do
     fi
 done <<< "$EXPECT"
 sh "$CONTENTS_SCRIPT" "$check" > "$CONTENTS"
+# Held shared while the layer is unpacked into the cache: a clean-up of the cache waits for it.
+mkdir -p "$LAYER_CACHE"
+exec 9>>"$LAYER_CACHE/.in-use"
+flock -s 9
 "$IMAGE_TOOL" base "$partial" "$OUTPUT" --ref "$REF" --created "$CREATED" --architecture "$ARCHITECTURE" \
     --created-by "bakehouse: mmdebstrap --variant=$VARIANT $SUITE" --cache "$LAYER_CACHE"
 echo "local-base: $count packages in $OUTPUT"
