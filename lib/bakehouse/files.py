@@ -1,4 +1,4 @@
-"""Files written whole or not at all, and sha256 digests: one home for each.
+"""Files written whole or not at all, sha256 digests, and removal: one home for each.
 
 A reader (another bake, a second CI runner, a crash's aftermath) must never see half a file:
 everything bakehouse keeps is written beside its target under a hidden temporary name and
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +49,14 @@ def replacing(target: Path, durable: bool = False) -> Iterator[Path]:
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def remove_path(path: Path) -> None:
+    """`path` gone, whether a file, a directory tree or nothing."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def write_atomically(target: Path, data: bytes | str, durable: bool = False) -> None:

@@ -173,3 +173,8 @@ class Registry(Protocol):
     def finish_deletions(self, bake: str) -> list[str]:
         """Delete what an interrupted delete of `bake`'s images left; returns what it removed."""
         ...
+
+    def clean_caches(self) -> list[str]:
+        """After a prune: drop what the registry keeps on this machine for images that are gone
+        (unpacked layers); returns what it removed."""
+        ...

@@ -183,4 +183,7 @@ class PruneCommand(DoitCmdBase):
             planner.forget(name)  # what is kept of the registry predates the deletes
             for leftover in planner.provider_of(name).registry.finish_deletions(name):
                 out.write(f"[{name}] removed {leftover}, left by an interrupted prune or bake\n")
+        for registry in {id(r): r for r in (planner.provider_of(name).registry for name in names)}.values():
+            for cached in registry.clean_caches():  # once per registry, not once per bake
+                out.write(f"removed {cached}, which no image has any more\n")
         return deleted

@@ -6,6 +6,6 @@ its layers, and the cache of unpacked layers that service bakes mount their base
     cache.py    unpacked layers, each once, for overlay mounts
     tool.py     `bakehouse-image`, the command the local templates' scripts call
 
-A format, not a provider: it imports nothing of the rest of bakehouse but its errors, so the
+A format, not a provider: it imports nothing of bakehouse but its errors and files.py, so the
 scripts' calls start in a few tens of milliseconds.
 """

@@ -24,12 +24,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from ..files import BLOCK
 from .layout import MEDIA_LAYER, Blob, Layer, LayoutError, blob_path
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
-BLOCK = 1 << 20
 # Fast rather than small: level 1 gzips the minbase root (180 MB) in about 4 s, level 6 in 11 s,
 # for a layer 10% larger (71 MB against 65 MB). gzip, not zstd, so every OCI reader can read it.
 GZIP_LEVEL = 1

@@ -73,7 +73,6 @@ class OciImage:
     manifest: Blob
     config: dict[str, Any]
     layers: tuple[Layer, ...]
-    annotations: dict[str, str]
 
     def blob(self, digest: str) -> Path:
         return blob_path(self.layout, digest)
@@ -111,7 +110,7 @@ def read_image(layout: Path) -> OciImage:
         if not blob_path(layout, layer.blob.digest).is_file():
             raise LayoutError(f"{layout}: layer {layer.blob.digest} is missing")
     ref = (entry.get("annotations") or {}).get(REF_NAME, "")
-    return OciImage(layout, ref, manifest_blob, config, layers, dict(manifest.get("annotations") or {}))
+    return OciImage(layout, ref, manifest_blob, config, layers)
 
 
 def _json(path: Path) -> Any:
@@ -171,7 +170,7 @@ def write_image(layout: Path, ref: str, config: dict[str, Any], layers: tuple[La
     manifest_blob = put_json(layout, manifest, MEDIA_MANIFEST)
     index = {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": [manifest_blob.descriptor({REF_NAME: ref})]}
     (layout / "index.json").write_text(json.dumps(index, sort_keys=True, separators=(",", ":")), encoding="utf-8")
-    return OciImage(layout, ref, manifest_blob, config, layers, annotations)
+    return OciImage(layout, ref, manifest_blob, config, layers)
 
 
 def own_size(layout: Path) -> tuple[int, int]:

@@ -230,6 +230,9 @@ class AwsRegistry:
             removed.append(f"{region}:{snapshot}")
         return removed
 
+    def clean_caches(self) -> list[str]:
+        return []  # nothing of an AMI is kept on this machine
+
     def finish_deletions(self, bake: str) -> list[str]:
         """Snapshots tagged with one of `bake`'s images whose AMI is gone (in any state)."""
         removed = []

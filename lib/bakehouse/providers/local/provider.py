@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from ...aptrepo import Repository, host_architecture, parse_sources
 from ...errors import PackageError, PackerError
+from ...files import remove_path
 from ...logs import read_local_log
 from ...oci.layout import LayoutError, read_image
 from ...model import Bake
@@ -149,10 +150,7 @@ class LocalProvider:
     def discard(self, job: BakeJob, out: TextIO) -> None:
         image = self._image_path(job)
         for leftover in (image, image.with_name(image.name + ".partial"), image.with_name(image.name + ".rootfs.tar")):
-            if leftover.is_dir():
-                shutil.rmtree(leftover)
-            else:
-                leftover.unlink(missing_ok=True)
+            remove_path(leftover)
 
     def log_ref(self, job: BakeJob) -> str:
         return self.project.relative(job.log)
@@ -172,14 +170,7 @@ class LocalProvider:
     def sweep(self, bake: Bake) -> list[str]:
         """Images without a record, and partial ones: no bake of `bake` is running (its lock
         is held), so these were left by one that was killed."""
-        recorded = {self.registry.artifact(image) for image in self.registry.images(bake.name)}
-        folder = self.registry.state_dir / "images" / bake.name
-        removed = []
-        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-            if path not in recorded:
-                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-                removed.append(self.project.relative(path))
-        return removed
+        return [self.project.relative(path) for path in self.registry.remove_unrecorded(bake.name)]
 
     def _image_path(self, job: BakeJob) -> Path:
         return self.registry.image_path(job.bake.name, job.image_id)

@@ -18,14 +18,13 @@ listed, compared and pruned, and their bakes rebake them once as OCI images (`ou
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from ...contents import Manifest, read_manifest
 from ...errors import RegistryError
-from ...files import write_atomically
+from ...files import remove_path, write_atomically
 from ...oci.cache import LayerCache
 from ...oci.layout import LayoutError, OciImage, own_size, read_image
 from ...registry import ImageRecord, newest_first, next_sequence
@@ -106,7 +105,7 @@ class LocalRegistry:
             return {}
         own, total = own_size(oci.layout)
         return {"digest": oci.manifest.digest, "layers": len(oci.layers), "own_bytes": own, "total_bytes": total,
-                "oci": f"oci:{self.artifact(image)}:{oci.ref}"}
+                "oci": oci.transport}
 
     def used_outside(self, images: list[ImageRecord]) -> dict[str, list[str]]:
         """Nothing outside bakehouse runs a local image file."""
@@ -118,31 +117,34 @@ class LocalRegistry:
         removed = []
         for path in (record, record.with_suffix(".in-use"), record.with_suffix(".packages"), self.artifact(image),
                      self._log(image.bake, image.image_id)):
-            if path.is_dir():
-                shutil.rmtree(path)
-                removed.append(str(path.relative_to(self.state_dir)))
-            elif path.exists():
-                path.unlink()
+            if path.exists():
+                remove_path(path)
                 removed.append(str(path.relative_to(self.state_dir)))
         return removed
 
     def finish_deletions(self, bake: str) -> list[str]:
-        """Images, marks, manifests and logs whose record is gone (an interrupted delete or
-        bake), and unpacked layers of the cache that no image has any more."""
-        recorded = {path.stem for path in self.records_dir(bake).glob("*.json")}
+        """Images, marks and manifests whose record is gone (an interrupted delete or bake)."""
+        marks = self._unrecorded(bake, [*self.records_dir(bake).glob("*.in-use"), *self.records_dir(bake).glob("*.packages")])
+        for path in marks:
+            remove_path(path)
+        return sorted(str(path.relative_to(self.state_dir)) for path in [*self.remove_unrecorded(bake), *marks])
+
+    def remove_unrecorded(self, bake: str) -> list[Path]:
+        """Remove what `images/<bake>/` holds of no recorded image (layouts, partial ones,
+        old files): left by a bake or a delete that was stopped. Returns what it removed."""
         folder = self.state_dir / "images" / bake
-        leftovers = [
-            *(folder.iterdir() if folder.is_dir() else ()),
-            *self.records_dir(bake).glob("*.in-use"),
-            *self.records_dir(bake).glob("*.packages"),
-        ]
-        removed = []
-        for path in sorted(leftovers):
-            if _image_id(path.name) not in recorded:
-                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-                removed.append(str(path.relative_to(self.state_dir)))
-        layers = self.layer_cache.clean(self._layers_in_use())
-        return removed + [f"cache/layers/{name}" for name in layers or ()]
+        found = self._unrecorded(bake, list(folder.iterdir()) if folder.is_dir() else [])
+        for path in found:
+            remove_path(path)
+        return found
+
+    def _unrecorded(self, bake: str, paths: list[Path]) -> list[Path]:
+        recorded = {path.stem for path in self.records_dir(bake).glob("*.json")}
+        return sorted(path for path in paths if _image_id(path.name) not in recorded)
+
+    def clean_caches(self) -> list[str]:
+        """Unpacked layers of the cache that no image has any more (none while a bake mounts)."""
+        return [f"cache/layers/{name}" for name in self.layer_cache.clean(self._layers_in_use()) or ()]
 
     def _layers_in_use(self) -> set[str]:
         """The diff ids of every layer of every recorded image, of every bake."""
