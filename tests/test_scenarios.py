@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import amis, bump_hello, records, run_doit
+from helpers import amis, bump_hello, ec2, records, run_doit
 
 Env = dict[str, str]
 Change = Callable[[Path, Env], Env]  # makes the edit; returns the environment to plan and run with
@@ -208,6 +208,46 @@ def only_eu_west_1_was_baked(env: Env) -> None:
         assert len({found[0]["tags"]["bakehouse:image"] for found in images.values()}) == 1
 
 
+NEW_SOURCE = "debian-12-amd64-29990101-9999"
+
+
+def published(*regions: str) -> Change:
+    """The publisher's newer source image, in `regions` so far (moto registers it in this
+    account, so the base's filter also looks at the account's own images)."""
+    def change(repo: Path, env: Env) -> Env:
+        edit(repo / "bakes" / "aws-base.toml", 'owners = ["136693071363"]', 'owners = ["136693071363", "self"]')
+        for region in regions:
+            ec2(env, region).register_image(Name=NEW_SOURCE)
+        return env
+    return change
+
+
+def published_east_then_west(repo: Path, env: Env) -> Env:
+    env = published("us-east-1")(repo, env)
+    run_doit(repo, env=env, check=True)
+    ec2(env, "us-west-2").register_image(Name=NEW_SOURCE)
+    return env
+
+
+def only_us_east_1_was_baked(env: Env) -> None:
+    """us-west-2 keeps its images (its source is as it was); us-east-1 has new ones."""
+    for bake in ("aws-base", "aws-hello"):
+        east, west = amis(env, "us-east-1", bake), amis(env, "us-west-2", bake)
+        assert (len(east), len(west)) == (2, 1), (bake, east, west)
+        assert east[1]["tags"]["bakehouse:image"] == west[0]["tags"]["bakehouse:image"]
+    assert amis(env, "us-east-1", "aws-base")[0]["tags"]["base_ami_name"] == NEW_SOURCE
+    assert amis(env, "us-west-2", "aws-base")[0]["tags"]["base_ami_name"] != NEW_SOURCE
+
+
+def west_caught_up(env: Env) -> None:
+    """The image baked in us-east-1 is completed in us-west-2: one image id in both."""
+    for bake in ("aws-base", "aws-hello"):
+        east, west = amis(env, "us-east-1", bake), amis(env, "us-west-2", bake)
+        assert (len(east), len(west)) == (2, 2), (bake, east, west)
+        assert east[0]["tags"]["bakehouse:image"] == west[0]["tags"]["bakehouse:image"]
+    assert amis(env, "us-west-2", "aws-base")[0]["tags"]["base_ami_name"] == NEW_SOURCE
+
+
 REGIONS = 'regions = ["us-east-1", "us-west-2"]'
 ADD_REGION = 'regions = ["us-east-1", "us-west-2", "eu-west-1"]'
 AWS_BASE_FIRST = r"its base 'aws-base' will rebake first"
@@ -234,6 +274,15 @@ AWS: dict[str, Row] = {
         aws_edit("aws-hello", 'os = "bookworm"', 'os = "debian12"\nami_name = "hello"\nmulti_region = "copy"'),
         {"aws-base": [], "aws-hello": []}),
     "a new week": Row(next_week, {"aws-base": [STALE_WEEK], "aws-hello": [AWS_BASE_FIRST]}),
+    "new source image in one region": Row(published("us-east-1"), {
+        "aws-base": [rf"in us-east-1: source image 136693071363/debian-12-\S+ -> image 123456789012/{NEW_SOURCE}"],
+        "aws-hello": [rf"in us-east-1: {AWS_BASE_FIRST}"]}, after=only_us_east_1_was_baked),
+    "new source image in one region, then in the other": Row(published_east_then_west, {
+        "aws-base": [r"missing in us-west-2"], "aws-hello": [r"missing in us-west-2"]},
+        {"aws-base": "bake-missing", "aws-hello": "bake-missing"}, west_caught_up),
+    "new source image in both regions": Row(published("us-east-1", "us-west-2"), {
+        "aws-base": [rf"source image 136693071363/debian-12-\S+ -> image 123456789012/{NEW_SOURCE}"],
+        "aws-hello": [AWS_BASE_FIRST]}),
     "reverted, then rebuilt": Row(revert_then_rebuild, {  # the in-use mark is an AMI tag here
         "aws-base": [], "aws-hello": [r"hello-svc 1\.0\.4 rebuilt with other content"]}),
 }

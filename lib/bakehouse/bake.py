@@ -24,20 +24,31 @@ from .providers import BakeJob, NotShared, Provider, SharedHold
 from .registry import ImageRecord, next_sequence, timestamp
 
 
-def bake_image(planner: Planner, name: str, forced: bool, out: TextIO) -> ImageRecord:
-    """Bake `name` unless an image of its current inputs exists (or `forced`)."""
+def bake_image(planner: Planner, name: str, forced: bool, out: TextIO) -> list[ImageRecord]:
+    """Bake `name` unless an image of its current inputs exists (or `forced`): in each group
+    of places built from the same things, one image (decide.py; almost always one group)."""
     decision = planner.decide(name, forced)
-    places = set(planner.provider_of(name).places(decision.bake))
-    base = decision.base_image
-    if decision.key is None or (base is not None and not places <= set(base.locations)):
+    if any(_predates_its_base(part) for part in decision.each()):
         # doit runs a bake after what it builds on; when that ran in another process
         # (`doit -n`), what this process knows of those images predates it (a base not
         # baked yet, or not yet in every place this bake needs it): ask again.
         for ancestor in planner.graph.chain(name)[:-1]:
             planner.forget(ancestor.name)
         decision = planner.decide(name, forced)
+    split = len(decision.parts) > 1
+    return [_bake_part(planner, part, forced, split, out) for part in decision.each()]
+
+
+def _predates_its_base(decision: Decision) -> bool:
+    base = decision.base_image
+    return decision.key is None or (base is not None and not set(decision.places) <= set(base.locations))
+
+
+def _bake_part(planner: Planner, decision: Decision, forced: bool, split: bool, out: TextIO) -> ImageRecord:
+    name = decision.bake.name
+    where = f" in {', '.join(decision.places)}" if split else ""
     if decision.up_to_date and decision.current is not None:
-        out.write(f"[{name}] up to date: {decision.current.image_id}\n")
+        out.write(f"[{name}] up to date{where}: {decision.current.image_id}\n")
         if decision.relaunch:
             planner.provider_of(name).bring_in_line(decision.bake, decision.current, out)
         return decision.current
@@ -50,15 +61,17 @@ def bake_image(planner: Planner, name: str, forced: bool, out: TextIO) -> ImageR
             # it, unless this is a forced rebake: that bake began before this request was
             # made (it held the lock when we asked), so it cannot answer it. No clock is compared.
             planner.forget(name)
-            decision = planner.decide(name, forced)
+            decision = planner.decide(name, forced).part_at(decision.places[0])
             if decision.up_to_date and decision.current is not None:
                 by = "the run we waited for" if held.waited or shared.waited else "another runner, just before"
-                out.write(f"[{name}] up to date: {decision.current.image_id} (baked by {by})\n")
+                out.write(f"[{name}] up to date{where}: {decision.current.image_id} (baked by {by})\n")
                 return decision.current
-        return _bake_locked(planner, decision, held.fd, shared, out)
+        return _bake_locked(planner, decision, held.fd, shared, where, out)
 
 
-def _bake_locked(planner: Planner, decision: Decision, lock_fd: int, shared: SharedHold, out: TextIO) -> ImageRecord:
+def _bake_locked(
+    planner: Planner, decision: Decision, lock_fd: int, shared: SharedHold, where: str, out: TextIO
+) -> ImageRecord:
     name = decision.bake.name
     if decision.key is None or decision.summary is None:
         base = decision.bake.base
@@ -67,7 +80,7 @@ def _bake_locked(planner: Planner, decision: Decision, lock_fd: int, shared: Sha
     for leftover in provider.sweep(decision.bake):
         out.write(f"[{name}] removed {leftover}, left by a bake that never finished\n")
     job = _job(planner, provider, decision, now_utc())
-    out.write(f"[{name}] baking {job.image_id}: {'; '.join(decision.reasons)}\n")
+    out.write(f"[{name}] baking {job.image_id}{where}: {'; '.join(decision.reasons)}\n")
     try:
         image = _run(planner, provider, decision, job, lock_fd, shared, out)
     except BaseException as failure:
@@ -108,7 +121,7 @@ def _job(planner: Planner, provider: Provider, decision: Decision, now: datetime
         manifest=work / f"{image_id}.manifest.json",
         contents=work / f"{image_id}.packages.tsv",
         log=planner.project.logs_dir / bake.name / f"{image_id}.log",
-        places=decision.missing or provider.places(bake),
+        places=decision.missing or decision.places,
         extends=decision.partial,
         summary=decision.summary or {},
         packages=decision.packages,

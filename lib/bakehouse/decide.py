@@ -12,14 +12,23 @@ rebake cannot be up to date either, and says so. Reasons are a diff against the 
 (registry.in_use: the one most recently baked or found current again), never against one the
 bake has moved away from.
 
+A bake's places are decided together while they are built from the same things. When they are
+not (a publisher's new source image has reached only some regions, or the base's image
+differs by region because of that), each group of places that shares a source image and a
+base image is a part of the decision, with a key of its own: only the places whose inputs
+changed are baked, and the key of a group equals the key all places would have if they agreed,
+so the others catch up later as `bake-missing` rather than as a new image.
+
 A bake with `rebuild_when = "updates"` is not up to date either while its sources offer newer
 versions of packages its image has (updates.py); the reasons name each one.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from .aptrepo import AptIndexes, Repository, parse_sources
 from .contents import ContentsError, Manifest
@@ -57,6 +66,10 @@ class Decision:
     in_use: ImageRecord | None = None  # what the reasons are explained against
     # The current image's launch permissions differ from the bake's: set them, bake nothing.
     relaunch: str | None = None
+    places: tuple[str, ...] = ()  # the places decided: all of the bake's, or a part's
+    # One decision per group of places built from different things (see the module's text);
+    # empty when all places agree, as they almost always do.
+    parts: tuple[Decision, ...] = ()
 
     @property
     def up_to_date(self) -> bool:
@@ -67,11 +80,26 @@ class Decision:
     def action(self) -> str:
         """"keep", "share" (only the launch permissions change), "bake", or "bake-missing"
         (only the places in `missing`)."""
+        if self.parts:
+            actions = {part.action for part in self.parts}
+            return next((action for action in ("bake", "bake-missing", "share") if action in actions), "keep")
         if self.up_to_date:
             return "share" if self.relaunch else "keep"
         return "bake-missing" if self.partial is not None else "bake"
 
+    def each(self) -> tuple[Decision, ...]:
+        """The decisions to carry out: the parts, or this one."""
+        return self.parts or (self,)
+
+    def part_at(self, place: str) -> Decision:
+        """The decision that covers `place` (the first part for a place the bake lacks)."""
+        return next((part for part in self.parts if place in part.places), self.each()[0])
+
     def describe(self) -> str:
+        if self.parts and self.up_to_date:
+            return "up to date: " + "; ".join(
+                f"{part.current.image_id} in {', '.join(part.places)}" for part in self.parts if part.current
+            ) + (f"; {self.relaunch}" if self.relaunch else "")
         if self.up_to_date and self.current is not None:
             return f"up to date: {self.current.image_id}" + (f"; {self.relaunch}" if self.relaunch else "")
         return "; ".join(self.reasons)
@@ -141,24 +169,49 @@ class Planner:
             locked=self.pins.packages.get(bake.name),
         )
         images = provider.registry.images(bake.name)
+        base_decision = self.decide(bake.base) if bake.base is not None else None
+        parts = tuple(
+            self._decide_places(bake, provider, packages, images, places, source, base_part, forced)
+            for places, source, base_part in self._groups(bake, provider, base_decision)
+        )
+        return parts[0] if len(parts) == 1 else _combined(bake, parts)
+
+    def _groups(
+        self, bake: Bake, provider: Provider, base_decision: Decision | None
+    ) -> list[tuple[tuple[str, ...], Any, Decision | None]]:
+        """The bake's places, grouped by what they are built from there: the source image
+        found in the place and the part of the base's decision that covers it."""
+        groups: dict[str, tuple[list[str], Any, Decision | None]] = {}
+        for place in provider.places(bake):
+            source = provider.source(bake, place)
+            base_part = None if base_decision is None else base_decision.part_at(place)
+            label = json.dumps([source, None if base_part is None else base_part.places], sort_keys=True)
+            groups.setdefault(label, ([], source, base_part))[0].append(place)
+        return [(tuple(places), source, base_part) for places, source, base_part in groups.values()]
+
+    def _decide_places(
+        self, bake: Bake, provider: Provider, packages: tuple[ResolvedPackage, ...], images: list[ImageRecord],
+        needed: tuple[str, ...], source: Any, base_decision: Decision | None, forced: bool,
+    ) -> Decision:
+        """The decision for the places in `needed`, which are all built from `source` and
+        from the base image `base_decision` names."""
         newest = images[0] if images else None
         used = in_use(images)
         old_summary = used.summary if used is not None else None
 
-        base_decision = self.decide(bake.base) if bake.base is not None else None
         if base_decision is not None and base_decision.action == "bake-missing":
             # The base is only made in more places, under the same image id: the service's
             # key stays, and it is up to date wherever it already is.
             base_image: ImageRecord | None = base_decision.partial
         elif base_decision is not None and not base_decision.up_to_date:
             # Its key names a base image that does not exist yet: say what else changed.
-            summary = self._summary(bake, provider, packages, base_decision.newest, stand_in=True)
+            summary = self._summary(bake, provider, packages, source, base_decision.newest, stand_in=True)
             own = [r for r in explain(old_summary, summary) if not r.startswith(("base image", "template file"))]
             reasons = [f"its base '{bake.base}' will rebake first"] + [r for r in own if r != "inputs changed"]
-            return Decision(bake, tuple(reasons), None, newest, packages=packages, in_use=used)
+            return Decision(bake, tuple(reasons), None, newest, packages=packages, in_use=used, places=needed)
         else:
             base_image = base_decision.current if base_decision is not None else None
-        summary = self._summary(bake, provider, packages, base_image)
+        summary = self._summary(bake, provider, packages, source, base_image)
         key = content_key(summary)
         keys = {key}
         if any((image.summary or {}).get("schema") != KEY_SCHEMA for image in images):
@@ -166,7 +219,6 @@ class Planner:
         matching = [image for image in images if image.key in keys]
         usable = [image for image in matching if provider.outdated(bake, image) is None]
         fresh = [image for image in usable if self._stale(bake, image) is None]
-        needed = provider.places(bake)
         current = next((image for image in fresh if set(needed) <= set(image.locations)), None)
         # An image of this key in only some places: the one in most of them is completed.
         best = None if current is not None or not fresh else max(
@@ -183,7 +235,7 @@ class Planner:
         relaunch = None if current is None or reasons else provider.out_of_line(bake, current)
         return Decision(
             bake, tuple(reasons), current, newest, key, summary, packages, base_image, partial, missing, used,
-            relaunch,
+            relaunch, needed,
         )
 
     def _updates(self, bake: Bake, provider: Provider, image: ImageRecord) -> list[str]:
@@ -228,7 +280,7 @@ class Planner:
         return staleness(bake.rebuild_every, self.now, created_at(image))
 
     def _summary(
-        self, bake: Bake, provider: Provider, packages: tuple[ResolvedPackage, ...],
+        self, bake: Bake, provider: Provider, packages: tuple[ResolvedPackage, ...], source: Any,
         base_image: ImageRecord | None, stand_in: bool = False,
     ) -> Summary:
         if not stand_in:
@@ -241,7 +293,7 @@ class Planner:
         base = None if base_image is None else {"bake": base_image.bake, "image": base_image.image_id}
         return summarise(
             provider.name, provider.architecture(bake), bake.content_definition(), files, packages,
-            provider.source(bake), base,
+            source, base,
         )
 
     def _used_files(
@@ -258,3 +310,19 @@ class Planner:
         )
         context = template_context(bake, packages, probe, provider, self.project.state_dir / "cache")
         return self.templates.render_used(bake.template, context)[1]
+
+
+def _combined(bake: Bake, parts: tuple[Decision, ...]) -> Decision:
+    """One decision of a bake whose places differ in what they are built from: each reason
+    says where it holds."""
+    reasons = tuple(
+        reason if reason.startswith("missing in ") else f"in {', '.join(part.places)}: {reason}"
+        for part in parts for reason in part.reasons
+    )
+    first = parts[0]
+    return Decision(
+        bake, reasons, None, first.newest, packages=first.packages, in_use=first.in_use,
+        missing=tuple(place for part in parts for place in part.missing),
+        relaunch=next((part.relaunch for part in parts if part.relaunch), None),
+        places=tuple(place for part in parts for place in part.places), parts=parts,
+    )

@@ -162,7 +162,8 @@ def _image_id(base_image: dict[str, Any] | None) -> str:
 
 
 def _source(source: Any) -> str:
-    """A source image as its owner/name (by region when the regions' images differ)."""
+    """A source image as its owner/name (by region in summaries recorded before regions whose
+    images differ were decided apart)."""
     if isinstance(source, dict) and isinstance(source.get("image"), dict):
         return f"image {source['image'].get('owner')}/{source['image'].get('name')}"
     if isinstance(source, dict) and isinstance(source.get("by_region"), dict):

@@ -44,9 +44,12 @@ class InfoCommand(Info):
         except BakehouseError as error:
             write(f"status: cannot decide: {error}\n")
             return 1
-        if decision.up_to_date and decision.current is not None:
-            places = ", ".join(f"{place}: {ref}" for place, ref in sorted(decision.current.locations.items()))
-            write(f"status: up to date: {decision.current.image_id} ({places})\n")
+        if decision.up_to_date and all(part.current is not None for part in decision.each()):
+            for part in decision.each():  # one image, or one per group of places (decide.py)
+                assert part.current is not None
+                places = ", ".join(f"{place}: {ref}" for place, ref in sorted(part.current.locations.items())
+                                   if place in part.places or not decision.parts)
+                write(f"status: up to date: {part.current.image_id} ({places})\n")
             launch = planner.provider_of(bake.name).launch(bake)
             if launch is not None:
                 write(f"launch: {launch}\n")

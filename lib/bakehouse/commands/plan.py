@@ -49,6 +49,9 @@ class PlanRow:
     lineage: str | None = None
     error: str | None = None
     launch: str | None = None  # who may launch the bake's images (AMIs): private, public, shared with ...
+    # When the bake's places are built from different things (a source image that has
+    # reached only some regions): one entry per group, with its places, action, image and key.
+    parts: list[dict[str, object]] = field(default_factory=list)
 
 
 def plan(planner: Planner, names: list[str]) -> list[PlanRow]:
@@ -76,20 +79,31 @@ def _row(planner: Planner, name: str) -> PlanRow:
     except BakehouseError as error:
         return PlanRow(name, bake.provider, "error", None, base=bake.base, error=str(error))
     image = decision.current or decision.partial or decision.newest
+    locations = {} if image is None else dict(image.locations)
+    if decision.parts:  # each place as the image of its own part has it
+        locations = {place: ref for part in decision.parts if (shown := part.current or part.partial)
+                     for place, ref in shown.locations.items() if place in part.places}
     reasons = list(decision.reasons) + ([decision.relaunch] if decision.relaunch else [])
     return PlanRow(
         bake=name,
         provider=bake.provider,
         action=decision.action,
         image=None if image is None else image.image_id,
-        locations={} if image is None else dict(image.locations),
+        locations=locations,
         reasons=reasons,
         missing=list(decision.missing),
         base=bake.base,
         key=decision.key,
         lineage=lineage,
         launch=planner.provider_of(name).launch(bake),
+        parts=[_part(part) for part in decision.parts],
     )
+
+
+def _part(part: Decision) -> dict[str, object]:
+    image = part.current or part.partial
+    return {"places": list(part.places), "action": part.action, "image": None if image is None else image.image_id,
+            "key": part.key, "reasons": list(part.reasons), "missing": list(part.missing)}
 
 
 def _lineage(planner: Planner, decision: Decision) -> str | None:

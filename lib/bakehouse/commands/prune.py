@@ -63,11 +63,13 @@ def verdicts(planner: Planner, names: list[str]) -> list[Verdict]:
     protected: dict[str, list[str]] = {}
     for bake in bakes:
         decision = planner.decide(bake.name)
-        if decision.current is not None:
-            protected.setdefault(decision.current.image_id, []).append(f"current image of {bake.name}")
-        if decision.partial is not None:
-            protected.setdefault(decision.partial.image_id, []).append(
-                f"being completed in {', '.join(decision.missing)}")
+        for part in decision.each():
+            where = f" in {', '.join(part.places)}" if decision.parts else ""
+            if part.current is not None:
+                protected.setdefault(part.current.image_id, []).append(f"current image of {bake.name}{where}")
+            if part.partial is not None:
+                protected.setdefault(part.partial.image_id, []).append(
+                    f"being completed in {', '.join(part.missing)}")
     by_provider: dict[str, list[ImageRecord]] = {}
     for bake in bakes:
         by_provider.setdefault(bake.provider, []).extend(images[bake.name])

@@ -122,9 +122,10 @@ class Provider(Protocol):
     # again, alone, before the bake fails.
     retries: int
 
-    def source(self, bake: Bake) -> dict[str, Any] | None:
-        """The source image of a base bake, by what it is (never by where it is), as it
-        enters the content key; None for a service."""
+    def source(self, bake: Bake, place: str) -> dict[str, Any] | None:
+        """The source image a base bake starts from in `place`, by what it is (never by
+        where it is), as it enters the content key; None for a service. Places whose
+        sources differ are decided apart (decide.py)."""
         ...
 
     def source_pins(self, bake: Bake) -> dict[str, str]:

@@ -11,8 +11,10 @@ nothing on it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from helpers import PROJECT, SECRET, amis, aws_calls, bump_hello, ec2, run_doit
@@ -118,6 +120,44 @@ def test_a_new_upstream_ami_rebakes_base_and_service(aws_repo: Path, aws_env: di
         assert base["tags"]["base_ami_id"] == new_source[region]
         assert amis(aws_env, region, "aws-hello")[0]["tags"]["base_ami_id"] == base["ImageId"]
     assert baked(run_doit(aws_repo, env=aws_env, check=True).output) == []
+
+
+def test_a_source_image_that_reached_one_region_first_is_baked_there_alone(
+    aws_repo: Path, aws_env: dict[str, str]
+) -> None:
+    """A publisher's newer image shows in us-east-1 before us-west-2: only us-east-1's base and
+    service are baked; us-west-2 keeps its images, says so, and prune keeps them as current."""
+    base_file = aws_repo / "bakes" / "aws-base.toml"
+    base_file.write_text(base_file.read_text().replace('owners = ["136693071363"]', 'owners = ["136693071363", "self"]'))
+    hello_file = aws_repo / "bakes" / "aws-hello.toml"
+    hello_file.write_text(hello_file.read_text() + '\n[prune]\nkeep = 1\nmin_age = "1h"\n')
+    run_doit(aws_repo, env=aws_env, check=True)
+    old = {bake: amis(aws_env, "us-west-2", bake)[0]["tags"]["bakehouse:image"] for bake in ("aws-base", "aws-hello")}
+    ec2(aws_env, "us-east-1").register_image(Name="debian-12-amd64-29990101-9999")
+
+    plan = json.loads(run_doit(aws_repo, "plan", "--json", env=aws_env).stdout)
+    rows = {row["bake"]: row for row in plan["bakes"]}
+    for bake in ("aws-base", "aws-hello"):
+        parts = [(part["places"], part["action"], part["image"]) for part in rows[bake]["parts"]]
+        assert parts == [(["us-east-1"], "bake", None), (["us-west-2"], "keep", old[bake])], parts
+
+    run = run_doit(aws_repo, env=aws_env, check=True)
+    assert baked(run.output) == ["aws-base", "aws-hello"]
+    assert f"[aws-base] up to date in us-west-2: {old['aws-base']}" in run.output
+    assert re.search(r"^\[aws-base\] baking \S+ in us-east-1: source image ", run.output, re.M), run.output
+    assert re.search(r"^\[aws-hello\] baked aws-hello-\S+ \(us-east-1: ami-\w+\)$", run.output, re.M), run.output
+    new = {bake: amis(aws_env, "us-east-1", bake)[0] for bake in ("aws-base", "aws-hello")}
+    assert new["aws-hello"]["tags"]["base_ami_id"] == new["aws-base"]["ImageId"]
+
+    info = run_doit(aws_repo, "info", "bake:aws-hello", env=aws_env)
+    assert info.returncode == 0, info.output
+    status = re.findall(r"^status: up to date: (\S+) \((\S+):", info.output, re.M)
+    assert status == [(new["aws-hello"]["tags"]["bakehouse:image"], "us-east-1"), (old["aws-hello"], "us-west-2")]
+    later = datetime.fromisoformat(os.environ["BAKEHOUSE_NOW"]) + timedelta(hours=2)  # past min_age
+    moto = {**aws_env, "AWS_ENDPOINT_URL": aws_env["AWS_ENDPOINT_URL_EC2"], "BAKEHOUSE_NOW": later.isoformat()}
+    pruned = run_doit(aws_repo, "prune", "aws-hello", env=moto)
+    assert "current image of aws-hello in us-west-2" in pruned.output, pruned.output
+    assert run_doit(aws_repo, "plan", env=aws_env).returncode == 0
 
 
 def test_a_service_ami_deleted_in_one_region_is_baked_again_there_alone(aws_repo: Path, aws_env: dict[str, str]) -> None:

@@ -78,15 +78,12 @@ class AwsProvider:
     def _regions_of(self, bake: str) -> tuple[str, ...]:
         return settings_of(self.graph[bake]).regions
 
-    def source(self, bake: Bake) -> dict[str, Any] | None:
+    def source(self, bake: Bake, place: str) -> dict[str, Any] | None:
         if not isinstance(bake.source, AwsSource):
             return None
-        found = {region: self._source_ami(bake, region) for region in settings_of(bake).regions}
-        identities = {region: {"owner": image.get("OwnerId"), "name": image.get("Name")} for region, image in found.items()}
-        if len({(i["owner"], i["name"]) for i in identities.values()}) == 1:
-            return {"image": next(iter(identities.values()))}
-        # Regions disagree (a publisher's copy has not reached one yet): each region's image counts.
-        return {"by_region": dict(sorted(identities.items()))}
+        # By owner and name: a publisher copies one image to every region under one name.
+        image = self._source_ami(bake, place)
+        return {"image": {"owner": image.get("OwnerId"), "name": image.get("Name")}}
 
     def schema1(self, bake: Bake, base_image: ImageRecord | None) -> dict[str, Any]:
         source = bake.source

@@ -37,7 +37,7 @@ class LocalProvider:
         self.project = project
         self.registry = LocalRegistry(project.state_dir)
 
-    def source(self, bake: Bake) -> dict[str, Any] | None:
+    def source(self, bake: Bake, place: str) -> dict[str, Any] | None:
         source = bake.source
         if not isinstance(source, LocalSource):
             return None
@@ -71,7 +71,7 @@ class LocalProvider:
         return host_architecture()
 
     def schema1(self, bake: Bake, base_image: ImageRecord | None) -> dict[str, Any]:
-        source = self.source(bake)
+        source = self.source(bake, "local")
         return {
             "settings": None, "source_definition": source, "source": source,
             "base_image": None if base_image is None else {"bake": base_image.bake, "ids": {"local": base_image.image_id}},
