@@ -132,6 +132,11 @@ def _guard(load: Callable[[], Any]) -> Any:
 def planner_for(root: Path) -> Planner:
     """One planner per process and repository, shared by task loading, checks and actions:
     bake files are read and package sources hashed once per run."""
+    return new_planner(root)
+
+
+def new_planner(root: Path) -> Planner:
+    """A planner that reads the bake files and the registry afresh (`doit serve`, per request)."""
     project = Project.at(root)
     graph = load_bakes(project)
     return Planner(project, graph, open_providers(project, graph), now_utc())

@@ -1,0 +1,228 @@
+"""The HTTP application of `doit serve` (Starlette): Baker's routes, Spinnaker's bakery routes
+(spinnaker.py) and the page (page.py), over one Runner of `doit bake:NAME` runs.
+
+Every answer is JSON except the page and a bake's log; every error is JSON with one clear
+`error` line and a 4xx (a bug is a 500 that says only that: no traceback reaches a client).
+POSTs need the token when one is set (`Authorization: Bearer`, or Spinnaker's path prefix).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..errors import BakehouseError
+from . import page, spinnaker, views
+from .runs import Run, Runner
+
+MAX_BODY = 64 * 1024  # a bake request is a few hundred bytes; Spinnaker's stage context a few KiB
+
+
+class Settings:
+    def __init__(self, root: Path, runner: Runner, token: str | None) -> None:
+        self.root, self.runner, self.token = root, runner, token
+
+
+def error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def authorised(request: Request, token: str | None) -> bool:
+    if token is None:
+        return True
+    given = request.headers.get("authorization", "")
+    scheme, _, value = given.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+def settings_of(request: Request) -> Settings:
+    found: Settings = request.app.state.settings
+    return found
+
+
+async def known_bake(request: Request) -> str:
+    name = request.path_params["bake"]
+    p = await run_in_threadpool(views.planner, settings_of(request).root)
+    if name not in p.graph.names:
+        raise HTTPException(404, f"no bake '{name}' in bakes/")
+    return str(name)
+
+
+# --- Baker's routes ---
+
+async def ping(request: Request) -> Response:
+    return PlainTextResponse("pong")
+
+
+async def healthcheck(request: Request) -> Response:
+    checks = await run_in_threadpool(views.health, settings_of(request).root)
+    failing = [check["check"] for check in checks if not check["ok"]]
+    body: dict[str, Any] = {"ok": not failing, "checks": checks}
+    if failing:
+        body["error"] = "failing: " + ", ".join(failing)
+    return JSONResponse(body, status_code=500 if failing else 200)
+
+
+async def status(request: Request) -> Response:
+    runs = [run.state.to_json() for run in settings_of(request).runner.all() if not run.ended]
+    return JSONResponse({"running": [r for r in runs if r["state"] == "running"],
+                         "queued": [r for r in runs if r["state"] == "queued"]})
+
+
+async def all_amis(request: Request) -> Response:
+    p = await run_in_threadpool(views.planner, settings_of(request).root)
+    return JSONResponse({"bakes": await run_in_threadpool(views.amis, p)})
+
+
+async def amis_of(request: Request) -> Response:
+    name = await known_bake(request)
+    raw = request.query_params.get("limit", "10")
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        return error(400, f"limit must be a whole number from 1 to 1000, not '{raw}'")
+    p = await run_in_threadpool(views.planner, settings_of(request).root)
+    return JSONResponse({"bake": name, "images": await run_in_threadpool(views.images_of, p, name, int(raw))})
+
+
+async def plan_all(request: Request) -> Response:
+    p = await run_in_threadpool(views.planner, settings_of(request).root)
+    return JSONResponse(await run_in_threadpool(views.plan_of, p, []))
+
+
+async def plan_one(request: Request) -> Response:
+    name = await known_bake(request)
+    p = await run_in_threadpool(views.planner, settings_of(request).root)
+    return JSONResponse(await run_in_threadpool(views.plan_of, p, [name]))
+
+
+async def bake(request: Request) -> Response:
+    settings = settings_of(request)
+    if not authorised(request, settings.token):
+        return error(401, "starting a bake needs the server's token: Authorization: Bearer <token>")
+    name = await known_bake(request)
+    rebake = request.query_params.get("rebake", "false").lower()
+    if rebake not in ("true", "false", "1", "0"):
+        return error(400, f"rebake is true or false, not '{rebake}'")
+    forced = rebake in ("true", "1")
+    if not forced and settings.runner.active_run(name) is None:
+        p = await run_in_threadpool(views.planner, settings.root)
+        if await run_in_threadpool(views.up_to_date, p, name):
+            outcome = await run_in_threadpool(views.outcome, settings.root, name)
+            return JSONResponse({"bake": name, "state": "up to date", "result": outcome.__dict__})
+    run, _ = settings.runner.start(name, forced)
+    return StreamingResponse(follow(run), media_type="application/x-ndjson",
+                             headers={"X-Bake-Id": run.state.id, "Cache-Control": "no-store"})
+
+
+async def follow(run: Run) -> AsyncIterator[str]:
+    """The run's output as NDJSON: {"bake_id"}, then {"output": line} as each comes, then
+    {"result": ...} when it ended. Only this request stops when its client goes away."""
+    yield json.dumps({"bake_id": run.state.id, "bake": run.state.bake}) + "\n"
+    sent = 0
+    while True:
+        ended = run.ended
+        lines = run.lines[sent:]
+        for line in lines:
+            yield json.dumps({"output": line.rstrip("\n")}) + "\n"
+        sent += len(lines)
+        if ended and sent >= len(run.lines):
+            yield json.dumps({"result": {"state": run.state.state, **(run.state.outcome.__dict__
+                                                                        if run.state.outcome else {})}}) + "\n"
+            return
+        await asyncio.sleep(0.1)
+
+
+async def bake_state(request: Request) -> Response:
+    run = settings_of(request).runner.get(request.path_params["id"])
+    if run is None:
+        return error(404, f"no bake run '{request.path_params['id']}'")
+    return JSONResponse(run.state.to_json())
+
+
+async def bake_log(request: Request) -> Response:
+    run = settings_of(request).runner.get(request.path_params["id"])
+    if run is None:
+        return error(404, f"no bake run '{request.path_params['id']}'")
+    return PlainTextResponse(run.output())
+
+
+async def home(request: Request) -> Response:
+    settings = settings_of(request)
+    p = await run_in_threadpool(views.planner, settings.root)
+    rows = await run_in_threadpool(views.amis, p)
+    planned = await run_in_threadpool(views.plan_of, p, [])
+    active = {run.state.bake: run.state for run in settings.runner.all() if not run.ended}
+    return HTMLResponse(page.render(rows, planned, active, token_required=settings.token is not None))
+
+
+# --- errors and limits ---
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return error(405, f"{request.method} is not allowed on {request.url.path}")
+    if exc.status_code == 404 and exc.detail == "Not Found":
+        return error(404, f"no route {request.url.path}")
+    return error(exc.status_code, str(exc.detail))
+
+
+async def user_error(request: Request, exc: Exception) -> Response:
+    return error(400, str(exc))
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    return error(500, "internal error: the server's log says more")
+
+
+class LimitBody:
+    """Refuses request bodies over MAX_BODY with a JSON 413, by header or as they stream."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > MAX_BODY:
+            response = error(413, f"request bodies are at most {MAX_BODY} bytes")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def create_app(root: Path, runner: Runner, token: str | None) -> Starlette:
+    routes = [
+        Route("/", home),
+        Route("/ping", ping),
+        Route("/healthcheck", healthcheck),
+        Route("/status", status),
+        Route("/amis", all_amis),
+        Route("/amis/{bake}", amis_of),
+        Route("/plan", plan_all),
+        Route("/plan/{bake}", plan_one),
+        Route("/bake/{bake}", bake, methods=["POST"]),
+        Route("/bakes/{id}", bake_state),
+        Route("/bakes/{id}/log", bake_log),
+        *spinnaker.routes(),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(LimitBody)],
+        exception_handlers={HTTPException: http_error, BakehouseError: user_error, Exception: server_error},
+    )
+    app.state.settings = Settings(root, runner, token)
+    return app

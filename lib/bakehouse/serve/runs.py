@@ -1,0 +1,212 @@
+"""Bake runs started over HTTP: each is `doit bake:NAME` in the repository, the very command a
+person runs, so it decides, locks and records exactly as the command line does.
+
+A run belongs to the server, never to the request that started it: a client that goes away
+leaves it running. Two requests for a bake while it runs share one run. At most `limit` runs
+bake at once; the rest wait, queued. Every run is kept as JSON and its output as a log under
+.bakehouse/serve/, so its state and log can be read after it ended and after a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+ENDED = (SUCCEEDED, FAILED)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a finished run made: the bake's current image and where it is, or the error."""
+
+    image: str | None = None
+    locations: dict[str, str] = field(default_factory=dict)
+    base_image: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RunState:
+    id: str
+    bake: str
+    rebake: bool
+    state: str
+    queued_at: str
+    started_at: str | None = None
+    ended_at: str | None = None
+    step: str | None = None  # the last line it printed
+    exit_code: int | None = None
+    outcome: Outcome | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunState:
+        outcome = data.get("outcome")
+        return cls(**{**data, "outcome": None if outcome is None else Outcome(**outcome)})
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Run:
+    """One run: its state, and its output lines as they come."""
+
+    def __init__(self, state: RunState, log_path: Path) -> None:
+        self.state = state
+        self.log_path = log_path
+        self.lines: list[str] = []
+        self.changed = threading.Condition()
+
+    @property
+    def ended(self) -> bool:
+        return self.state.state in ENDED
+
+    def output(self) -> str:
+        if self.lines or not self.log_path.is_file():
+            return "".join(self.lines)
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+Finish = Callable[[str], Outcome]  # bake name -> its current image after a successful run
+
+
+class Runner:
+    """Starts and keeps bake runs for one repository."""
+
+    def __init__(self, root: Path, state_dir: Path, finish: Finish, limit: int = 2,
+                 command: list[str] | None = None) -> None:
+        self.root = root
+        self.folder = state_dir / "serve"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.finish = finish
+        self.slots = threading.BoundedSemaphore(limit)
+        self.command = command or [sys.executable, "-m", "doit"]
+        self.lock = threading.Lock()
+        self.runs: dict[str, Run] = {}
+        self.active: dict[tuple[str, bool], Run] = {}  # bake, rebake -> its queued or running run
+        self._load()
+
+    def _load(self) -> None:
+        for path in sorted(self.folder.glob("*.json")):
+            try:
+                state = RunState.from_json(json.loads(path.read_text(encoding="utf-8")))
+            except (ValueError, TypeError, OSError):
+                continue
+            if state.state not in ENDED:  # the server stopped while it ran: it did not finish here
+                state = replace(state, state=FAILED, ended_at=state.ended_at or _now(),
+                                outcome=Outcome(error="the server stopped before this bake ended"))
+            self.runs[state.id] = Run(state, self.folder / f"{state.id}.log")
+
+    def get(self, run_id: str) -> Run | None:
+        with self.lock:
+            return self.runs.get(run_id)
+
+    def all(self) -> list[Run]:
+        with self.lock:
+            return list(self.runs.values())
+
+    def active_run(self, bake: str) -> Run | None:
+        """The run of `bake` queued or running now, if any."""
+        with self.lock:
+            return self.active.get((bake, False)) or self.active.get((bake, True))
+
+    def start(self, bake: str, rebake: bool = False) -> tuple[Run, bool]:
+        """A run of `bake`: the one already queued or running (shared), or a new one.
+        Returns the run and whether it is new."""
+        with self.lock:
+            running = self.active.get((bake, rebake)) or (None if rebake else self.active.get((bake, True)))
+            if running is not None:
+                return running, False
+            run_id = f"{bake}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+            run = Run(RunState(run_id, bake, rebake, QUEUED, _now()), self.folder / f"{run_id}.log")
+            self.runs[run_id] = run
+            self.active[(bake, rebake)] = run
+            self._save(run)
+        threading.Thread(target=self._bake, args=(run,), name=f"bake {run_id}", daemon=True).start()
+        return run, True
+
+    def done(self, bake: str, outcome: Outcome) -> Run:
+        """The run that answers for a bake found up to date with `outcome.image`: the last
+        run that made or answered for that image (the same id every time), or a new record
+        of it that baked nothing (Spinnaker's "previously baked")."""
+        with self.lock:
+            for run in reversed(list(self.runs.values())):
+                made = run.state.outcome
+                if run.state.bake == bake and run.state.state == SUCCEEDED and made and made.image == outcome.image:
+                    return run
+            now = _now()
+            run_id = f"{bake}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+            run = Run(RunState(run_id, bake, False, SUCCEEDED, now, now, now, "up to date", 0, outcome),
+                      self.folder / f"{run_id}.log")
+            run.log_path.write_text(f"[{bake}] up to date: {outcome.image}\n", encoding="utf-8")
+            self.runs[run_id] = run
+            self._save(run)
+        return run
+
+    def _bake(self, run: Run) -> None:
+        with self.slots:
+            self._update(run, state=RUNNING, started_at=_now())
+            args = [*self.command, f"bake:{run.state.bake}"] + (["--rebake"] if run.state.rebake else [])
+            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            code: int
+            try:
+                with open(run.log_path, "w", encoding="utf-8") as log, subprocess.Popen(
+                    args, cwd=self.root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
+                ) as process:
+                    assert process.stdout is not None
+                    for line in process.stdout:
+                        log.write(line)
+                        log.flush()
+                        with run.changed:
+                            run.lines.append(line)
+                            run.changed.notify_all()
+                        if line.strip():
+                            self._update(run, step=line.strip()[:200], save=False)
+                    code = process.wait()
+            except OSError as error:
+                code, run.lines = 127, [*run.lines, f"could not start doit: {error}\n"]
+            outcome = self._outcome(run, code)
+            self._update(run, state=SUCCEEDED if code == 0 else FAILED, ended_at=_now(), exit_code=code,
+                         outcome=outcome)
+        with self.lock:
+            if self.active.get((run.state.bake, run.state.rebake)) is run:
+                del self.active[(run.state.bake, run.state.rebake)]
+
+    def _outcome(self, run: Run, code: int) -> Outcome:
+        if code == 0:
+            try:
+                return self.finish(run.state.bake)
+            except Exception as error:  # noqa: BLE001 - the bake ended; say why its image cannot be read
+                return Outcome(error=f"baked, but its image cannot be read: {error}")
+        said = [line.strip() for line in run.lines if line.strip()]
+        # doit says a failed task's message on the line after "TaskFailed - taskid:..."
+        failed = [said[at + 1] for at, line in enumerate(said[:-1]) if line.startswith("TaskFailed - taskid:")]
+        errors = [line.removeprefix("ERROR: ") for line in said if line.startswith("ERROR: ")]
+        return Outcome(error=(failed or errors or said or [f"doit exited with {code}"])[-1])
+
+    def _update(self, run: Run, save: bool = True, **changes: Any) -> None:
+        with run.changed:
+            run.state = replace(run.state, **changes)
+            run.changed.notify_all()
+        if save:
+            self._save(run)
+
+    def _save(self, run: Run) -> None:
+        path = self.folder / f"{run.state.id}.json"
+        part = path.with_suffix(".json.part")
+        part.write_text(json.dumps(run.state.to_json(), indent=2), encoding="utf-8")
+        part.replace(path)

@@ -1,0 +1,97 @@
+"""What `doit serve` answers, read from a fresh planner: the same graph, decisions and
+registry as `doit plan` and `doit images`, never a second way to decide."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..commands.plan import plan, plan_json
+from ..decide import Planner
+from ..errors import BakehouseError
+from ..registry import ImageRecord, created_at, in_use
+from ..tasks import new_planner
+from .runs import Outcome
+
+
+def planner(root: Path) -> Planner:
+    return new_planner(root)
+
+
+def age_text(image: ImageRecord, now: datetime) -> str:
+    seconds = max(0, int((now - created_at(image)).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def image_json(image: ImageRecord, now: datetime) -> dict[str, Any]:
+    data = image.to_json()
+    del data["summary"]  # the key's inputs: `doit info` explains them
+    return {**data, "age": age_text(image, now)}
+
+
+def amis(p: Planner) -> list[dict[str, Any]]:
+    """The image in use of every bake, bases first (the graph's order)."""
+    rows = []
+    for name in p.graph.names:
+        bake = p.graph[name]
+        image = in_use(p.images(name))
+        rows.append({"bake": name, "base": bake.base, "provider": bake.provider,
+                     "image": None if image is None else image_json(image, p.now)})
+    return rows
+
+
+def images_of(p: Planner, name: str, limit: int) -> list[dict[str, Any]]:
+    return [image_json(image, p.now) for image in p.images(name)[:limit]]
+
+
+def plan_of(p: Planner, names: list[str]) -> dict[str, Any]:
+    return dict(json.loads(plan_json(plan(p, names))))
+
+
+def up_to_date(p: Planner, name: str) -> bool:
+    """`name` and everything it builds on would bake nothing."""
+    return all(row.action == "keep" for row in plan(p, [name]))
+
+
+def outcome(root: Path, name: str) -> Outcome:
+    """The bake's image in use, after a run of it succeeded."""
+    p = planner(root)
+    image = in_use(p.images(name))
+    if image is None:
+        return Outcome(error=f"{name} has no image after its bake")
+    return Outcome(image=image.image_id, locations=dict(image.locations), base_image=image.base_image)
+
+
+def health(root: Path) -> list[dict[str, Any]]:
+    """Each check: the bake files load, packer runs, each registry in use answers."""
+    checks: list[dict[str, Any]] = []
+    try:
+        p = planner(root)
+        checks.append({"check": "bake files", "ok": True, "detail": f"{len(p.graph.names)} bakes load"})
+    except BakehouseError as error:
+        return [{"check": "bake files", "ok": False, "detail": str(error)}]
+    packer = shutil.which("packer")
+    if packer is None:
+        checks.append({"check": "packer", "ok": False, "detail": "packer is not on PATH"})
+    else:
+        try:
+            found = subprocess.run([packer, "version"], capture_output=True, text=True, timeout=30)
+            version = (found.stdout.strip().splitlines() or ["?"])[0]
+            checks.append({"check": "packer", "ok": found.returncode == 0, "detail": version})
+        except (OSError, subprocess.TimeoutExpired) as error:
+            checks.append({"check": "packer", "ok": False, "detail": str(error)})
+    for provider in sorted({p.graph[name].provider for name in p.graph.names}):
+        first = next(name for name in p.graph.names if p.graph[name].provider == provider)
+        try:
+            found_images = len(p.images(first))
+            checks.append({"check": f"registry {provider}", "ok": True, "detail": f"answers ({first}: {found_images} images)"})
+        except BakehouseError as error:
+            checks.append({"check": f"registry {provider}", "ok": False, "detail": str(error)})
+    return checks

@@ -1,0 +1,310 @@
+"""`doit serve`: the real uvicorn on a free loopback port, started and stopped by its process
+id, serving a repository with the shipped hello bake on the suite's tiny base; bakes are real
+(`doit bake:NAME` with packer and mmdebstrap). Requests are plain HTTP, as curl or Orca sends them.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import bump_hello, free_port, run_doit
+
+TOKEN = "s3cret-token-for-tests"
+
+
+class Server:
+    def __init__(self, process: subprocess.Popen[str], port: int, log: Path) -> None:
+        self.process, self.port, self.log = process, port, log
+
+    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
+                raw: bytes | None = None) -> tuple[int, Any, dict[str, str]]:
+        """One request; the answer's status, body (JSON when it is JSON) and headers."""
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        connection.request(method, path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
+        answer = connection.getresponse()
+        text = answer.read().decode()
+        connection.close()
+        kind = answer.getheader("content-type", "")
+        parsed = json.loads(text) if "json" in kind and "ndjson" not in kind else text
+        return answer.status, parsed, {k.lower(): v for k, v in answer.getheaders()}
+
+    def get(self, path: str) -> Any:
+        status, body, _ = self.request("GET", path)
+        assert status == 200, (path, status, body)
+        return body
+
+    def wait_for_run(self, run_id: str, timeout: float = 300) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.get(f"/bakes/{run_id}")
+            if state["state"] in ("succeeded", "failed"):
+                return dict(state)
+            time.sleep(0.3)
+        raise AssertionError(f"run {run_id} did not end in {timeout} s")
+
+
+def start_server(repo: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Server:
+    log = repo.parent / "serve.log"
+    for _ in range(5):  # a free port can be taken before the server binds it: try another
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "doit", "serve", "--port", str(port), *args], cwd=repo, text=True,
+            stdout=open(log, "a"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as answer:
+                    if answer.read() == b"pong":
+                        return Server(process, port, log)
+            except OSError:
+                time.sleep(0.1)
+        process.kill()
+        process.wait()
+    raise AssertionError(f"doit serve did not start:\n{log.read_text()}")
+
+
+def stop(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture
+def server(repo: Path) -> Iterator[Server]:
+    running = start_server(repo)
+    try:
+        yield running
+    finally:
+        stop(running)
+
+
+def stream(server: Server, path: str, headers: dict[str, str] | None = None) -> Iterator[tuple[float, dict[str, Any]]]:
+    """POST `path` and yield each NDJSON item of the streamed answer as it arrives, timed."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=300)
+    connection.request("POST", path, headers=headers or {})
+    answer = connection.getresponse()
+    assert answer.status == 200, answer.read()
+    try:
+        while line := answer.readline():
+            yield time.monotonic(), json.loads(line)
+    finally:
+        connection.close()
+
+
+# --- Baker's routes ---
+
+def test_read_routes_answer_json_and_errors_are_one_clear_line(server: Server, repo: Path) -> None:
+    assert server.request("GET", "/ping")[1] == "pong"
+    health = server.get("/healthcheck")
+    assert health["ok"] and [check["check"] for check in health["checks"]] == ["bake files", "packer", "registry local"]
+    assert health["checks"][1]["detail"].startswith("Packer v")
+
+    amis = server.get("/amis")["bakes"]
+    assert [(row["bake"], row["base"]) for row in amis] == [("base", None), ("hello", "base")]
+    assert amis[0]["image"]["image_id"].startswith("base-") and amis[1]["image"] is None
+    assert server.get("/amis/base?limit=1")["images"][0]["image_id"] == amis[0]["image"]["image_id"]
+    plan = server.get("/plan")
+    assert plan == json.loads(run_doit(repo, "plan", "--json").stdout)  # what `doit plan` says
+    assert [row["bake"] for row in server.get("/plan/base")["bakes"]] == ["base"]
+    assert server.get("/status") == {"running": [], "queued": []}
+
+    assert server.request("GET", "/amis/nope") [:2] == (404, {"error": "no bake 'nope' in bakes/"})
+    assert server.request("POST", "/bake/../../etc")[0] == 404
+    assert server.request("GET", "/nowhere")[:2] == (404, {"error": "no route /nowhere"})
+    assert server.request("DELETE", "/amis")[:2] == (405, {"error": "DELETE is not allowed on /amis"})
+    assert server.request("GET", "/amis/base?limit=lots")[:2] == (
+        400, {"error": "limit must be a whole number from 1 to 1000, not 'lots'"})
+    assert server.request("GET", "/bakes/unknown")[:2] == (404, {"error": "no bake run 'unknown'"})
+    status, body, _ = server.request("POST", "/api/v1/us-east-1/bake", raw=b"x" * 70000)
+    assert status == 413 and "at most 65536 bytes" in body["error"]
+
+
+def test_a_bake_streams_its_output_as_it_happens_and_ends_with_its_image(server: Server, repo: Path) -> None:
+    items = list(stream(server, "/bake/hello"))
+    first, run_id = items[0][1], items[0][1]["bake_id"]
+    assert first["bake"] == "hello"
+    outputs = [(moment, item["output"]) for moment, item in items if "output" in item]
+    ended_at, last = items[-1]
+    assert outputs and outputs[0][0] < ended_at - 0.5  # lines came before the end, not all at once
+    assert any(line.startswith("[hello] baked hello-") for _, line in outputs)
+    result = last["result"]
+    assert result["state"] == "succeeded" and result["image"].startswith("hello-")
+    assert list(result["locations"]) == ["local"]
+
+    assert server.get("/amis")["bakes"][1]["image"]["image_id"] == result["image"]
+    state = server.get(f"/bakes/{run_id}")
+    assert state["state"] == "succeeded" and state["exit_code"] == 0
+    assert "[hello] baked " in server.get(f"/bakes/{run_id}/log")
+    assert run_doit(repo, "plan").returncode == 0  # recorded as the command line records it
+
+    again = server.request("POST", "/bake/hello")  # up to date: answered at once, nothing runs
+    assert again[0] == 200 and again[1]["state"] == "up to date" and again[1]["result"]["image"] == result["image"]
+
+
+def test_two_requests_for_one_bake_share_it_and_a_disconnect_never_kills_it(server: Server, repo: Path) -> None:
+    bump_hello(repo, "1.0.5")
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+    connection.request("POST", "/bake/hello")
+    answer = connection.getresponse()
+    run_id = json.loads(answer.readline())["bake_id"]
+    second = list(stream(server, "/bake/hello"))  # while the first runs: it follows the same run
+    assert second[0][1]["bake_id"] == run_id
+    connection.close()  # the first client goes away before the end
+
+    state = server.wait_for_run(run_id)
+    assert state["state"] == "succeeded", state
+    log = server.get(f"/bakes/{run_id}/log")
+    assert log.count("[hello] baked ") == 1
+    assert run_doit(repo, "plan").returncode == 0
+    images = server.get("/amis/hello")["images"]
+    assert len(images) == 1 and images[0]["packages"]["hello-svc"] == "1.0.5"
+
+
+def test_a_disconnect_mid_bake_leaves_the_bake_running_to_its_end(server: Server, repo: Path) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+    connection.request("POST", "/bake/hello")
+    answer = connection.getresponse()
+    run_id = json.loads(answer.readline())["bake_id"]
+    connection.close()
+    assert server.get("/status")["running"][0]["id"] == run_id
+    assert server.wait_for_run(run_id)["state"] == "succeeded"
+    assert run_doit(repo, "plan").returncode == 0
+
+
+def test_a_failed_bake_ends_with_its_error(server: Server, repo: Path) -> None:
+    (repo / "templates" / "scripts" / "install-packages.sh").write_text("#!/bin/sh\necho broken on purpose\nexit 3\n")
+    items = list(stream(server, "/bake/hello"))
+    result = items[-1][1]["result"]
+    assert result["state"] == "failed", result
+    assert result["error"].startswith("hello: packer exited 1; full log: "), result
+    assert any("broken on purpose" in item.get("output", "") for _, item in items)
+    assert server.get("/amis")["bakes"][1]["image"] is None  # nothing recorded
+
+
+# --- the token ---
+
+def test_the_token_guards_every_post_and_a_wider_address_needs_one(repo: Path) -> None:
+    refused = run_doit(repo, "serve", "--host", "0.0.0.0", "--port", str(free_port()))
+    assert refused.returncode != 0
+    assert "refusing to serve on 0.0.0.0 without a token: set BAKEHOUSE_SERVE_TOKEN or --token-file" in refused.output
+
+    server = start_server(repo, env={"BAKEHOUSE_SERVE_TOKEN": TOKEN})
+    try:
+        assert server.request("POST", "/bake/hello")[:2] == (
+            401, {"error": "starting a bake needs the server's token: Authorization: Bearer <token>"})
+        assert server.request("POST", "/bake/hello", headers={"Authorization": "Bearer wrong"})[0] == 401
+        assert server.get("/amis")["bakes"]  # reading needs no token
+        body = {"package": "hello-svc_1.0.4_all", "region": "us-east-1"}
+        assert server.request("POST", "/api/v1/us-east-1/bake", body)[0] == 401
+        assert server.request("POST", "/t/wrong/api/v1/us-east-1/bake", body)[0] == 401
+        status, answer, _ = server.request("POST", f"/t/{TOKEN}/api/v1/us-east-1/bake", body)
+        assert status == 200 and answer["state"] == "RUNNING", answer
+        done = server.wait_for_run(answer["id"])
+        assert done["state"] == "succeeded"
+        status, answer, _ = server.request("POST", "/bake/hello", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200 and answer["state"] == "up to date"
+    finally:
+        stop(server)
+
+
+# --- Spinnaker's bakery API ---
+
+JENKINS_BODY = {
+    "user": "ci@example.com", "package": "hello-svc_1.0.4_all", "package_type": "DEB", "package_artifacts": [],
+    "build_host": "https://jenkins.example.com/", "job": "hello-svc-package", "build_number": "42",
+    "commit_hash": "0f3c", "build_info_url": "https://jenkins.example.com/job/hello-svc-package/42/",
+    "cloud_provider_type": "aws", "base_label": "release", "base_os": "bookworm", "vm_type": "hvm",
+    "store_type": "ebs", "enhanced_networking": False, "ami_suffix": "20261122111958", "extended_attributes": {},
+    "rebake": False, "region": "us-west-2", "type": "bake", "name": "Bake in us-west-2", "is_new": True,
+}
+
+
+def poll(server: Server, status_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        status = server.get(f"/api/v1/us-west-2/status/{status_id}")
+        if status["state"] != "RUNNING":
+            return dict(status)
+        time.sleep(0.3)
+    raise AssertionError("the bake did not end")
+
+
+def test_a_spinnaker_bake_stage_bakes_and_reads_its_image(server: Server) -> None:
+    option = server.get("/bakeOptions/aws/baseImages/bookworm")  # Orca asks this first
+    assert option["packageType"] == "DEB" and option["id"] == "bookworm"
+    assert server.get("/bakeOptions")[0]["baseImages"][0]["id"] == "bookworm"
+    assert server.get("/bakeOptions/aws")["cloudProvider"] == "aws"
+    status, missing, _ = server.request("GET", "/bakeOptions/aws/baseImages/trixie")
+    assert status == 404 and missing["messages"] == [
+        "Bake options not found. Can't find base image with id trixie in aws base images: bookworm"]
+
+    status, first, _ = server.request("POST", "/api/v1/us-west-2/bake", JENKINS_BODY)
+    assert status == 200 and set(first) == {"id", "state", "result", "resource_id"}
+    assert first["state"] == "RUNNING" and first["result"] is None and first["id"] == first["resource_id"]
+    retried = server.request("POST", "/api/v1/us-west-2/bake", JENKINS_BODY)[1]  # Orca's re-POST after a 5xx
+    assert retried == first
+
+    done = poll(server, first["id"])
+    assert done == {"id": first["id"], "state": "COMPLETED", "result": "SUCCESS", "resource_id": first["id"]}
+    bake = server.get(f"/api/v1/us-west-2/bake/{first['id']}")
+    assert bake["id"] == first["id"] and bake["image_name"].startswith("hello-")
+    assert bake["artifact"]["name"] == bake["image_name"] and bake["artifact"]["reference"] == bake["ami"]
+    assert "[hello] baked " in server.get(f"/api/v1/us-west-2/logs/{first['id']}")["logsContent"]
+
+    # a new execution (a new ami_suffix) of the same package: previously baked, the same id
+    again = server.request("POST", "/api/v1/us-west-2/bake", {**JENKINS_BODY, "ami_suffix": "20261123000000"})[1]
+    assert again == done
+    forced = server.request("POST", "/api/v1/us-west-2/bake?rebake=1", JENKINS_BODY)[1]
+    assert forced["state"] == "RUNNING" and forced["id"] != first["id"]
+    assert poll(server, forced["id"])["result"] == "SUCCESS"
+    assert server.request("POST", "/api/v1/us-west-2/bake?rebake=true", JENKINS_BODY)[1]["state"] == "COMPLETED"
+
+
+def test_spinnaker_requests_that_cannot_be_baked_get_one_clear_error(server: Server) -> None:
+    def post(body: dict[str, Any]) -> tuple[int, list[str]]:
+        status, answer, _ = server.request("POST", "/api/v1/us-west-2/bake", {**JENKINS_BODY, **body})
+        return status, answer["messages"]
+
+    assert post({"package": "nginx_1.22.1_amd64"}) == (404, ["no bake in this repository installs nginx"])
+    assert post({"package": "hello-svc_9.9.9_all"}) == (400, ["hello-svc: bake hello installs version 1.0.4, not 9.9.9"])
+    assert post({"package": ""}) == (400, ["the request names no package (its 'package' is empty)"])
+    assert post({"base_label": "nightly"})[0] == 400
+    status, answer, _ = server.request("POST", "/api/v1/us-west-2/bake", raw=b"{not json")
+    assert status == 400 and answer["message"] == "the request body is not JSON"
+    status, answer, _ = server.request("GET", "/api/v1/us-west-2/status/nope")
+    assert status == 400 and answer["message"] == "Unable to retrieve status for 'nope'."
+    assert server.request("GET", "/api/v1/us-west-2/logs/nope")[0] == 404
+
+
+def test_runs_are_kept_across_a_restart(repo: Path) -> None:
+    server = start_server(repo)
+    try:
+        status, first, _ = server.request("POST", "/api/v1/us-west-2/bake", JENKINS_BODY)
+        poll(server, first["id"])
+    finally:
+        stop(server)
+    server = start_server(repo)
+    try:
+        assert server.get(f"/api/v1/us-west-2/status/{first['id']}")["state"] == "COMPLETED"
+        assert "[hello] baked " in server.get(f"/bakes/{first['id']}/log")
+        assert server.request("POST", "/api/v1/us-west-2/bake", JENKINS_BODY)[1]["id"] == first["id"]
+    finally:
+        stop(server)
