@@ -284,7 +284,8 @@ def test_spinnaker_requests_that_cannot_be_baked_get_one_clear_error(server: Ser
         return status, answer["messages"]
 
     assert post({"package": "nginx_1.22.1_amd64"}) == (404, ["no bake in this repository installs nginx"])
-    assert post({"package": "hello-svc_9.9.9_all"}) == (400, ["hello-svc: bake hello installs version 1.0.4, not 9.9.9"])
+    assert post({"package": "hello-svc_9.9.9_all"}) == (
+        400, ["hello-svc: bake hello installs version 1.0.4 (built in this repository), not 9.9.9"])
     assert post({"package": ""}) == (400, ["the request names no package (its 'package' is empty)"])
     assert post({"base_label": "nightly"})[0] == 400
     status, answer, _ = server.request("POST", "/api/v1/us-west-2/bake", raw=b"{not json")
@@ -308,3 +309,133 @@ def test_runs_are_kept_across_a_restart(repo: Path) -> None:
         assert server.request("POST", "/api/v1/us-west-2/bake", JENKINS_BODY)[1]["id"] == first["id"]
     finally:
         stop(server)
+
+
+# --- the page, in a real browser: Debian's chromium, headless, driven by selenium ---
+
+def browser() -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1200,900"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+def test_the_page_shows_the_bakes_and_a_bake_started_from_it_with_its_live_log(server: Server, repo: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    bump_hello(repo, "1.0.5")
+    driver = browser()
+    try:
+        driver.get(f"http://127.0.0.1:{server.port}/")
+        rows = driver.find_elements(By.CSS_SELECTOR, "#bakes tbody tr")
+        cells = [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")][:4] for row in rows]
+        assert [row[0] for row in cells] == ["base", "hello"]
+        assert cells[0][1].startswith("base-") and cells[0][3] == "keep"
+        assert cells[1][1] == "none yet" and cells[1][3] == "bake"
+        assert "1 to bake, 1 up to date" in driver.find_element(By.TAG_NAME, "body").text
+        nodes = driver.find_elements(By.CSS_SELECTOR, "#lineage g.node")
+        assert [(node.get_attribute("data-bake"), "outdated" in node.get_attribute("class")) for node in nodes] == [
+            ("base", False), ("hello", True)]
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#lineage line")) == 1  # base -> hello
+
+        driver.find_element(By.CSS_SELECTOR, "tr[data-bake=hello] button.bake-button").click()
+        log = driver.find_element(By.ID, "log")
+        result = driver.find_element(By.ID, "result")
+        seen = WebDriverWait(driver, 120, poll_frequency=0.05).until(lambda _: driver.execute_script(
+            "const log = document.getElementById('log').textContent;"
+            "return log.includes('[hello]') ? [log.length, document.getElementById('result').textContent] : null;"))
+        growing, then = seen
+        assert then == "baking hello..."  # the log shows before the bake ends
+        WebDriverWait(driver, 300).until(lambda _: result.text.startswith("hello: succeeded: hello-"))
+        assert len(log.text) > growing and "[hello] baked hello-" in log.text
+        image = result.text.removeprefix("hello: succeeded: ")
+
+        driver.refresh()
+        hello = driver.find_element(By.CSS_SELECTOR, "tr[data-bake=hello]").find_elements(By.TAG_NAME, "td")
+        assert hello[1].text == image and hello[3].text == "keep"
+
+        # a bake started elsewhere (here over the API) is watched live from the page
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+        connection.request("POST", "/bake/hello?rebake=true")
+        json.loads(connection.getresponse().readline())  # started; this client then goes away
+        connection.close()
+        driver.refresh()
+        driver.find_element(By.CSS_SELECTOR, "tr[data-bake=hello] button.watch-button").click()
+        log, result = driver.find_element(By.ID, "log"), driver.find_element(By.ID, "result")
+        WebDriverWait(driver, 300).until(lambda _: result.text.startswith("hello: succeeded: hello-"))
+        assert result.text != f"hello: succeeded: {image}" and "[hello] baked " in log.text
+        assert [run["bake"] for run in server.get("/status")["running"]] == []
+        if os.environ.get("BAKEHOUSE_SCREENSHOT"):  # how docs/serve.png was made
+            driver.save_screenshot(os.environ["BAKEHOUSE_SCREENSHOT"])
+    finally:
+        driver.quit()
+
+
+def test_spinnaker_bakes_per_region_only_what_that_region_lacks(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    """AMIs on moto's EC2 server (no AWS account here): one request per region, as Orca sends."""
+    from helpers import amis, ec2
+
+    run_doit(aws_repo, env=aws_env, check=True)
+    lost = amis(aws_env, "us-west-2", "aws-hello")[0]
+    ec2(aws_env, "us-west-2").deregister_image(ImageId=lost["ImageId"])
+    east = amis(aws_env, "us-east-1", "aws-hello")[0]
+    server = start_server(aws_repo, env=aws_env)
+    try:
+        body = {**JENKINS_BODY, "package": "hello-svc_1.0.4_all"}
+        status, here, _ = server.request("POST", "/api/v1/us-east-1/bake", {**body, "region": "us-east-1"})
+        assert status == 200 and here["state"] == "COMPLETED" and here["result"] == "SUCCESS", here
+        found = server.get(f"/api/v1/us-east-1/bake/{here['id']}")
+        assert found["ami"] == east["ImageId"] and found["artifact"]["type"] == "aws/image"
+        assert found["artifact"]["location"] == "us-east-1"
+
+        status, there, _ = server.request("POST", "/api/v1/us-west-2/bake", body)
+        assert there["state"] == "RUNNING", there
+        assert poll(server, there["id"])["result"] == "SUCCESS"
+        log = server.get(f"/api/v1/us-west-2/logs/{there['id']}")["logsContent"]
+        assert "missing in us-west-2" in log and "amazon-ebs.us_east_1" not in log
+        west = server.get(f"/api/v1/us-west-2/bake/{there['id']}")
+        assert west["ami"] == amis(aws_env, "us-west-2", "aws-hello")[0]["ImageId"] != lost["ImageId"]
+        assert len(amis(aws_env, "us-east-1", "aws-hello")) == 1  # nothing baked where it was
+        status, wrong, _ = server.request("POST", "/api/v1/eu-north-1/bake", body)
+        assert status == 400 and wrong["messages"] == [
+            "bake aws-hello is not baked in eu-north-1 (its regions: us-east-1, us-west-2)"]
+    finally:
+        stop(server)
+
+
+def test_a_spinnaker_request_for_a_version_from_an_apt_repository_bakes_that_version(repo: Path) -> None:
+    """hello takes hello-svc from a real signed apt repository on 127.0.0.1 holding 1.0.4 and
+    1.0.5: a request for 1.0.4 pins it (in the key, as any pin); the newest is not taken."""
+    from apt_repository import AptRepository
+    from helpers import build_hello_deb, records, write
+    from test_apt_repository import repository_bake
+
+    apt = AptRepository(repo.parent / "apt")
+    for version in ("1.0.4", "1.0.5"):
+        apt.publish(build_hello_deb(repo, version, repo.parent))
+    apt.serve()
+    (repo / "bakes" / "hello.toml").unlink()
+    write(repo / "bakes" / "hello.toml", repository_bake(apt.url))
+    server = start_server(repo)
+    try:
+        old = server.request("POST", "/api/v1/us-west-2/bake", JENKINS_BODY)[1]
+        assert poll(server, old["id"])["result"] == "SUCCESS"
+        assert records(repo, "hello")[0]["packages"] == {"hello-svc": "1.0.4"}
+        assert server.request("POST", "/api/v1/us-west-2/bake", JENKINS_BODY)[1]["id"] == old["id"]
+
+        newest = server.request("POST", "/api/v1/us-west-2/bake", {**JENKINS_BODY, "package": "hello-svc"})[1]
+        assert newest["id"] != old["id"] and poll(server, newest["id"])["result"] == "SUCCESS"
+        assert records(repo, "hello")[0]["packages"] == {"hello-svc": "1.0.5"}
+        again = server.request("POST", "/api/v1/us-west-2/bake", JENKINS_BODY)[1]  # 1.0.4 is baked already
+        assert again["state"] == "COMPLETED" and again["id"] == old["id"]
+
+        status, missing, _ = server.request("POST", "/api/v1/us-west-2/bake", {**JENKINS_BODY, "package": "hello-svc_7.7.7_all"})
+        assert status == 400 and "7.7.7" in missing["message"], missing
+    finally:
+        stop(server)
+        apt.stop()

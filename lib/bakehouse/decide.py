@@ -26,7 +26,7 @@ versions of packages its image has (updates.py); the reasons name each one.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -39,7 +39,7 @@ from .errors import BakehouseError, PackageError
 from .fingerprint import KEY_SCHEMA, Summary, content_key, explain, summarise
 from .legacy import schema1_key
 from .model import Bake, BakeGraph
-from .packages import ResolvedPackage, resolve_packages
+from .packages import ResolvedPackage, resolve_packages, with_versions
 from .pins import read_pins
 from .project import Project
 from .providers import BakeJob, Provider
@@ -110,9 +110,12 @@ class Planner:
     (images that are up to date), so a service decided after its base baked sees the new base."""
 
     def __init__(
-        self, project: Project, graph: BakeGraph, providers: dict[str, Provider], now: datetime
+        self, project: Project, graph: BakeGraph, providers: dict[str, Provider], now: datetime,
+        versions: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self.project = project
+        # bake -> package -> version: the versions a bake request asked for (doit serve)
+        self.versions = versions or {}
         self.graph = graph
         self.providers = providers
         self.now = now
@@ -163,6 +166,11 @@ class Planner:
 
     def _decide(self, bake: Bake, forced: bool) -> Decision:
         provider = self.provider_of(bake.name)
+        asked = self.versions.get(bake.name)
+        if asked:  # taken from a repository at the version asked for: a pin, and in the key as any
+            bake = replace(bake, packages=with_versions(bake.where, bake.packages, asked), repositories=tuple(
+                replace(repository, packages=with_versions(bake.where, repository.packages, asked))
+                for repository in bake.repositories))
         packages = resolve_packages(
             self.project, bake.where, bake.packages, self.source_packages,
             bake.repositories, self.indexes, provider.architecture(bake) if bake.repositories else "",

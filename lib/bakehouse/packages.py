@@ -171,3 +171,20 @@ def _resolve_artifacts(
     return list(newest.values())
 
 
+
+
+def with_versions(where: str, specs: tuple[str, ...], versions: dict[str, str]) -> tuple[str, ...]:
+    """`specs` with each unpinned name that `versions` names pinned at that version (a bake
+    service request for one version: `doit serve`); a spec pinned otherwise is an error."""
+    changed = []
+    for spec in specs:
+        name, _, pinned = spec.partition("=")
+        wanted = None if is_artifact_spec(spec) else versions.get(name)
+        if wanted is None or pinned == wanted:
+            changed.append(spec)
+            continue
+        if pinned:
+            raise PackageError(f"{where}: pins {name}={pinned}, not the {wanted} asked for")
+        check_version(where, name, wanted)
+        changed.append(f"{name}={wanted}")
+    return tuple(changed)

@@ -9,6 +9,7 @@ fresh clone decides from the registry alone.
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import signal
 import sys
@@ -135,11 +136,31 @@ def planner_for(root: Path) -> Planner:
     return new_planner(root)
 
 
-def new_planner(root: Path) -> Planner:
-    """A planner that reads the bake files and the registry afresh (`doit serve`, per request)."""
+def new_planner(root: Path, versions: dict[str, dict[str, str]] | None = None) -> Planner:
+    """A planner that reads the bake files and the registry afresh (`doit serve`, per request).
+    `versions` (else BAKEHOUSE_VERSIONS, JSON) pins packages a bake takes from a repository:
+    {"hello": {"hello-svc": "1.0.5"}}, as a bake service request asks."""
     project = Project.at(root)
     graph = load_bakes(project)
-    return Planner(project, graph, open_providers(project, graph), now_utc())
+    if versions is None:
+        versions = requested_versions(os.environ.get(VERSIONS_VARIABLE, ""))
+    return Planner(project, graph, open_providers(project, graph), now_utc(), versions)
+
+
+VERSIONS_VARIABLE = "BAKEHOUSE_VERSIONS"
+
+
+def requested_versions(text: str) -> dict[str, dict[str, str]]:
+    if not text:
+        return {}
+    try:
+        found = json.loads(text)
+    except ValueError:
+        found = None
+    if not isinstance(found, dict) or not all(
+            isinstance(v, dict) and all(isinstance(x, str) for x in [*v, *v.values()]) for v in found.values()):
+        raise BakehouseError(f'{VERSIONS_VARIABLE} is not JSON such as {{"hello": {{"hello-svc": "1.0.5"}}}}')
+    return found
 
 
 def planner_from_tasks(tasks: list[Any]) -> Planner:

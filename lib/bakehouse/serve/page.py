@@ -52,9 +52,9 @@ async function bake(name) {
 async function watch(id) {
   result.textContent = 'watching ' + id + '...';
   for (;;) {
+    const state = await (await fetch('/bakes/' + id)).json();
     const text = await (await fetch('/bakes/' + id + '/log')).text();
     log.textContent = text; log.scrollTop = log.scrollHeight;
-    const state = await (await fetch('/bakes/' + id)).json();
     if (state.state === 'succeeded' || state.state === 'failed') {
       result.textContent = state.bake + ': ' + state.state + ': ' +
         (state.outcome.error || state.outcome.image);
@@ -106,7 +106,7 @@ def _row(row: dict[str, Any], planned: dict[str, Any], running: RunState | None)
     action = planned.get("action", "error")
     state = f"{running.state}" if running else action
     why = planned.get("error") or "; ".join(planned.get("reasons") or []) or "up to date"
-    watch = (f' <button type="button" onclick="watch(\'{escape(running.id)}\')">Watch</button>'
+    watch = (f' <button type="button" class="watch-button" onclick="watch(\'{escape(running.id)}\')">Watch</button>'
              if running else "")
     return (f'<tr data-bake="{name}"><td>{name}</td>'
             f'<td><code>{escape(image["image_id"]) if image else "none yet"}</code></td>'

@@ -21,6 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..tasks import VERSIONS_VARIABLE
+
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 ENDED = (SUCCEEDED, FAILED)
 
@@ -47,6 +49,7 @@ class RunState:
     step: str | None = None  # the last line it printed
     exit_code: int | None = None
     outcome: Outcome | None = None
+    versions: dict[str, str] = field(default_factory=dict)  # packages pinned at a requested version
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,6 +58,10 @@ class RunState:
     def from_json(cls, data: dict[str, Any]) -> RunState:
         outcome = data.get("outcome")
         return cls(**{**data, "outcome": None if outcome is None else Outcome(**outcome)})
+
+
+def _versions_key(versions: dict[str, str] | None) -> str:
+    return json.dumps(versions or {}, sort_keys=True)
 
 
 def _now() -> str:
@@ -96,7 +103,7 @@ class Runner:
         self.command = command or [sys.executable, "-m", "doit"]
         self.lock = threading.Lock()
         self.runs: dict[str, Run] = {}
-        self.active: dict[tuple[str, bool], Run] = {}  # bake, rebake -> its queued or running run
+        self.active: dict[tuple[str, bool, str], Run] = {}  # bake, rebake, versions -> its run now
         self._load()
 
     def _load(self) -> None:
@@ -118,22 +125,26 @@ class Runner:
         with self.lock:
             return list(self.runs.values())
 
-    def active_run(self, bake: str) -> Run | None:
-        """The run of `bake` queued or running now, if any."""
+    def active_run(self, bake: str, versions: dict[str, str] | None = None) -> Run | None:
+        """The run of `bake` (with these versions pinned) queued or running now, if any."""
+        pinned = _versions_key(versions)
         with self.lock:
-            return self.active.get((bake, False)) or self.active.get((bake, True))
+            return self.active.get((bake, False, pinned)) or self.active.get((bake, True, pinned))
 
-    def start(self, bake: str, rebake: bool = False) -> tuple[Run, bool]:
+    def start(self, bake: str, rebake: bool = False, versions: dict[str, str] | None = None) -> tuple[Run, bool]:
         """A run of `bake`: the one already queued or running (shared), or a new one.
         Returns the run and whether it is new."""
+        pinned = _versions_key(versions)
         with self.lock:
-            running = self.active.get((bake, rebake)) or (None if rebake else self.active.get((bake, True)))
+            running = self.active.get((bake, rebake, pinned)) or (
+                None if rebake else self.active.get((bake, True, pinned)))
             if running is not None:
                 return running, False
             run_id = f"{bake}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
-            run = Run(RunState(run_id, bake, rebake, QUEUED, _now()), self.folder / f"{run_id}.log")
+            run = Run(RunState(run_id, bake, rebake, QUEUED, _now(), versions=dict(versions or {})),
+                      self.folder / f"{run_id}.log")
             self.runs[run_id] = run
-            self.active[(bake, rebake)] = run
+            self.active[(bake, rebake, pinned)] = run
             self._save(run)
         threading.Thread(target=self._bake, args=(run,), name=f"bake {run_id}", daemon=True).start()
         return run, True
@@ -161,6 +172,8 @@ class Runner:
             self._update(run, state=RUNNING, started_at=_now())
             args = [*self.command, f"bake:{run.state.bake}"] + (["--rebake"] if run.state.rebake else [])
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            if run.state.versions:  # the versions asked for, as the planner of that run reads them
+                env[VERSIONS_VARIABLE] = json.dumps({run.state.bake: run.state.versions})
             code: int
             try:
                 with open(run.log_path, "w", encoding="utf-8") as log, subprocess.Popen(
@@ -182,9 +195,10 @@ class Runner:
             outcome = self._outcome(run, code)
             self._update(run, state=SUCCEEDED if code == 0 else FAILED, ended_at=_now(), exit_code=code,
                          outcome=outcome)
+        key = (run.state.bake, run.state.rebake, _versions_key(run.state.versions))
         with self.lock:
-            if self.active.get((run.state.bake, run.state.rebake)) is run:
-                del self.active[(run.state.bake, run.state.rebake)]
+            if self.active.get(key) is run:
+                del self.active[key]
 
     def _outcome(self, run: Run, code: int) -> Outcome:
         if code == 0:

@@ -89,8 +89,9 @@ def parse_package(word: str) -> tuple[str, str | None]:
     return name, version or None
 
 
-def choose_bake(p: Planner, request: dict[str, Any], region: str) -> str:
-    """The one bake that installs every package the request names, checked against it."""
+def choose_bake(p: Planner, request: dict[str, Any], region: str) -> tuple[str, dict[str, str]]:
+    """The one bake that installs every package the request names, checked against it, and
+    the versions to pin: those asked for of packages it takes from a repository."""
     words = str(request.get("package") or "").split()
     if not words:
         raise Refused(400, "the request names no package (its 'package' is empty)")
@@ -116,18 +117,19 @@ def choose_bake(p: Planner, request: dict[str, Any], region: str) -> str:
         raise Refused(400, f"bakes {', '.join(n for n, _ in candidates)} all install {names}: "
                       "name one with base_os, or keep the package in one bake")
     name, installed = candidates[0]
+    pins: dict[str, str] = {}
     for package_name, version in wanted:
-        have = installed[package_name].version
-        if version is not None and have is not None and version != have:
-            raise Refused(400, f"{package_name}: bake {name} installs version {have}, not {version}")
+        package = installed[package_name]
+        if version is None or version == package.version:
+            continue
+        if package.origin in ("source", "artifact"):  # built here: the repository decides its version
+            raise Refused(400, f"{package_name}: bake {name} installs version {package.version} "
+                               f"(built in this repository), not {version}")
+        pins[package_name] = version
     places = p.provider_of(name).places(p.graph[name])
     if places != ("local",) and region not in places:
         raise Refused(400, f"bake {name} is not baked in {region} (its regions: {', '.join(places)})")
-    return name
-
-
-def done_run(settings: Any, name: str) -> Run:
-    return settings.runner.done(name, views.outcome(settings.root, name))
+    return name, pins
 
 
 async def body_of(request: Request) -> dict[str, Any]:
@@ -161,16 +163,23 @@ async def post_bake(request: Request) -> Response:
     try:
         body = await body_of(request)
         p = await run_in_threadpool(views.planner, settings.root)
-        name = await run_in_threadpool(choose_bake, p, body, region)
+        name, pins = await run_in_threadpool(choose_bake, p, body, region)
+        if pins:  # decide as the bake will: with those versions pinned
+            p = await run_in_threadpool(views.planner, settings.root, {name: pins})
+            await run_in_threadpool(p.decide, name)
     except Refused as refused:
         return rosco_error(refused.status, refused.message)
+    except BakehouseError as error:  # e.g. a version the repository does not have
+        return rosco_error(400, str(error))
     forced = request.query_params.get("rebake") == "1"
-    running = None if forced else settings.runner.active_run(name)
+    running = None if forced else settings.runner.active_run(name, pins)
     if running is not None:
         return JSONResponse(bake_status(running))
-    if not forced and await run_in_threadpool(views.up_to_date, p, name):
-        return JSONResponse(bake_status(await run_in_threadpool(done_run, settings, name)))
-    run, _ = settings.runner.start(name, forced)
+    place = region if p.provider_of(name).places(p.graph[name]) != ("local",) else "local"
+    ready = None if forced else await run_in_threadpool(views.ready_in, p, name, place)
+    if ready is not None:  # "previously baked": COMPLETED at once, the same id every time
+        return JSONResponse(bake_status(settings.runner.done(name, ready)))
+    run, _ = settings.runner.start(name, forced, pins)
     return JSONResponse(bake_status(run))
 
 

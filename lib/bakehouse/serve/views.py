@@ -18,8 +18,8 @@ from ..tasks import new_planner
 from .runs import Outcome
 
 
-def planner(root: Path) -> Planner:
-    return new_planner(root)
+def planner(root: Path, versions: dict[str, dict[str, str]] | None = None) -> Planner:
+    return new_planner(root, versions or {})
 
 
 def age_text(image: ImageRecord, now: datetime) -> str:
@@ -58,6 +58,18 @@ def plan_of(p: Planner, names: list[str]) -> dict[str, Any]:
 def up_to_date(p: Planner, name: str) -> bool:
     """`name` and everything it builds on would bake nothing."""
     return all(row.action == "keep" for row in plan(p, [name]))
+
+
+def ready_in(p: Planner, name: str, place: str) -> Outcome | None:
+    """The image of `name`'s current inputs in `place`, when it is there already (so a
+    request for that place bakes nothing, even while another place of the bake is missing)."""
+    part = p.decide(name).part_at(place)
+    image = part.current if part.up_to_date else None
+    if image is None and part.action == "bake-missing" and place not in part.missing:
+        image = part.partial
+    if image is None or place not in image.locations:
+        return None
+    return Outcome(image=image.image_id, locations=dict(image.locations), base_image=image.base_image)
 
 
 def outcome(root: Path, name: str) -> Outcome:
