@@ -33,15 +33,19 @@ the machine, into bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,7 +168,8 @@ def _templates_of(repo: Path) -> dict[str, bytes]:
 def repo_with_services(name: str, services: int) -> Path:
     repo = WORK / name
     shutil.rmtree(repo, ignore_errors=True)
-    shutil.copytree(base_repo(), repo, ignore=shutil.ignore_patterns(".doit.db*", "build"))
+    # without the layer cache: it holds device nodes (dev/zero...), which a copy would read forever
+    shutil.copytree(base_repo(), repo, symlinks=True, ignore=shutil.ignore_patterns(".doit.db*", "build", "layers"))
     for n in range(1, services + 1):
         (repo / "bakes" / f"svc{n}.toml").write_text(SERVICE.format(n=n))
     run(doit("package"), repo)
@@ -191,7 +196,7 @@ def seed_registry(repo: Path) -> None:
             provider="local", locations={"local": str(artifact.relative_to(project.state_dir))},
             base_image=None if decision.base_image is None else decision.base_image.image_id,
             packages={p.name: p.version for p in decision.packages}, summary=decision.summary or {},
-        ))
+        ), io.StringIO())
 
 
 def deciding(runs: int) -> list[str]:
@@ -517,8 +522,71 @@ def aws_deciding(runs: int) -> list[str]:
     return lines
 
 
+def _serve(repo: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """`doit serve` on a free loopback port, up and answering; stopped by its pid by the caller."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = subprocess.Popen(doit("serve", "--port", str(port)), cwd=repo, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).read()
+            return server, port
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise SystemExit("doit serve did not start")
+
+
+def _requests_per_second(url: str, clients: int, seconds: float = 5.0) -> float:
+    done = [0] * clients
+    stop_at = time.monotonic() + seconds
+
+    def client(slot: int) -> None:
+        while time.monotonic() < stop_at:
+            urllib.request.urlopen(url, timeout=60).read()
+            done[slot] += 1
+
+    threads = [threading.Thread(target=client, args=(slot,)) for slot in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(done) / seconds
+
+
+def serve(runs: int) -> list[str]:
+    """doit serve on 100 services (registry seeded, as for deciding): GET /amis requests per
+    second, and what a POST of an up-to-date bake costs next to `doit plan` of that bake."""
+    repo = repo_with_services("serve-100", 100)
+    seed_registry(repo)
+    server, port = _serve(repo)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        one, four = _requests_per_second(f"{url}/amis", 1), _requests_per_second(f"{url}/amis", 4)
+
+        def post() -> Sample:
+            start = time.perf_counter()
+            request = urllib.request.Request(f"{url}/bake/svc1", method="POST")
+            answer = json.loads(urllib.request.urlopen(request, timeout=60).read())
+            assert answer["state"] == "up to date", answer
+            return Sample(time.perf_counter() - start, 0)
+
+        posted = median_of(runs, post)
+        planned = median_of(runs, lambda: run(doit("plan", "svc1"), repo))
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    return ["| bakes | `GET /amis`, 1 client | 4 clients | `POST /bake/svc1` (up to date) | `doit plan svc1` | added |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: |",
+            f"| 101 | {one:.1f} req/s | {four:.1f} req/s | {posted.seconds * 1000:.0f} ms | "
+            f"{planned.seconds * 1000:.0f} ms | {(posted.seconds - planned.seconds) * 1000:+.0f} ms |"]
+
+
 SECTIONS = {"deciding": deciding, "aws-deciding": aws_deciding, "overhead": overhead, "parallel": parallel,
-            "local": local, "runners": runners}
+            "local": local, "runners": runners, "serve": serve}
 NAMED_ONLY = {"soak": soak}  # minutes long, and downloads the real base: run when asked for
 
 

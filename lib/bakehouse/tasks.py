@@ -27,7 +27,7 @@ from .decide import Decision, Planner
 from .definitions import load_bakes
 from .epoch import now_utc
 from .errors import BakehouseError
-from .model import Bake
+from .model import Bake, BakeGraph
 from .packages import is_artifact_spec
 from .project import Project
 from .providers import open_providers
@@ -136,12 +136,14 @@ def planner_for(root: Path) -> Planner:
     return new_planner(root)
 
 
-def new_planner(root: Path, versions: dict[str, dict[str, str]] | None = None) -> Planner:
-    """A planner that reads the bake files and the registry afresh (`doit serve`, per request).
-    `versions` (else BAKEHOUSE_VERSIONS, JSON) pins packages a bake takes from a repository:
-    {"hello": {"hello-svc": "1.0.5"}}, as a bake service request asks."""
+def new_planner(
+    root: Path, versions: dict[str, dict[str, str]] | None = None, graph: BakeGraph | None = None
+) -> Planner:
+    """A planner that reads the registry afresh, and the bake files unless `graph` is given
+    (`doit serve`, per request). `versions` (else BAKEHOUSE_VERSIONS, JSON) pins packages a
+    bake takes from a repository: {"hello": {"hello-svc": "1.0.5"}}, as a bake service request asks."""
     project = Project.at(root)
-    graph = load_bakes(project)
+    graph = graph or load_bakes(project)
     if versions is None:
         versions = requested_versions(os.environ.get(VERSIONS_VARIABLE, ""))
     return Planner(project, graph, open_providers(project, graph), now_utc(), versions)

@@ -12,14 +12,35 @@ from typing import Any
 
 from ..commands.plan import plan, plan_json
 from ..decide import Planner
+from ..definitions import load_bakes
+from ..model import BakeGraph
+from ..project import Project
 from ..errors import BakehouseError
 from ..registry import ImageRecord, created_at, in_use
 from ..tasks import new_planner
 from .runs import Outcome
 
 
+_graphs: dict[Path, tuple[tuple[Any, ...], BakeGraph]] = {}
+
+
 def planner(root: Path, versions: dict[str, dict[str, str]] | None = None) -> Planner:
-    return new_planner(root, versions or {})
+    """A planner that reads the registry afresh; the bake files are parsed again only when
+    one of them (or the list of templates) changed, which saves most of a request's time."""
+    project = Project.at(root)
+    seen = _signature(project)
+    cached = _graphs.get(project.root)
+    if cached is None or cached[0] != seen:
+        cached = (seen, load_bakes(project))
+        _graphs[project.root] = cached
+    return new_planner(root, versions or {}, cached[1])
+
+
+def _signature(project: Project) -> tuple[Any, ...]:
+    files = sorted(project.bakes_dir.glob("*.toml")) + [project.root / "bakehouse.toml"]
+    stats = tuple((path.name, path.stat().st_mtime_ns, path.stat().st_size) for path in files if path.is_file())
+    templates = tuple(sorted(str(path) for path in project.templates_dir.rglob("*")))
+    return stats, templates
 
 
 def age_text(image: ImageRecord, now: datetime) -> str:
