@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -439,3 +438,27 @@ def test_a_spinnaker_request_for_a_version_from_an_apt_repository_bakes_that_ver
     finally:
         stop(server)
         apt.stop()
+
+
+def test_runs_beyond_the_limit_wait_queued_and_then_run(tmp_path: Path) -> None:
+    """The runner alone, with a stand-in for `doit` (a script that prints and sleeps), to see
+    the queue without baking: with a limit of one, a second bake waits until the first ends."""
+    from bakehouse.serve.runs import Outcome, Runner
+
+    release = tmp_path / "release"
+    script = ("import pathlib, sys, time\nprint('started', sys.argv[1], flush=True)\n"
+              f"while not pathlib.Path({str(release)!r}).exists(): time.sleep(0.05)\n")
+    runner = Runner(tmp_path, tmp_path / "state", lambda name: Outcome(image=f"{name}-image"), limit=1,
+                    command=[sys.executable, "-c", script])
+    first, _ = runner.start("one")
+    second, _ = runner.start("two")
+    deadline = time.monotonic() + 30
+    while first.state.state != "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert (first.state.state, second.state.state) == ("running", "queued")
+    release.touch()
+    while not (first.ended and second.ended) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [run.state.state for run in (first, second)] == ["succeeded", "succeeded"]
+    assert second.state.outcome == Outcome(image="two-image") and second.output() == "started bake:two\n"
