@@ -138,6 +138,11 @@ class Provider(Protocol):
         looking inside it (a local base's mirror); () where the image names its own."""
         ...
 
+    def os_name(self, bake: Bake) -> str:
+        """The OS a base bake's images are (a Debian suite, an AMI bake's `os`), as Spinnaker's
+        `base_os` names it (doit serve)."""
+        ...
+
     def places(self, bake: Bake) -> tuple[str, ...]:
         """Every place a complete image of `bake` must exist: ("local",) or its regions."""
         ...

@@ -29,7 +29,6 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from ..decide import Planner
 from ..errors import BakehouseError
-from ..providers.local.settings import LocalSource
 from . import views
 from .runs import FAILED, SUCCEEDED, Run
 
@@ -63,9 +62,7 @@ def bake_status(run: Run) -> dict[str, Any]:
 def base_os(p: Planner, name: str) -> str:
     """The OS a bake's images start from: its root base's suite (local) or `os` (AWS)."""
     root = p.graph.chain(name)[0]
-    if isinstance(root.source, LocalSource):
-        return root.source.suite
-    return str(getattr(root.settings, "os", "linux"))
+    return p.provider_of(root.name).os_name(root)
 
 
 def base_images(p: Planner) -> list[dict[str, Any]]:

@@ -69,7 +69,9 @@ def amis(p: Planner) -> list[dict[str, Any]]:
 
 
 def images_of(p: Planner, name: str, limit: int) -> list[dict[str, Any]]:
-    return [image_json(image, p.now) for image in p.images(name)[:limit]]
+    """The newest images, as `doit images --json` shows them (a local image's digest and sizes too)."""
+    registry = p.provider_of(name).registry
+    return [{**image_json(image, p.now), **registry.facts(image)} for image in p.images(name)[:limit]]
 
 
 def plan_of(p: Planner, names: list[str]) -> dict[str, Any]:

@@ -154,6 +154,9 @@ class AwsProvider:
     def package_sources(self, bake: Bake) -> tuple[Repository, ...]:
         return ()  # an AMI names its own: listed inside it over SSH (contents.py)
 
+    def os_name(self, bake: Bake) -> str:
+        return settings_of(bake).os
+
     def places(self, bake: Bake) -> tuple[str, ...]:
         return settings_of(bake).regions
 

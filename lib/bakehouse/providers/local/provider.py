@@ -60,6 +60,9 @@ class LocalProvider:
                 raise PackageError(f"{bake.where}: source.mirror: cannot read {mirror}: {error.strerror}") from None
         return parse_sources(mirror, source.suite, f"{bake.where}: source.mirror")
 
+    def os_name(self, bake: Bake) -> str:
+        return bake.source.suite if isinstance(bake.source, LocalSource) else "linux"
+
     def places(self, bake: Bake) -> tuple[str, ...]:
         return ("local",)
 
