@@ -36,6 +36,7 @@ LABELS = ("release", "candidate", "previous", "unstable", "foundation")  # Rosco
 CLOUD_PROVIDERS = ("aws", "azure", "docker", "gce", "openstack", "titus", "oracle", "alicloud",
                    "huaweicloud", "tencentcloud")
 MAX_BODY = 64 * 1024
+NEEDS_TOKEN = "this bakery needs its token as a path prefix of the bakery URL: /t/<token>/"
 
 
 class Refused(Exception):
@@ -155,7 +156,7 @@ def token_ok(request: Request, starts_work: bool = False) -> bool:
 async def post_bake(request: Request) -> Response:
     settings = request.app.state.settings
     if not token_ok(request, starts_work=True):
-        return rosco_error(401, "this bakery needs its token as a path prefix of the bakery URL: /t/<token>/")
+        return rosco_error(401, NEEDS_TOKEN)
     region = request.path_params["region"]
     try:
         body = await body_of(request)
@@ -180,26 +181,26 @@ async def post_bake(request: Request) -> Response:
     return JSONResponse(bake_status(run))
 
 
-def _run(request: Request, key: str) -> Run | None:
-    found: Run | None = request.app.state.settings.runner.get(request.path_params[key])
-    return found
+def _find(request: Request, status: int, what: str) -> Run | Response:
+    """The run the path names, or the error Rosco answers: a wrong token, an unknown id."""
+    if not token_ok(request):
+        return rosco_error(401, NEEDS_TOKEN)
+    run: Run | None = request.app.state.settings.runner.get(request.path_params["id"])
+    if run is None or (what == "bake" and (run.state.state != SUCCEEDED or run.state.outcome is None)):
+        return rosco_error(status, f"Unable to retrieve {what} for '{request.path_params['id']}'.")
+    return run
 
 
 async def get_status(request: Request) -> Response:
-    if not token_ok(request):
-        return rosco_error(401, "this bakery needs its token as a path prefix of the bakery URL: /t/<token>/")
-    run = _run(request, "id")
-    if run is None:
-        return rosco_error(400, f"Unable to retrieve status for '{request.path_params['id']}'.")
-    return JSONResponse(bake_status(run))
+    run = _find(request, 400, "status")
+    return run if isinstance(run, Response) else JSONResponse(bake_status(run))
 
 
 async def get_bake(request: Request) -> Response:
-    if not token_ok(request):
-        return rosco_error(401, "this bakery needs its token as a path prefix of the bakery URL: /t/<token>/")
-    run = _run(request, "id")
-    if run is None or run.state.state != SUCCEEDED or run.state.outcome is None:
-        return rosco_error(400, f"Unable to retrieve bake for '{request.path_params['id']}'.")
+    run = _find(request, 400, "bake")
+    if isinstance(run, Response):
+        return run
+    assert run.state.outcome is not None
     region = request.path_params["region"]
     outcome = run.state.outcome
     locations = outcome.locations
@@ -214,12 +215,8 @@ async def get_bake(request: Request) -> Response:
 
 
 async def get_logs(request: Request) -> Response:
-    if not token_ok(request):
-        return rosco_error(401, "this bakery needs its token as a path prefix of the bakery URL: /t/<token>/")
-    run = _run(request, "id")
-    if run is None:
-        return rosco_error(404, f"Unable to retrieve logs for '{request.path_params['id']}'.")
-    return JSONResponse({"logsContent": run.output()})
+    run = _find(request, 404, "logs")
+    return run if isinstance(run, Response) else JSONResponse({"logsContent": run.output()})
 
 
 async def bake_options(request: Request) -> Response:
