@@ -111,9 +111,12 @@ class Planner:
 
     def __init__(
         self, project: Project, graph: BakeGraph, providers: dict[str, Provider], now: datetime,
-        versions: dict[str, dict[str, str]] | None = None,
+        versions: dict[str, dict[str, str]] | None = None, freshness: bool = True,
     ) -> None:
         self.project = project
+        # False: an image of the current inputs is current however old (doit verify compares
+        # what inputs make, whatever rebuild_every says of their age)
+        self.freshness = freshness
         # bake -> package -> version: the versions a bake request asked for (doit serve)
         self.versions = versions or {}
         self.graph = graph
@@ -285,6 +288,8 @@ class Planner:
         return explain(used.summary if used is not None else None, summary) + ([outdated] if outdated else [])
 
     def _stale(self, bake: Bake, image: ImageRecord) -> str | None:
+        if not self.freshness:
+            return None
         return staleness(bake.rebuild_every, self.now, created_at(image))
 
     def _summary(

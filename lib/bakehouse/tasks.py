@@ -137,7 +137,8 @@ def planner_for(root: Path) -> Planner:
 
 
 def new_planner(
-    root: Path, versions: dict[str, dict[str, str]] | None = None, graph: BakeGraph | None = None
+    root: Path, versions: dict[str, dict[str, str]] | None = None, graph: BakeGraph | None = None,
+    freshness: bool = True,
 ) -> Planner:
     """A planner that reads the registry afresh, and the bake files unless `graph` is given
     (`doit serve`, per request). `versions` (else BAKEHOUSE_VERSIONS, JSON) pins packages a
@@ -146,7 +147,7 @@ def new_planner(
     graph = graph or load_bakes(project)
     if versions is None:
         versions = requested_versions(os.environ.get(VERSIONS_VARIABLE, ""))
-    return Planner(project, graph, open_providers(project, graph), now_utc(), versions)
+    return Planner(project, graph, open_providers(project, graph), now_utc(), versions, freshness)
 
 
 VERSIONS_VARIABLE = "BAKEHOUSE_VERSIONS"

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Build a Debian root filesystem with mmdebstrap, as an OCI image (one layer) at $OUTPUT.
 # Environment (set by the template): OUTPUT (the image's OCI layout, a directory), REF (its
-# name in the layout), CREATED (its time), ARCHITECTURE (dpkg's), IMAGE_TOOL (bakehouse-image),
+# name in the layout), CREATED (its time in the image), SOURCE_DATE_EPOCH (every time in it, so the
+# same inputs give the same bytes), ARCHITECTURE (dpkg's), IMAGE_TOOL (bakehouse-image),
 # LAYER_CACHE (where service bakes find base layers unpacked: this one is left there too),
 # SUITE, VARIANT, MIRROR (a sources line or file),
 # INCLUDE (newline-separated package specs and .deb paths), EXPECT (name[=version] per line),
@@ -49,7 +50,10 @@ if [ "${#tests[@]}" -gt 0 ]; then
     chmod +x "$check/run-tests"
     args+=(--customize-hook="$check/run-tests")
 fi
-echo "local-base: mmdebstrap ${args[*]} $SUITE"
+# The host's resolver and name, which mmdebstrap copies in, differ from host to host: a
+# reproducible image holds neither (a container runtime provides both).
+args+=(--customize-hook='rm -f "$1/etc/resolv.conf" "$1/etc/hostname"')
+echo "local-base: mmdebstrap ${args[*]} $SUITE (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH)"
 # Cancelled, packer may exit before mmdebstrap has unmounted /proc, /sys, /dev/pts and the
 # host's /dev/shm from its scratch root and removed it; its output then goes nowhere. With
 # SIGPIPE ignored (inherited), a write to that pipe fails instead of killing mmdebstrap

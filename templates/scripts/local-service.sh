@@ -2,7 +2,8 @@
 # Make a service image: the base image's layers plus one layer of what installing its
 # packages changed, as an OCI image at $OUTPUT.
 # Environment (set by the template): BASE_IMAGE (the base's OCI layout), OUTPUT (this image's),
-# REF (its name in the layout), CREATED (its time), IMAGE_TOOL (bakehouse-image), LAYER_CACHE
+# REF (its name in the layout), CREATED (its time in the image), SOURCE_DATE_EPOCH (no time in its
+# layer is later), IMAGE_TOOL (bakehouse-image), LAYER_CACHE
 # (the base's layers unpacked, shared by bakes), INSTALL_SCRIPT, DEBS (newline-separated .deb
 # paths), PACKAGES (name=version per line, every package), CONTENTS_SCRIPT and CONTENTS (list
 # the image's packages into that file), RUN_TESTS and TESTS (newline-separated test scripts,
@@ -63,7 +64,7 @@ mapfile -t specs <<< "$PACKAGES"
 
 echo "local-service: installing ${specs[*]:-nothing}"
 # A clean environment: nothing of this host's (TMPDIR, HOME, locale, ...) reaches the image.
-env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 \
+env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 SOURCE_DATE_EPOCH="$SOURCE_DATE_EPOCH" \
     chroot "$root" /bin/sh /tmp/bakehouse/install-packages.sh /tmp/bakehouse/debs "${specs[@]}"
 rm -rf "$inbox"
 
@@ -73,7 +74,17 @@ if [ "${#tests[@]}" -gt 0 ]; then
     sh "$RUN_TESTS" "$root" "${tests[@]}"
 fi
 sh "$CONTENTS_SCRIPT" "$root/var/lib/dpkg" > "$CONTENTS"
+# What differs from bake to bake of the same inputs (logs with times in them, ldconfig's cache
+# of file times, Python's byte-code) stays out of the layer, as mmdebstrap leaves it out of a
+# base: the same inputs give the same image, byte for byte.
+for file in var/log/dpkg.log var/log/alternatives.log var/log/apt/history.log var/log/apt/term.log \
+        var/log/apt/eipp.log.xz var/cache/ldconfig/aux-cache; do
+    rm -f "$root/$file"
+done
+(cd "$work/upper" && find . -name '*.pyc' -type f) | while IFS= read -r compiled; do
+    rm -f "$root/$compiled"
+done
 
 "$IMAGE_TOOL" commit "$work" "$BASE_IMAGE" "$OUTPUT" --ref "$REF" --created "$CREATED" \
-    --created-by "bakehouse: installed ${specs[*]:-nothing}"
+    --created-by "bakehouse: installed ${specs[*]:-nothing}" --source-date-epoch "$SOURCE_DATE_EPOCH"
 echo "local-service: wrote $OUTPUT"

@@ -101,12 +101,14 @@ def layer_from_tar(layout: Path, tar_path: Path) -> Layer:
         return sink.finish()
 
 
-def layer_from_upper(layout: Path, upper: Path) -> Layer:
-    """What an overlay's upper directory holds, in path order, its whiteouts as the OCI spec's."""
+def layer_from_upper(layout: Path, upper: Path, clamp: int | None = None) -> Layer:
+    """What an overlay's upper directory holds, in path order, its whiteouts as the OCI spec's;
+    with `clamp` (SOURCE_DATE_EPOCH), no time in it is later than that, in whole seconds, so
+    the same changes give the same layer, byte for byte, whenever they are made."""
     with _writing(layout) as sink:
         with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
             for name, path in overlay_changes(upper):
-                _add(tar, name, path)
+                _add(tar, name, path, clamp)
         return sink.finish()
 
 
@@ -134,7 +136,7 @@ def _opaque(path: Path) -> bool:
         return False
 
 
-def _add(tar: tarfile.TarFile, name: str, path: Path | None) -> None:
+def _add(tar: tarfile.TarFile, name: str, path: Path | None, clamp: int | None) -> None:
     if path is None:
         info = tarfile.TarInfo(name)
         info.mode, info.mtime = 0o644, 0
@@ -144,6 +146,8 @@ def _add(tar: tarfile.TarFile, name: str, path: Path | None) -> None:
     if info is None:
         return  # a socket: nothing a layer can hold
     info.uname = info.gname = ""
+    if clamp is not None:
+        info.mtime = min(int(info.mtime), clamp)
     if info.isreg():
         with path.open("rb") as content:
             tar.addfile(info, content)

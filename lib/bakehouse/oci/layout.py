@@ -30,6 +30,11 @@ REF_NAME = "org.opencontainers.image.ref.name"
 BASE_DIGEST = "org.opencontainers.image.base.digest"
 BASE_NAME = "org.opencontainers.image.base.name"
 CREATED = "org.opencontainers.image.created"
+# Every time inside a local image, as SOURCE_DATE_EPOCH (mmdebstrap, dpkg, the layers' tar
+# entries, the config): the Unix epoch, as Nix and apko use, since nothing in a bake's inputs
+# is a time. Two bakes of the same inputs then give the same bytes.
+SOURCE_DATE_EPOCH = 0
+EPOCH_TIME = "1970-01-01T00:00:00Z"
 TITLE = "org.opencontainers.image.title"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -6,7 +6,7 @@
     bakehouse-image root BASE_LAYOUT WORK --cache DIR
         WORK/root becomes the base image's tree, an overlay mount of its layers unpacked in
         the cache; WORK/upper receives what the bake changes
-    bakehouse-image commit WORK BASE_LAYOUT LAYOUT --ref NAME --created TIME --created-by TEXT
+    bakehouse-image commit WORK BASE_LAYOUT LAYOUT --ref NAME --created TIME --created-by TEXT [--source-date-epoch N]
         unmounts WORK/root; LAYOUT becomes the base's layers plus one layer of WORK/upper
 
 LAYOUT is written beside itself (LAYOUT.partial) and renamed into place when complete, so it
@@ -77,13 +77,15 @@ def commit(args: argparse.Namespace) -> None:
     base_image = read_image(args.base)
 
     def build(partial: Path) -> OciImage:
-        layer = layer_from_upper(partial, work / "upper")
+        layer = layer_from_upper(partial, work / "upper", args.source_date_epoch)
         link_layers(base_image, partial)
         layers = (*base_image.layers, layer)
         history = [{"created": args.created, "created_by": args.created_by}]
         config = image_config("", args.created, layers, history, base_image)
+        # The base by its name and digest, not by its image id (which holds when it was baked):
+        # the same base content gives the same service image, wherever and whenever it is baked.
         annotations = {CREATED: args.created, TITLE: args.ref, BASE_DIGEST: base_image.manifest.digest,
-                       BASE_NAME: args.base.name}
+                       BASE_NAME: base_image.ref}
         return write_image(partial, args.ref, config, layers, annotations)
 
     _write(args.layout, build)
@@ -121,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         writer.add_argument("--ref", required=True)
         writer.add_argument("--created", required=True)
         writer.add_argument("--created-by", default="bakehouse")
+    make_commit.add_argument("--source-date-epoch", type=int, default=None,
+                             help="clamp the layer's times to this (seconds since 1970), for reproducible layers")
     make_base.add_argument("--architecture", required=True)
     make_base.add_argument("--cache", type=Path, help="also keep the root unpacked in this layer cache")
     args = parser.parse_args(argv)

@@ -15,7 +15,7 @@ from ...aptrepo import Repository, host_architecture, parse_sources
 from ...errors import PackageError, PackerError
 from ...files import remove_path
 from ...logs import read_local_log
-from ...oci.layout import LayoutError, read_image
+from ...oci.layout import EPOCH_TIME, SOURCE_DATE_EPOCH, LayoutError, read_image
 from ...model import Bake
 from ...project import Project
 from ...registry import ImageRecord
@@ -90,6 +90,9 @@ class LocalProvider:
             "image": {
                 "id": job.image_id, "path": str(self._image_path(job)), "ref": job.bake.name,
                 "created": job.created, "architecture": self.architecture(job.bake),
+                # Every time inside the image: the same inputs give the same bytes (README,
+                # "Reproducible local images"); the record keeps `created`, the real time.
+                "source_date_epoch": SOURCE_DATE_EPOCH, "epoch_time": EPOCH_TIME,
             },
             "base_image": None if job.base_image is None else {
                 "id": job.base_image.image_id,

@@ -1,0 +1,78 @@
+"""Same inputs, same bytes: local images baked in two fresh repositories, in different
+directories and at different times (the clock override), are the same OCI images, and
+`doit verify` proves it, or names the file that differs, or the input it cannot get again.
+The tiny base keeps this quick; tests/test_main_job.py verifies the shipped minbase base."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+from apt_repository import AptRepository
+from conftest import new_repo
+from helpers import build_hello_deb, run_doit, write
+from test_apt_repository import repository_bake
+
+
+def digests(repo: Path) -> dict[str, tuple[str, str]]:
+    """bake -> (image id, OCI manifest digest) of its newest image, as `doit images` shows them."""
+    found = json.loads(run_doit(repo, "images", "--json", check=True).stdout)
+    return {bake: (images[0]["image_id"], images[0]["digest"]) for bake, images in found.items()}
+
+
+def test_two_fresh_repositories_bake_byte_identical_images_and_verify_proves_it(tmp_path: Path) -> None:
+    one, two = new_repo(tmp_path / "one"), new_repo(tmp_path / "second clone" / "two")
+    run_doit(one, env={"BAKEHOUSE_NOW": "2026-11-30T08:00:00Z"}, check=True)
+    run_doit(two, env={"BAKEHOUSE_NOW": "2026-12-09T23:59:00Z"}, check=True)
+    first, second = digests(one), digests(two)
+    for bake in ("base", "hello"):
+        assert first[bake][0] != second[bake][0]  # other image ids: baked at other times
+        assert first[bake][1] == second[bake][1], bake  # the same bytes
+    layout = next((one / ".bakehouse" / "images" / "hello").iterdir())
+    inspected = json.loads(subprocess.run(["skopeo", "inspect", f"oci:{layout}:hello"], check=True,
+                                          capture_output=True, text=True).stdout)
+    assert inspected["Digest"] == first["hello"][1] and inspected["Created"].startswith("1970-01-01T00:00:00")
+
+    verified = run_doit(two, "verify", env={"BAKEHOUSE_NOW": "2027-01-05T12:00:00Z"})
+    assert verified.returncode == 0, verified.output
+    assert f"base: reproducible ({second['base'][1]})" in verified.output
+    assert f"hello: reproducible ({second['hello'][1]})" in verified.output
+    assert not list(two.parent.glob(".two.verify*"))  # the scratch repository is gone
+    assert digests(two) == second  # and the registry is as it was
+
+
+def test_verify_names_the_file_an_unreproducible_step_writes(repo: Path) -> None:
+    write(repo / "templates" / "scripts" / "stamp.sh", "#!/bin/sh\ndate +%s%N > /etc/baked-at\n")
+    bake = repo / "bakes" / "hello.toml"
+    bake.write_text(bake.read_text().replace('base = "base"', 'base = "base"\ntests = ["scripts/stamp.sh"]'))
+    run_doit(repo, check=True)
+    verified = run_doit(repo, "verify", "hello")
+    assert verified.returncode == 1, verified.output
+    assert "base: reproducible (sha256:" in verified.output
+    assert "hello: NOT reproducible: hello-" in verified.output
+    assert "  layer 2: etc/baked-at: content differs\n" in verified.output
+
+
+def test_verify_says_what_it_cannot_get_again_or_compare_with(repo: Path, tmp_path: Path) -> None:
+    not_baked = run_doit(repo, "verify", "hello")
+    assert not_baked.returncode == 2
+    assert "hello: cannot verify: hello: no image of its current inputs to verify" in not_baked.output
+
+    apt = AptRepository(tmp_path / "apt")
+    deb = build_hello_deb(repo, "1.0.4", tmp_path)
+    apt.publish(deb)
+    apt.serve()
+    try:
+        (repo / "bakes" / "hello.toml").unlink()
+        write(repo / "bakes" / "hello.toml", repository_bake(apt.url))
+        run_doit(repo, "plan", "--lock")  # pinned: the plan no longer reads the index
+        run_doit(repo, check=True)
+        (apt.pool / deb.name).unlink()  # gone from the repository...
+        shutil.rmtree(repo / ".bakehouse" / "cache" / "debs")  # ...and from the cache
+        gone = run_doit(repo, "verify", "hello")
+        assert gone.returncode == 2, gone.output
+        assert "hello-svc 1.0.4, pinned by bakehouse.lock, can no longer be had" in gone.output
+    finally:
+        apt.stop()
