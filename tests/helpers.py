@@ -56,9 +56,10 @@ def image_file(repo: Path, record: dict) -> Path:
 
 def image_layers(layout: Path) -> list[Path]:
     """The layer blobs of the one image in an OCI layout, bottom first, read as the image
-    spec says (index.json, then the manifest), not through bakehouse."""
+    spec says (index.json, then the manifest), not through bakehouse: the image is the entry
+    with a ref name (the other is its provenance, a referrer)."""
     index = json.loads((layout / "index.json").read_text())
-    (entry,) = index["manifests"]
+    (entry,) = [m for m in index["manifests"] if "org.opencontainers.image.ref.name" in m.get("annotations", {})]
     manifest = json.loads(_blob(layout, entry["digest"]).read_text())
     return [_blob(layout, layer["digest"]) for layer in manifest["layers"]]
 

@@ -76,3 +76,58 @@ def test_verify_says_what_it_cannot_get_again_or_compare_with(repo: Path, tmp_pa
         assert "hello-svc 1.0.4, pinned by bakehouse.lock, can no longer be had" in gone.output
     finally:
         apt.stop()
+
+
+def test_each_image_carries_its_provenance_as_an_in_toto_slsa_statement(repo: Path, tmp_path: Path) -> None:
+    from google.protobuf import json_format
+    from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
+    from in_toto_attestation.v1 import statement_pb2
+    from in_toto_attestation.v1.statement import Statement
+
+    git = ["git", "-C", str(repo), "-c", "user.name=bakehouse tests", "-c", "user.email=tests@example.invalid"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "bakes", "templates", "packages", "dodo.py"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "the example"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    run_doit(repo, check=True)
+    images = digests(repo)
+
+    shown = run_doit(repo, "images", "--provenance", "hello")
+    assert shown.returncode == 0, shown.output
+    found = json.loads(shown.stdout)
+    # the in-toto Statement and the SLSA provenance v1 predicate, as their schemas (protobufs) say
+    Statement.copy_from_pb(json_format.ParseDict(found, statement_pb2.Statement())).validate()
+    provenance = json_format.ParseDict(found["predicate"], provenance_pb2.Provenance())
+    assert found["predicateType"] == "https://slsa.dev/provenance/v1"
+    assert found["subject"] == [{"name": "hello", "digest": {"sha256": images["hello"][1].removeprefix("sha256:")}}]
+
+    definition = provenance.build_definition
+    assert json_format.MessageToDict(definition.internal_parameters)["key"] == json.loads(
+        run_doit(repo, "plan", "--json").stdout)["bakes"][1]["key"]
+    dependencies = {dep.name: dep for dep in definition.resolved_dependencies}
+    (deb,) = (repo / "dist").glob("hello-svc_*.deb")
+    import hashlib
+    assert dependencies["hello-svc"].digest["sha256"] == hashlib.sha256(deb.read_bytes()).hexdigest()
+    assert dependencies["hello-svc"].uri == "pkg:deb/debian/hello-svc@1.0.4?arch=amd64"
+    script = repo / "templates" / "scripts" / "install-packages.sh"
+    assert dependencies["templates/scripts/install-packages.sh"].digest["sha256"] == hashlib.sha256(
+        script.read_bytes()).hexdigest()
+    base = next(dep for name, dep in dependencies.items() if name.startswith("base image "))
+    assert "sha256:" + base.digest["sha256"] == images["base"][1]
+    assert dependencies["repository"].digest["gitCommit"] == head
+    tools = dict(provenance.run_details.builder.version)
+    assert tools["packer"].startswith("Packer v") and tools["mmdebstrap"].startswith("mmdebstrap ")
+    assert "dpkg" in tools["dpkg"] and provenance.run_details.metadata.invocation_id == images["hello"][0]
+    assert json.loads(run_doit(repo, "images", "--provenance", "base").stdout)["subject"][0]["digest"][
+        "sha256"] == images["base"][1].removeprefix("sha256:")
+
+    # The statement is a referrer in the layout: the image is as it was, and copies as it was.
+    layout = next((repo / ".bakehouse" / "images" / "hello").iterdir())
+    copied = tmp_path / "copied"
+    subprocess.run(["skopeo", "copy", "-q", f"oci:{layout}:hello", f"oci:{copied}:hello"], check=True)
+    inspected = json.loads(subprocess.run(["skopeo", "inspect", f"oci:{copied}:hello"], check=True,
+                                          capture_output=True, text=True).stdout)
+    assert inspected["Digest"] == images["hello"][1]
+    subprocess.run(["umoci", "raw", "unpack", "--rootless", "--image", f"{layout}:hello", str(tmp_path / "root")],
+                   check=True, capture_output=True)
+    assert (tmp_path / "root" / "opt" / "hello-svc" / "VERSION").read_text().strip() == "1.0.4"

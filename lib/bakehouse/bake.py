@@ -219,6 +219,7 @@ def _run(
     )
     try:
         shared.check(job.bake.name)  # a runner whose lease was taken over records nothing
+        provider.attest(job, image, out)  # what it was made from, kept with it
         provider.keep(job, None, out)  # its log and manifest where every runner can read them
         if provider.out_of_line(decision.bake, image):
             provider.bring_in_line(decision.bake, image, out)  # before it counts: shared as the bake says

@@ -158,6 +158,10 @@ class Registry(Protocol):
         """What `doit images` shows of `image` beyond its record (a digest, sizes); may be {}."""
         ...
 
+    def attestations(self, image: ImageRecord) -> list[dict[str, Any]]:
+        """The in-toto statements kept with `image` (its provenance: provenance.py); may be []."""
+        ...
+
     def used_outside(self, images: list[ImageRecord]) -> dict[str, list[str]]:
         """Images something outside bakehouse uses (an instance, a launch template...), by id,
         with what uses each; an image this cannot be sure of is reported as used."""

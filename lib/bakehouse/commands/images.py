@@ -6,7 +6,8 @@ region:AMI), when it was made, its packages with versions, and the base image it
 for AMIs, who may launch them (private, public, or the accounts shared with).
 
 `--packages IMAGE` prints what is inside one image (its package manifest, contents.py) and
-`--sbom IMAGE` the same as a CycloneDX 1.6 JSON SBOM (sbom.py); IMAGE is an image id, an AMI
+`--sbom IMAGE` the same as a CycloneDX 1.6 JSON SBOM (sbom.py), `--provenance IMAGE` the in-toto
+statement kept with it (provenance.py); IMAGE is an image id, an AMI
 id, or a bake name (its image in use).
 """
 
@@ -88,10 +89,15 @@ class ImagesCommand(DoitCmdBase):
          "help": "print the packages inside IMAGE (an image id, an AMI id, or a bake: its image in use)"},
         {"name": "sbom", "long": "sbom", "type": str, "default": "",
          "help": "print IMAGE's packages as a CycloneDX 1.6 JSON SBOM"},
+        {"name": "provenance", "long": "provenance", "type": str, "default": "",
+         "help": "print IMAGE's provenance: the in-toto statement (SLSA provenance v1) kept with it"},
     )
 
-    def _execute(self, limit: int, as_json: bool, packages: str, sbom: str, pos_args: list[str]) -> int:
+    def _execute(self, limit: int, as_json: bool, packages: str, sbom: str, provenance: str,
+                 pos_args: list[str]) -> int:
         planner = planner_from_tasks(self.task_list)
+        if provenance:
+            return self._provenance(planner, provenance)
         if packages or sbom:
             return self._contents(planner, packages or sbom, as_json, as_sbom=bool(sbom))
         names = [name.removeprefix("bake:") for name in pos_args or []]
@@ -114,6 +120,20 @@ class ImagesCommand(DoitCmdBase):
         self.outstream.write(catalogue_text(catalogue, launch, facts) + prunable(planner, shown) + "\n")
         return 0
 
+
+    def _provenance(self, planner: Planner, name: str) -> int:
+        try:
+            image = find_image(planner, name)
+            found = planner.provider_of(image.bake).registry.attestations(image)
+        except BakehouseError as error:
+            sys.stderr.write(f"ERROR: {error}\n")
+            return 2
+        if not found:
+            sys.stderr.write(f"ERROR: {image.image_id} has no provenance kept with it (AMIs have none yet; "
+                             "local images baked before provenance was kept neither)\n")
+            return 2
+        self.outstream.write(json.dumps(found[-1], indent=2) + "\n")
+        return 0
 
     def _contents(self, planner: Planner, name: str, as_json: bool, as_sbom: bool) -> int:
         try:

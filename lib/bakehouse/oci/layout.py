@@ -99,7 +99,8 @@ def read_image(layout: Path) -> OciImage:
     """The one image in `layout`; LayoutError, one line, if it is not a complete layout."""
     try:
         index = _json(layout / "index.json")
-        (entry,) = [m for m in index["manifests"] if m.get("mediaType") == MEDIA_MANIFEST]
+        # the image, not what refers to it (an attestation: attest.py)
+        (entry,) = [m for m in index["manifests"] if m.get("mediaType") == MEDIA_MANIFEST and "artifactType" not in m]
         manifest_blob = Blob(entry["digest"], int(entry["size"]), MEDIA_MANIFEST)
         manifest = _json(blob_path(layout, manifest_blob.digest))
         config_digest = manifest["config"]["digest"]

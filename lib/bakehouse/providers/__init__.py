@@ -214,6 +214,11 @@ class Provider(Protocol):
         the repository, or a URL every runner can read (shared state)."""
         ...
 
+    def attest(self, job: BakeJob, image: ImageRecord, out: TextIO) -> None:
+        """Keep the provenance of the image the job made (provenance.py) with it, before it is
+        recorded; a provider with no digest to name its images by keeps none."""
+        ...
+
     def keep(self, job: BakeJob, error: str | None, out: TextIO) -> None:
         """A bake ended (`error` None: it succeeded, before it is recorded): keep its log (and
         its manifest, and a failure's note) where log_ref() says, when that is not this

@@ -154,6 +154,9 @@ class AwsProvider:
     def package_sources(self, bake: Bake) -> tuple[Repository, ...]:
         return ()  # an AMI names its own: listed inside it over SSH (contents.py)
 
+    def attest(self, job: BakeJob, image: ImageRecord, out: TextIO) -> None:
+        pass  # an AMI has no digest for a statement's subject: its bytes are AWS's
+
     def os_name(self, bake: Bake) -> str:
         return settings_of(bake).os
 

@@ -151,6 +151,9 @@ class AwsRegistry:
             gib += sum(int((mapping.get("Ebs") or {}).get("VolumeSize") or 0) for mapping in ami.get("BlockDeviceMappings") or [])
         return gib * 2**30
 
+    def attestations(self, image: ImageRecord) -> list[dict[str, Any]]:
+        return []  # AMIs: no digest names an AMI's bytes for a statement to be about (yet)
+
     def facts(self, image: ImageRecord) -> dict[str, Any]:
         return {}  # an AMI's size is its snapshots' (size()); it has no digest
 

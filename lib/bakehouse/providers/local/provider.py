@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ...aptrepo import Repository, host_architecture, parse_sources
+from ...epoch import now_utc
 from ...errors import PackageError, PackerError
 from ...files import remove_path
 from ...logs import read_local_log
+from ...oci.attest import attach
 from ...oci.layout import EPOCH_TIME, SOURCE_DATE_EPOCH, LayoutError, read_image
 from ...model import Bake
 from ...project import Project
+from ...provenance import predicate, statement, tool_versions
 from ...registry import ImageRecord
 from .. import BakeJob, NotShared, SharedHold
 from .registry import OLD_FORMAT, LocalRegistry
@@ -25,6 +28,8 @@ from .settings import LocalSource
 
 HOST_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 IMAGE_TOOL = "bakehouse-image"  # oci/tool.py, installed beside this interpreter's scripts
+# The tools that make a local image, by the command that prints each one's version (provenance)
+TOOLS = {"packer": ["packer", "version"], "mmdebstrap": ["mmdebstrap", "--version"], "dpkg": ["dpkg", "--version"]}
 HOST_OS_RELEASE = Path("/etc/os-release")
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
 
@@ -59,6 +64,15 @@ class LocalProvider:
             except OSError as error:
                 raise PackageError(f"{bake.where}: source.mirror: cannot read {mirror}: {error.strerror}") from None
         return parse_sources(mirror, source.suite, f"{bake.where}: source.mirror")
+
+    def attest(self, job: BakeJob, image: ImageRecord, out: TextIO) -> None:
+        made = read_image(self._image_path(job))
+        base = None if job.base_image is None else self.registry.oci_image(job.base_image).manifest.digest
+        body = predicate(self.project.root, image, job.summary, job.packages, base, self.architecture(job.bake),
+                         now_utc(), tool_versions(TOOLS))
+        referrer = attach(made, statement(job.bake.name, made.manifest.digest, body))
+        out.write(f"[{job.bake.name}] provenance kept in its layout ({referrer}, an in-toto statement about "
+                  f"{made.manifest.digest})\n")
 
     def os_name(self, bake: Bake) -> str:
         return bake.source.suite if isinstance(bake.source, LocalSource) else "linux"

@@ -25,6 +25,7 @@ from typing import Any, TextIO
 from ...contents import Manifest, read_manifest
 from ...errors import RegistryError
 from ...files import remove_path, write_atomically
+from ...oci.attest import statements
 from ...oci.cache import LayerCache
 from ...oci.layout import LayoutError, OciImage, own_size, read_image
 from ...registry import ImageRecord, newest_first, next_sequence
@@ -96,6 +97,12 @@ class LocalRegistry:
             return path.stat().st_size if self.old_format(image) else own_size(path)[0]
         except OSError:
             return 0
+
+    def attestations(self, image: ImageRecord) -> list[dict[str, Any]]:
+        try:
+            return statements(self.oci_image(image))
+        except RegistryError:
+            return []  # an old-format file: nothing kept with it
 
     def facts(self, image: ImageRecord) -> dict[str, Any]:
         """Its OCI digest, layers and sizes, for `doit images`; {} for an old-format file."""

@@ -1,0 +1,116 @@
+"""What an image was made from, as an in-toto statement with the SLSA provenance v1 predicate.
+
+The statement names the image by its digest (the subject) and lists everything that went into
+its content key: the bake's definition and the key itself (buildDefinition.externalParameters
+and internalParameters), each file its template used, each package with its version and
+SHA256, the source and the base image (resolvedDependencies), the repository's commit when it
+is a git checkout, and the versions of the tools that made it (runDetails.builder.version).
+The provider keeps it with the image (a local image: inside its OCI layout, oci/attest.py).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from packageurl import PackageURL
+
+from .files import sha256_file
+from .fingerprint import Summary
+from .packages import ResolvedPackage
+from .registry import ImageRecord, created_at
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
+BUILD_TYPE = "urn:bakehouse:bake:v1"  # what buildDefinition means: a bake, decided by its content key
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def predicate(root: Path, image: ImageRecord, summary: Summary, packages: tuple[ResolvedPackage, ...],
+              base_digest: str | None, architecture: str, finished: datetime,
+              tools: dict[str, str]) -> dict[str, Any]:
+    """The SLSA provenance v1 predicate of `image`, made from `summary` (its key's inputs) and
+    the packages installed (each named by the SHA256 of its .deb where there is one)."""
+    dependencies: list[dict[str, Any]] = [
+        {"name": f"templates/{path}", "uri": f"file:templates/{path}", "digest": {"sha256": digest}}
+        for path, digest in sorted((summary.get("files") or {}).items())
+    ]
+    for package in packages:
+        purl = PackageURL(type="deb", namespace="debian", name=package.name, version=package.version,
+                          qualifiers={"arch": architecture})
+        entry: dict[str, Any] = {"name": package.name, "uri": purl.to_string(),
+                                 "annotations": {"origin": package.origin}}
+        if package.path is not None and package.path.is_file():
+            entry["digest"] = {"sha256": sha256_file(package.path)}
+        elif package.sha256:
+            entry["digest"] = {"sha256": package.sha256}
+        if package.url:
+            entry["downloadLocation"] = package.url
+        dependencies.append(entry)
+    if summary.get("source"):
+        dependencies.append({"name": "source", "uri": f"urn:bakehouse:source:{image.provider}",
+                             "annotations": summary["source"]})
+    if image.base_image is not None:
+        base: dict[str, Any] = {"name": f"base image {image.base_image}", "uri": f"urn:bakehouse:image:{image.base_image}"}
+        if base_digest:
+            base["digest"] = {"sha256": base_digest.removeprefix("sha256:")}
+        dependencies.append(base)
+    commit = git_commit(root)
+    if commit is not None:
+        dependencies.append({"name": "repository", "uri": "git+file:.", "digest": {"gitCommit": commit[0]},
+                             "annotations": {"dirty": commit[1]}})
+    return {
+        "buildDefinition": {
+            "buildType": BUILD_TYPE,
+            "externalParameters": {"bake": image.bake, "definition": summary.get("definition")},
+            "internalParameters": {"key": image.key, "keySchema": summary.get("schema"),
+                                   "provider": image.provider, "architecture": architecture},
+            "resolvedDependencies": dependencies,
+        },
+        "runDetails": {
+            "builder": {"id": f"urn:bakehouse:builder:{image.provider}", "version": tools},
+            "metadata": {"invocationId": image.image_id, "startedOn": rfc3339(created_at(image)),
+                         "finishedOn": rfc3339(finished)},
+        },
+    }
+
+
+def statement(subject_name: str, digest: str, predicate_body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": subject_name, "digest": {"sha256": digest.removeprefix("sha256:")}}],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": predicate_body,
+    }
+
+
+def git_commit(root: Path) -> tuple[str, bool] | None:
+    """(HEAD's commit, whether the checkout has changes) when `root` is a git checkout."""
+    if shutil.which("git") is None or not (root / ".git").exists():
+        return None
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return None
+    status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                            capture_output=True, text=True)
+    return head.stdout.strip(), bool(status.stdout.strip())
+
+
+def tool_versions(tools: dict[str, list[str]]) -> dict[str, str]:
+    """The first line each tool prints of its version; bakehouse's own from its package."""
+    found = {"bakehouse": metadata.version("bakehouse")}
+    for name, command in tools.items():
+        try:
+            run = subprocess.run(command, capture_output=True, text=True, timeout=30)
+            line = (run.stdout.strip().splitlines() or [""])[0]
+        except (OSError, subprocess.TimeoutExpired):
+            line = ""
+        found[name] = line or "unknown"
+    return found
