@@ -69,7 +69,7 @@ class LocalProvider:
         made = read_image(self._image_path(job))
         base = None if job.base_image is None else self.registry.oci_image(job.base_image).manifest.digest
         body = predicate(self.project.root, image, job.summary, job.packages, base, self.architecture(job.bake),
-                         now_utc(), tool_versions(TOOLS))
+                         now_utc(), tool_versions(TOOLS, self.project.state_dir / "cache"))
         referrer = attach(made, statement(job.bake.name, made.manifest.digest, body))
         out.write(f"[{job.bake.name}] provenance kept in its layout ({referrer}, an in-toto statement about "
                   f"{made.manifest.digest})\n")
