@@ -129,15 +129,11 @@ def differ(mine: OciImage, theirs: OciImage) -> list[str]:
         if ours.diff_id == rebaked.diff_id:
             continue
         before, after = _entries(mine, ours.blob.digest), _entries(theirs, rebaked.blob.digest)
-        for path in sorted(set(before) | set(after)):
-            if path not in after:
-                found.append(f"layer {at + 1}: {path}: only in the image")
-            elif path not in before:
-                found.append(f"layer {at + 1}: {path}: only in the rebake")
-            elif before[path] != after[path]:
-                found.append(f"layer {at + 1}: {path}: {_how(before[path], after[path])}")
-        if not found:
-            found.append(f"layer {at + 1}: the same files, in another order or with other tar headers")
+        files = [f"{path}: only in the image" if path not in after else f"{path}: only in the rebake"
+                 if path not in before else f"{path}: {_how(before[path], after[path])}"
+                 for path in sorted(set(before) | set(after)) if before.get(path) != after.get(path)]
+        found += [f"layer {at + 1}: {line}" for line in
+                  files or ["the same files, in another order or with other tar headers"]]
     if len(mine.layers) != len(theirs.layers):
         found.append(f"{len(mine.layers)} layers in the image, {len(theirs.layers)} in the rebake")
     if not found:

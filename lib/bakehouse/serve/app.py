@@ -24,6 +24,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..decide import Planner
 from ..errors import BakehouseError
 from . import page, spinnaker, views
 from .runs import Run, Runner
@@ -53,12 +54,13 @@ def settings_of(request: Request) -> Settings:
     return found
 
 
-async def known_bake(request: Request) -> str:
+async def known_bake(request: Request) -> tuple[str, Planner]:
+    """The bake the path names, checked against the graph, and the planner that knows it."""
     name = request.path_params["bake"]
     p = await run_in_threadpool(views.planner, settings_of(request).root)
     if name not in p.graph.names:
         raise HTTPException(404, f"no bake '{name}' in bakes/")
-    return str(name)
+    return str(name), p
 
 
 # --- Baker's routes ---
@@ -88,11 +90,10 @@ async def all_amis(request: Request) -> Response:
 
 
 async def amis_of(request: Request) -> Response:
-    name = await known_bake(request)
+    name, p = await known_bake(request)
     raw = request.query_params.get("limit", "10")
     if not raw.isdigit() or not 1 <= int(raw) <= 1000:
         return error(400, f"limit must be a whole number from 1 to 1000, not '{raw}'")
-    p = await run_in_threadpool(views.planner, settings_of(request).root)
     return JSONResponse({"bake": name, "images": await run_in_threadpool(views.images_of, p, name, int(raw))})
 
 
@@ -102,8 +103,7 @@ async def plan_all(request: Request) -> Response:
 
 
 async def plan_one(request: Request) -> Response:
-    name = await known_bake(request)
-    p = await run_in_threadpool(views.planner, settings_of(request).root)
+    name, p = await known_bake(request)
     return JSONResponse(await run_in_threadpool(views.plan_of, p, [name]))
 
 
@@ -111,15 +111,14 @@ async def bake(request: Request) -> Response:
     settings = settings_of(request)
     if not authorised(request, settings.token):
         return error(401, "starting a bake needs the server's token: Authorization: Bearer <token>")
-    name = await known_bake(request)
+    name, p = await known_bake(request)
     rebake = request.query_params.get("rebake", "false").lower()
     if rebake not in ("true", "false", "1", "0"):
         return error(400, f"rebake is true or false, not '{rebake}'")
     forced = rebake in ("true", "1")
     if not forced and settings.runner.active_run(name) is None:
-        p = await run_in_threadpool(views.planner, settings.root)
         if await run_in_threadpool(views.up_to_date, p, name):
-            outcome = await run_in_threadpool(views.outcome, settings.root, name)
+            outcome = await run_in_threadpool(views.outcome, settings.root, name, p)
             return JSONResponse({"bake": name, "state": "up to date", "result": outcome.__dict__})
     run, _ = settings.runner.start(name, forced)
     return StreamingResponse(follow(run), media_type="application/x-ndjson",

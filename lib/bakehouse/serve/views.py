@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from ..model import BakeGraph
 from ..project import Project
 from ..errors import BakehouseError
 from ..registry import ImageRecord, created_at, in_use
+from ..retention import describe
 from ..tasks import new_planner
 from .runs import Outcome
 
@@ -43,18 +44,10 @@ def _signature(project: Project) -> tuple[Any, ...]:
     return stats, templates
 
 
-def age_text(image: ImageRecord, now: datetime) -> str:
-    seconds = max(0, int((now - created_at(image)).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
 def image_json(image: ImageRecord, now: datetime) -> dict[str, Any]:
     data = image.to_json()
     del data["summary"]  # the key's inputs: `doit info` explains them
-    return {**data, "age": age_text(image, now)}
+    return {**data, "age": describe(max(now - created_at(image), timedelta(0)))}  # as doit prune says it
 
 
 def amis(p: Planner) -> list[dict[str, Any]]:
@@ -95,10 +88,9 @@ def ready_in(p: Planner, name: str, place: str) -> Outcome | None:
     return Outcome(image=image.image_id, locations=dict(image.locations), base_image=image.base_image)
 
 
-def outcome(root: Path, name: str) -> Outcome:
-    """The bake's image in use, after a run of it succeeded."""
-    p = planner(root)
-    image = in_use(p.images(name))
+def outcome(root: Path, name: str, p: Planner | None = None) -> Outcome:
+    """The bake's image in use (after a run of it succeeded, or found up to date)."""
+    image = in_use((p or planner(root)).images(name))
     if image is None:
         return Outcome(error=f"{name} has no image after its bake")
     return Outcome(image=image.image_id, locations=dict(image.locations), base_image=image.base_image)
