@@ -354,3 +354,25 @@ def aws_calls(env: dict[str, str]) -> list[str]:
     calls = log.read_text().splitlines() if log.exists() else []
     log.unlink(missing_ok=True)
     return calls
+
+
+def provenance_statements(repo: Path, image: str, env: dict[str, str] | None = None) -> list[dict]:
+    """What `doit images --provenance IMAGE` prints (a stream of JSON statements), each checked
+    against the in-toto Statement v1 and SLSA provenance v1 schemas (the in-toto-attestation
+    protobufs, which refuse a misnamed field)."""
+    from google.protobuf import json_format
+    from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
+    from in_toto_attestation.v1 import statement_pb2
+    from in_toto_attestation.v1.statement import Statement
+
+    shown = run_doit(repo, "images", "--provenance", image, env=env)
+    assert shown.returncode == 0, shown.output
+    decoder, text, found, position = json.JSONDecoder(), shown.stdout.strip(), [], 0
+    while position < len(text):
+        statement, position = decoder.raw_decode(text, position)
+        position = len(text) - len(text[position:].lstrip())
+        Statement.copy_from_pb(json_format.ParseDict(statement, statement_pb2.Statement())).validate()
+        assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
+        json_format.ParseDict(statement["predicate"], provenance_pb2.Provenance())
+        found.append(statement)
+    return found

@@ -70,7 +70,7 @@ def test_a_bad_package_spec_fails_the_bake_with_one_line(empty_repo: Path, packa
     assert info.returncode == 1 and message in info.output
     run = run_doit(empty_repo, "bake:base")
     assert run.returncode == 1
-    assert f"bakes/base.toml: packages: " in run.output and message in run.output
+    assert "bakes/base.toml: packages: " in run.output and message in run.output
     assert "Traceback" not in run.output
     assert not (empty_repo / ".bakehouse" / "records").exists()
 

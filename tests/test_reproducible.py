@@ -13,7 +13,7 @@ from pathlib import Path
 
 from apt_repository import AptRepository
 from conftest import new_repo
-from helpers import build_hello_deb, run_doit, write
+from helpers import build_hello_deb, provenance_statements, run_doit, write
 from test_apt_repository import repository_bake
 
 
@@ -82,8 +82,6 @@ def test_verify_says_what_it_cannot_get_again_or_compare_with(repo: Path, tmp_pa
 def test_each_image_carries_its_provenance_as_an_in_toto_slsa_statement(repo: Path, tmp_path: Path) -> None:
     from google.protobuf import json_format
     from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
-    from in_toto_attestation.v1 import statement_pb2
-    from in_toto_attestation.v1.statement import Statement
 
     git = ["git", "-C", str(repo), "-c", "user.name=bakehouse tests", "-c", "user.email=tests@example.invalid"]
     subprocess.run([*git, "init", "-q"], check=True)
@@ -93,13 +91,8 @@ def test_each_image_carries_its_provenance_as_an_in_toto_slsa_statement(repo: Pa
     run_doit(repo, check=True)
     images = digests(repo)
 
-    shown = run_doit(repo, "images", "--provenance", "hello")
-    assert shown.returncode == 0, shown.output
-    found = json.loads(shown.stdout)
-    # the in-toto Statement and the SLSA provenance v1 predicate, as their schemas (protobufs) say
-    Statement.copy_from_pb(json_format.ParseDict(found, statement_pb2.Statement())).validate()
+    (found,) = provenance_statements(repo, "hello")  # checked against the in-toto and SLSA schemas
     provenance = json_format.ParseDict(found["predicate"], provenance_pb2.Provenance())
-    assert found["predicateType"] == "https://slsa.dev/provenance/v1"
     assert found["subject"] == [{"name": "hello", "digest": {"sha256": images["hello"][1].removeprefix("sha256:")}}]
 
     definition = provenance.build_definition
@@ -119,8 +112,7 @@ def test_each_image_carries_its_provenance_as_an_in_toto_slsa_statement(repo: Pa
     tools = dict(provenance.run_details.builder.version)
     assert tools["packer"].startswith("Packer v") and tools["mmdebstrap"].startswith("mmdebstrap ")
     assert "dpkg" in tools["dpkg"] and provenance.run_details.metadata.invocation_id == images["hello"][0]
-    assert json.loads(run_doit(repo, "images", "--provenance", "base").stdout)["subject"][0]["digest"][
-        "sha256"] == images["base"][1].removeprefix("sha256:")
+    assert provenance_statements(repo, "base")[0]["subject"][0]["digest"]["sha256"] == images["base"][1].removeprefix("sha256:")
 
     # The statement is a referrer in the layout: the image is as it was, and copies as it was.
     layout = next((repo / ".bakehouse" / "images" / "hello").iterdir())
@@ -132,3 +124,15 @@ def test_each_image_carries_its_provenance_as_an_in_toto_slsa_statement(repo: Pa
     subprocess.run(["umoci", "raw", "unpack", "--rootless", "--image", f"{layout}:hello", str(tmp_path / "root")],
                    check=True, capture_output=True)
     assert (tmp_path / "root" / "opt" / "hello-svc" / "VERSION").read_text().strip() == "1.0.4"
+
+    # The SBOM travels the same way: an in-toto statement about the same digest, the CycloneDX BOM
+    # as its predicate, the same document `doit images --sbom` prints.
+    index = json.loads((layout / "index.json").read_text())
+    referrers = [entry for entry in index["manifests"] if entry.get("artifactType") == "application/vnd.in-toto+json"]
+    kinds = {entry["annotations"]["in-toto.io/predicate-type"]: entry for entry in referrers}
+    assert sorted(kinds) == ["https://cyclonedx.org/bom", "https://slsa.dev/provenance/v1"]
+    manifest = json.loads((layout / "blobs" / "sha256" / kinds["https://cyclonedx.org/bom"]["digest"][7:]).read_text())
+    assert manifest["subject"]["digest"] == images["hello"][1]
+    sbom = json.loads((layout / "blobs" / "sha256" / manifest["layers"][0]["digest"][7:]).read_text())
+    assert sbom["subject"] == found["subject"] and sbom["predicateType"] == "https://cyclonedx.org/bom"
+    assert sbom["predicate"] == json.loads(run_doit(repo, "images", "--sbom", "hello").stdout)

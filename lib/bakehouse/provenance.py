@@ -5,7 +5,16 @@ its content key: the bake's definition and the key itself (buildDefinition.exter
 and internalParameters), each file its template used, each package with its version and
 SHA256, the source and the base image (resolvedDependencies), the repository's commit when it
 is a git checkout, and the versions of the tools that made it (runDetails.builder.version).
-The provider keeps it with the image (a local image: inside its OCI layout, oci/attest.py).
+The provider keeps it with the image: a local image's in its OCI layout (oci/attest.py), an
+AMI's beside its log and manifest, its SHA256 in the AMI's tags (providers/aws/provider.py).
+
+An AMI has no digest of its bytes (AWS holds them), so its subject is named by its id, under
+a digest algorithm of bakehouse's own, as in-toto's DigestSet allows for an identifier whose
+immutability the platform ensures:
+
+    awsAmiId   the AMI's id as EC2 writes it (`ami-` and 8 or 17 lowercase hex digits); EC2
+               never reuses an id, and an AMI's block devices cannot change once it is
+               registered, so the id names one image's contents for as long as it exists.
 """
 
 from __future__ import annotations
@@ -35,11 +44,25 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+AMI_DIGEST = "awsAmiId"
+
+
+def ami_descriptor(name: str, region: str, ami: str) -> dict[str, Any]:
+    """An AMI as an in-toto resource descriptor: by its ARN (AMIs have no account in it) and id."""
+    return {"name": name, "uri": f"arn:aws:ec2:{region}::image/{ami}", "digest": {AMI_DIGEST: ami}}
+
+
+def base_descriptor(base_image: str, digest: dict[str, str], where: str = "") -> dict[str, Any]:
+    """The base image a service was baked on, by its bakehouse id and a digest of it."""
+    return {"name": f"base image {base_image}{where}", "uri": f"urn:bakehouse:image:{base_image}", "digest": digest}
+
+
 def predicate(root: Path, image: ImageRecord, summary: Summary, packages: tuple[ResolvedPackage, ...],
-              base_digest: str | None, architecture: str, finished: datetime,
+              built_on: list[dict[str, Any]], architecture: str, finished: datetime,
               tools: dict[str, str]) -> dict[str, Any]:
-    """The SLSA provenance v1 predicate of `image`, made from `summary` (its key's inputs) and
-    the packages installed (each named by the SHA256 of its .deb where there is one)."""
+    """The SLSA provenance v1 predicate of `image`, made from `summary` (its key's inputs), the
+    packages installed (each named by the SHA256 of its .deb where there is one) and what the
+    provider says the image was built on (`built_on`: its base image, a source AMI per region)."""
     dependencies: list[dict[str, Any]] = [
         {"name": f"templates/{path}", "uri": f"file:templates/{path}", "digest": {"sha256": digest}}
         for path, digest in sorted((summary.get("files") or {}).items())
@@ -59,11 +82,7 @@ def predicate(root: Path, image: ImageRecord, summary: Summary, packages: tuple[
     if summary.get("source"):
         dependencies.append({"name": "source", "uri": f"urn:bakehouse:source:{image.provider}",
                              "annotations": summary["source"]})
-    if image.base_image is not None:
-        base: dict[str, Any] = {"name": f"base image {image.base_image}", "uri": f"urn:bakehouse:image:{image.base_image}"}
-        if base_digest:
-            base["digest"] = {"sha256": base_digest.removeprefix("sha256:")}
-        dependencies.append(base)
+    dependencies.extend(built_on)
     commit = git_commit(root)
     if commit is not None:
         dependencies.append({"name": "repository", "uri": "git+file:.", "digest": {"gitCommit": commit[0]},
@@ -84,13 +103,24 @@ def predicate(root: Path, image: ImageRecord, summary: Summary, packages: tuple[
     }
 
 
-def statement(subject_name: str, digest: str, predicate_body: dict[str, Any]) -> dict[str, Any]:
+def statement(subjects: list[dict[str, Any]], predicate_body: dict[str, Any],
+              predicate_type: str = PREDICATE_TYPE) -> dict[str, Any]:
+    """The in-toto statement about `subjects` (resource descriptors, each with a digest)."""
     return {
         "_type": STATEMENT_TYPE,
-        "subject": [{"name": subject_name, "digest": {"sha256": digest.removeprefix("sha256:")}}],
-        "predicateType": PREDICATE_TYPE,
+        "subject": subjects,
+        "predicateType": predicate_type,
         "predicate": predicate_body,
     }
+
+
+def statement_bytes(found: dict[str, Any]) -> bytes:
+    """A statement as it is kept in a file of its own: the bytes its SHA256 is taken of."""
+    return (json.dumps(found, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def oci_subject(name: str, digest: str) -> dict[str, Any]:
+    return {"name": name, "digest": {"sha256": digest.removeprefix("sha256:")}}
 
 
 def git_commit(root: Path) -> tuple[str, bool] | None:

@@ -6,16 +6,23 @@ each installed package is a component with its Debian package URL
 (`pkg:deb/debian/openssl@3.0.15-1~deb12u1?arch=amd64`), which scanners match advisories on.
 The same image gives the same document: its serial number is derived from the image id and
 its timestamp is the image's creation time, never the time of the export.
+
+A local image carries its SBOM in its layout as an in-toto statement whose predicate is the
+BOM (predicate type https://cyclonedx.org/bom, as cosign and BuildKit attach one), beside its
+provenance (oci/attest.py).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
+from typing import Any
 
 from .contents import Manifest
 
 PARTIAL_PROPERTY = "bakehouse:manifest"
+PREDICATE_TYPE = "https://cyclonedx.org/bom"
 
 
 def cyclonedx_json(manifest: Manifest, created: datetime, provider: str) -> str:
@@ -48,3 +55,8 @@ def cyclonedx_json(manifest: Manifest, created: datetime, provider: str) -> str:
         bom.components.add(component)
         bom.register_dependency(subject, [component])
     return JsonV1Dot6(bom).output_as_string(indent=2) + "\n"
+
+
+def cyclonedx_predicate(manifest: Manifest, created: datetime, provider: str) -> dict[str, Any]:
+    """The SBOM as an in-toto statement's predicate (provenance.statement, PREDICATE_TYPE)."""
+    return dict(json.loads(cyclonedx_json(manifest, created, provider)))

@@ -23,6 +23,7 @@ from ..contents import manifest_text
 from ..decide import Planner
 from ..errors import BakehouseError
 from ..lookup import find_image, manifest_of
+from ..provenance import PREDICATE_TYPE
 from ..registry import ImageRecord, created_at
 from ..sbom import cyclonedx_json
 from ..tasks import planner_from_tasks
@@ -124,15 +125,18 @@ class ImagesCommand(DoitCmdBase):
     def _provenance(self, planner: Planner, name: str) -> int:
         try:
             image = find_image(planner, name)
-            found = planner.provider_of(image.bake).registry.attestations(image)
+            found = [statement for statement in planner.provider_of(image.bake).registry.attestations(image)
+                     if statement.get("predicateType") == PREDICATE_TYPE]
         except BakehouseError as error:
             sys.stderr.write(f"ERROR: {error}\n")
             return 2
         if not found:
-            sys.stderr.write(f"ERROR: {image.image_id} has no provenance kept with it (AMIs have none yet; "
-                             "local images baked before provenance was kept neither)\n")
+            sys.stderr.write(f"ERROR: {image.image_id} has no provenance kept with it (it was baked before "
+                             "bakehouse kept provenance)\n")
             return 2
-        self.outstream.write(json.dumps(found[-1], indent=2) + "\n")
+        # one statement per bake run that made some of it (an AMI completed in a region later):
+        # a stream of JSON documents, as jq reads and writes them
+        self.outstream.write("".join(json.dumps(statement, indent=2) + "\n" for statement in found))
         return 0
 
     def _contents(self, planner: Planner, name: str, as_json: bool, as_sbom: bool) -> int:

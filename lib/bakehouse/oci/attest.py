@@ -1,7 +1,9 @@
-"""An image's provenance, kept in its own OCI layout as an OCI 1.1 referrer.
+"""What is said about an image (its provenance, its SBOM), kept in its own OCI layout as OCI 1.1
+referrers, the way BuildKit keeps its attestations.
 
-The in-toto statement (provenance.py) is a blob of type application/vnd.in-toto+json, the
-one layer of an artifact manifest whose `subject` is the image's manifest, listed in the
+Each in-toto statement (provenance.py's SLSA provenance; the CycloneDX SBOM, sbom.py, under
+the predicate type https://cyclonedx.org/bom) is a blob of type application/vnd.in-toto+json,
+the one layer of an artifact manifest whose `subject` is the image's manifest, listed in the
 layout's index.json beside the image (with its `artifactType`, and no ref name, so tools that
 open `oci:<layout>:<ref>` see the image alone). The image's digest never changes: its
 manifest does not name what refers to it. Tools that copy referrers (`oras cp -r`,
@@ -22,7 +24,8 @@ PREDICATE_TYPE_ANNOTATION = "in-toto.io/predicate-type"
 
 
 def attach(image: OciImage, statement: dict[str, Any]) -> str:
-    """Keep `statement` in the image's layout as a referrer of it; its manifest's digest."""
+    """Keep `statement` in the image's layout as a referrer of it; its manifest's digest. A
+    statement of the same predicate type that was there before is replaced."""
     layout = image.layout
     statement_blob = put_json(layout, statement, MEDIA_IN_TOTO)
     empty = put_json(layout, {}, MEDIA_EMPTY)
@@ -35,7 +38,8 @@ def attach(image: OciImage, statement: dict[str, Any]) -> str:
     }
     referrer = put_json(layout, manifest, MEDIA_MANIFEST)
     index = json.loads((layout / "index.json").read_text(encoding="utf-8"))
-    others = [entry for entry in index["manifests"] if entry.get("digest") != referrer.digest]
+    others = [entry for entry in index["manifests"] if entry.get("digest") != referrer.digest
+              and (entry.get("annotations") or {}).get(PREDICATE_TYPE_ANNOTATION) != predicate_type]
     entry = {**referrer.descriptor({PREDICATE_TYPE_ANNOTATION: predicate_type}), "artifactType": MEDIA_IN_TOTO}
     index["manifests"] = [*others, entry]
     write_atomically(layout / "index.json", json.dumps(index, sort_keys=True, separators=(",", ":")))

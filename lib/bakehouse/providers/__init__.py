@@ -215,8 +215,8 @@ class Provider(Protocol):
         ...
 
     def attest(self, job: BakeJob, image: ImageRecord, out: TextIO) -> None:
-        """Keep the provenance of the image the job made (provenance.py) with it, before it is
-        recorded; a provider with no digest to name its images by keeps none."""
+        """Keep the provenance of what the job made (provenance.py) with the image, before it
+        is recorded: a local image's in its layout, an AMI's beside its log (keep() shares it)."""
         ...
 
     def keep(self, job: BakeJob, error: str | None, out: TextIO) -> None:

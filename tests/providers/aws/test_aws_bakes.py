@@ -10,6 +10,7 @@ nothing on it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -17,7 +18,7 @@ import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from helpers import PROJECT, SECRET, amis, aws_calls, bump_hello, ec2, run_doit
+from helpers import PROJECT, SECRET, amis, aws_calls, bump_hello, ec2, provenance_statements, run_doit
 
 REGIONS = ["us-east-1", "us-west-2"]
 NAME = re.compile(r"^aws-hello-x86_64-\d{14}-[0-9a-f]{6}-bookworm$")
@@ -77,6 +78,36 @@ def test_base_then_service_in_two_regions_tagged_and_named_and_a_second_run_bake
     # ...and one lookup of the source filter per region; nothing else.
     assert len(calls) == 4 and all(call.startswith("ec2 DescribeImages ") for call in calls)
 
+    # Provenance: one statement about both AMIs, beside the log, its SHA256 tagged on each AMI.
+    (statement,) = provenance_statements(aws_repo, "aws-hello", env=aws_env)
+    assert statement["subject"] == [
+        {"name": f"{region}/{ami['ImageId']}", "uri": f"arn:aws:ec2:{region}::image/{ami['ImageId']}",
+         "digest": {"awsAmiId": ami["ImageId"]}} for region, ami in zip(REGIONS, (east, west))
+    ]
+    digest = east["tags"]["bakehouse:provenance"]
+    assert west["tags"]["bakehouse:provenance"] == digest
+    image_id = east["tags"]["bakehouse:image"]
+    kept = aws_repo / ".bakehouse" / "logs" / "aws-hello" / f"{image_id}.provenance-{digest[7:19]}.json"
+    assert "sha256:" + hashlib.sha256(kept.read_bytes()).hexdigest() == digest
+    dependencies = {dep["name"]: dep for dep in statement["predicate"]["buildDefinition"]["resolvedDependencies"]}
+    for region in REGIONS:
+        base = amis(aws_env, region, "aws-base")[0]
+        on = dependencies[f"base image {base['tags']['bakehouse:image']} in {region}"]
+        assert on["digest"] == {"awsAmiId": base["ImageId"]}
+        assert on["annotations"] == {"provenance": base["tags"]["bakehouse:provenance"]}
+    assert dependencies["hello-svc"]["uri"] == "pkg:deb/debian/hello-svc@1.0.4?arch=amd64"
+    assert statement["predicate"]["buildDefinition"]["internalParameters"]["key"] == east["tags"]["bakehouse:key"]
+    (base_statement,) = provenance_statements(aws_repo, "aws-base", env=aws_env)
+    source = next(dep for dep in base_statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+                  if dep["name"] == "source image in us-east-1")
+    assert source["annotations"]["name"].startswith("debian-12-amd64-")
+    # A statement that is not the one its AMIs name is refused, in one line.
+    kept.write_text(kept.read_text().replace("hello-svc", "hello-SVC"))
+    refused = run_doit(aws_repo, "images", "--provenance", "aws-hello", env=aws_env)
+    assert refused.returncode == 2
+    assert f"ERROR: {image_id}: its AMIs are tagged with provenance {digest}, but {kept} holds a statement of " \
+        "another digest" in refused.output
+
 
 def test_a_package_version_bump_rebakes_only_the_service(aws_repo: Path, aws_env: dict[str, str]) -> None:
     run_doit(aws_repo, env=aws_env, check=True)
@@ -100,7 +131,6 @@ def test_a_new_upstream_ami_rebakes_base_and_service(aws_repo: Path, aws_env: di
     base_file = aws_repo / "bakes" / "aws-base.toml"
     base_file.write_text(base_file.read_text().replace('owners = ["136693071363"]', 'owners = ["136693071363", "self"]'))
     run_doit(aws_repo, env=aws_env, check=True)
-    old_source = {region: amis(aws_env, region, "aws-base")[0]["tags"]["base_ami_id"] for region in REGIONS}
     old_name = amis(aws_env, "us-east-1", "aws-base")[0]["tags"]["base_ami_name"]
     new_source = {
         region: ec2(aws_env, region).register_image(Name="debian-12-amd64-29990101-9999")["ImageId"]
@@ -178,6 +208,12 @@ def test_a_service_ami_deleted_in_one_region_is_baked_again_there_alone(aws_repo
     assert again["tags"]["bakehouse:image"] == east["tags"]["bakehouse:image"]  # the same image, complete again
     assert again["Name"] == east["Name"]
     assert baked(run_doit(aws_repo, env=aws_env, check=True).output) == []
+    # the run that completed it made a statement about its own AMI; the first AMI keeps its own
+    first, completed = provenance_statements(aws_repo, "aws-hello", env=aws_env)
+    assert [s["name"] for s in first["subject"]] == [f"us-east-1/{east['ImageId']}", f"us-west-2/{lost['ImageId']}"]
+    assert [s["name"] for s in completed["subject"]] == [f"us-west-2/{again['ImageId']}"]
+    assert amis(aws_env, "us-east-1", "aws-hello")[0]["tags"]["bakehouse:provenance"] == east["tags"]["bakehouse:provenance"]
+    assert again["tags"]["bakehouse:provenance"] != east["tags"]["bakehouse:provenance"]
 
 
 def test_copy_mode_bakes_once_and_copies(aws_repo: Path, aws_env: dict[str, str]) -> None:
@@ -215,6 +251,10 @@ def test_copy_mode_copies_an_image_to_an_added_region_without_baking(aws_repo: P
                for s in tagged)
     assert not any(" RunInstances " in call for call in aws_calls(aws_env))
     assert baked(run_doit(aws_repo, "bake:aws-base", env=aws_env, check=True).output) == []
+    _, copied = provenance_statements(aws_repo, "aws-base", env=aws_env)  # the copy says what it was copied from
+    (origin,) = (dep for dep in copied["predicate"]["buildDefinition"]["resolvedDependencies"]
+                 if dep["name"].endswith(" in us-east-1, copied"))
+    assert origin["digest"] == {"awsAmiId": east["ImageId"]}
 
 
 def test_rebake_forces_the_service_in_every_region(aws_repo: Path, aws_env: dict[str, str]) -> None:

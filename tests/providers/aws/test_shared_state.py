@@ -9,14 +9,14 @@ import os
 import re
 import shutil
 import signal
+import hashlib
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import boto3
 
-from helpers import amis, run_doit, start_fault_proxy, wait_until
+from helpers import amis, provenance_statements, run_doit, start_fault_proxy, wait_until
 
 BUCKET = "bakery-state"
 
@@ -131,6 +131,13 @@ def test_every_runner_reads_a_bake_s_log_and_manifest_and_a_failed_bake_leaves_i
     assert log.returncode == 0 and "amazon-ebs" in log.stdout and "Builds finished" in log.stdout
     assert f"log: s3://{BUCKET}/state/logs/aws-base/{image_id}.log" in run_doit(other, "images", env=env, check=True).stdout
     assert "ca-certificates" in run_doit(other, "images", "--packages", "aws-base", env=env, check=True).stdout
+    # ...and its provenance, kept on S3 under the SHA256 its AMIs are tagged with
+    digest = tags["bakehouse:provenance"]
+    stored = s3(env).get_object(Bucket=BUCKET, Key=f"state/logs/aws-base/{image_id}.provenance-{digest[7:19]}.json")
+    assert "sha256:" + hashlib.sha256(stored["Body"].read()).hexdigest() == digest
+    (statement,) = provenance_statements(other, "aws-base", env=env)
+    assert [subject["digest"]["awsAmiId"] for subject in statement["subject"]] == [
+        amis(env, region, "aws-base")[0]["ImageId"] for region in ("us-east-1", "us-west-2")]
 
     template = other / "templates" / "amazon-ebs.pkr.hcl.j2"
     template.write_text(template.read_text().replace('{% if aws.communicator == "ssh" %}', (
@@ -183,6 +190,7 @@ def test_prune_deletes_an_image_s_files_on_s3_with_its_amis(aws_repo: Path, aws_
     run_doit(clone, "bake:aws-base", "--rebake", env=env, check=True)
     keys = lambda: {item["Key"] for item in s3(env).list_objects_v2(Bucket=BUCKET, Prefix="state/").get("Contents", [])}  # noqa: E731
     assert f"state/logs/aws-base/{old}.log" in keys()
+    assert any(key.startswith(f"state/logs/aws-base/{old}.provenance-") for key in keys())
     pruned = subprocess.run([sys.executable, "-m", "doit", "prune", "--apply", "aws-base"], cwd=clone, text=True,
                             capture_output=True, env={**os.environ, **env})
     assert pruned.returncode == 0, pruned.stdout + pruned.stderr

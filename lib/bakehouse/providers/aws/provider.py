@@ -30,24 +30,30 @@ from typing import Any, TextIO
 
 from ... import packer
 from ...aptrepo import Repository
+from ...epoch import now_utc
 from ...errors import PackerError
+from ...files import sha256_bytes, write_atomically
 from ...logs import LogError, failure_note, read_local_log
 from ...fingerprint import compact
 from ...model import Bake, BakeGraph
 from ...pins import LOCK_FILE, read_pins
 from ...project import Project
+from ...provenance import ami_descriptor, predicate, statement, statement_bytes, tool_versions
 from ...registry import ImageRecord
 from .. import BakeJob, NotShared, SharedHold
 from .account import Sharing
 from .budget import budget
-from .shared import SharedState, contents_key, failure_key, inputs_key, log_key, read_config
+from .shared import SharedState, contents_key, failure_key, inputs_key, log_key, provenance_key, read_config
 from .client import AwsError, Ec2, ec2_endpoint
 from .registry import (
-    BAKE_TAG, BASE_TAG, CREATED_TAG, IMAGE_TAG, KEY_TAG, LAUNCH_TAG, LOG_TAG, SEQUENCE_TAG, AwsRegistry, image_of,
+    BAKE_TAG, BASE_TAG, CREATED_TAG, IMAGE_TAG, KEY_TAG, LAUNCH_TAG, LOG_TAG, PROVENANCE_TAG, SEQUENCE_TAG, AwsRegistry,
+    image_of,
     summary_tags,
 )
 from .settings import DEBIAN_ARCHITECTURES, AwsSettings, AwsSource, settings_of
 
+# The tools of an AMI bake on this machine (what runs on the instance is the image's own)
+TOOLS = {"packer": ["packer", "version"]}
 PLUGINS_SINCE = (1, 7)  # packer 1.7 moved amazon-ebs into a plugin that must be required
 # packer 1.6.6: "Build 'aws-hello.amazon-ebs.us_west_2' errored: ..."; later: "errored after 2 seconds: ..."
 BUILD_ERRORED = re.compile(r"Build '(?:[^']*\.)?amazon-ebs\.([a-z0-9_]+)' errored(?: after [^:]*)?: (.*)")
@@ -74,6 +80,7 @@ class AwsProvider:
                                     shared=self.shared)
         self._resolved: dict[tuple[str, str, tuple[str, ...]], dict[str, Any] | AwsError] = {}
         self._pinned_sources = read_pins(project).sources  # bakehouse.lock
+        self._copied: dict[str, tuple[str, str]] = {}  # image id: the AMI fill() copied, by region
 
     def _regions_of(self, bake: str) -> tuple[str, ...]:
         return settings_of(self.graph[bake]).regions
@@ -155,7 +162,51 @@ class AwsProvider:
         return ()  # an AMI names its own: listed inside it over SSH (contents.py)
 
     def attest(self, job: BakeJob, image: ImageRecord, out: TextIO) -> None:
-        pass  # an AMI has no digest for a statement's subject: its bytes are AWS's
+        """The provenance (provenance.py) of the AMIs this run made: one statement about them
+        (by id: AWS holds an AMI's bytes, so no digest of them exists), written beside the
+        image's log and manifest, named by its SHA256 (and to shared state with them: keep()),
+        and that SHA256 tagged on each of them (`bakehouse:provenance`). An image completed in
+        a region later gets a statement of that run; the AMIs made before keep theirs."""
+        made = {region: image.locations[region] for region in job.places if region in image.locations}
+        subjects = [ami_descriptor(f"{region}/{ami}", region, ami) for region, ami in sorted(made.items())]
+        body = predicate(self.project.root, image, job.summary, job.packages, self._built_on(job, sorted(made)),
+                         self.architecture(job.bake), now_utc(), tool_versions(TOOLS, self.project.state_dir / "cache"))
+        data = statement_bytes(statement(subjects, body))
+        digest = f"sha256:{sha256_bytes(data)}"
+        write_atomically(self.registry.provenance_path(job.bake.name, job.image_id, digest), data)
+        for region, ami in sorted(made.items()):
+            self.ec2.create_tags(region, [ami], {PROVENANCE_TAG: digest})
+        out.write(f"[{job.bake.name}] provenance {digest}: an in-toto statement about "
+                  f"{', '.join(f'{region}:{ami}' for region, ami in sorted(made.items()))}, tagged on them\n")
+
+    def _built_on(self, job: BakeJob, regions: list[str]) -> list[dict[str, Any]]:
+        """What each AMI was made from: the AMI it was copied from (multi_region = "copy"), the
+        base image's AMI a service was baked on (with the base's own provenance digest), or
+        the source AMI a base was baked from (with its owner and name)."""
+        copied = self._copied.get(job.image_id)
+        if copied is not None:
+            region, ami = copied
+            return [ami_descriptor(f"image {job.image_id} in {region}, copied", region, ami)]
+        if settings_of(job.bake).multi_region == "copy":
+            regions = regions[:1]  # baked in the first region, copied by packer to the rest
+        found = []
+        for region in regions:
+            if job.base_image is not None:
+                ami = job.base_image.locations.get(region)
+                if ami is None:
+                    continue
+                tags = (self.registry.amis(job.base_image.bake, job.base_image.image_id).get(region) or {}).get("tags") or {}
+                entry = ami_descriptor(f"base image {job.base_image.image_id} in {region}", region, ami)
+                if tags.get(PROVENANCE_TAG):
+                    entry["annotations"] = {"provenance": tags[PROVENANCE_TAG]}
+            elif isinstance(job.bake.source, AwsSource):
+                source = self._source_ami(job.bake, region)
+                entry = ami_descriptor(f"source image in {region}", region, str(source["ImageId"]))
+                entry["annotations"] = {"owner": source.get("OwnerId"), "name": source.get("Name")}
+            else:
+                continue
+            found.append(entry)
+        return found
 
     def os_name(self, bake: Bake) -> str:
         return settings_of(bake).os
@@ -298,6 +349,7 @@ class AwsProvider:
             return None
         limits = budget()
         encryption = settings_of(job.bake).encryption
+        self._copied[job.image_id] = (source_region, str(source["ImageId"]))
         made: dict[str, str] = {}
         for region in job.places:
             out.write(f"[{job.bake.name}] copying {source['ImageId']} from {source_region} to {region} "
@@ -407,8 +459,8 @@ class AwsProvider:
         return self.project.relative(job.log)
 
     def keep(self, job: BakeJob, error: str | None, out: TextIO) -> None:
-        """The log, input summary and manifest on S3 with shared state, so any runner can read
-        them, and a failure's note there too."""
+        """The log, input summary, manifest and provenance on S3 with shared state, so any
+        runner can read them, and a failure's note there too."""
         if self.shared is None:
             return
         name = job.bake.name
@@ -418,6 +470,8 @@ class AwsProvider:
         contents = self.registry.contents_path(name, job.image_id)
         if note is None and contents.is_file():
             self.shared.upload(contents_key(name, job.image_id), contents.read_bytes())
+        for provenance in self.registry.provenance_paths(name, job.image_id) if note is None else []:
+            self.shared.upload(provenance_key(name, provenance.name), provenance.read_bytes())
         if note is not None:
             self.shared.upload(failure_key(name), json.dumps(note, indent=1).encode())
         out.write(f"[{name}] log: {self.log_ref(job)}\n")

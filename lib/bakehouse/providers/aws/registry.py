@@ -12,6 +12,9 @@ Every AMI a bake makes carries tags (on its snapshots too):
     bakehouse:used-at     when a `doit` run found it current again after a revert (and
     bakehouse:used-sequence   the sequence number of that mark): the image in use
     bakehouse:launch      who may launch it, as bakehouse last set it (absent: private)
+    bakehouse:provenance  the SHA256 of the provenance statement of the run that made it (on
+                          the AMI only), a file beside the image's log and manifest named by it:
+                          on this machine, and on S3 with shared state
     bakehouse:summary:N   the compact input summary as JSON, cut into tag-sized pieces
 
 Lookups are batched: the first question about any bake in a region lists every bakehouse AMI
@@ -34,9 +37,10 @@ from typing import Any, Callable, TextIO
 
 from ...contents import ContentsError, Manifest, read_manifest
 from ...errors import RegistryError
+from ...files import sha256_bytes
 from ...registry import ImageRecord, newest_first, next_sequence
 from .client import AwsError, Ec2
-from .shared import SharedState, contents_key
+from .shared import SharedState, contents_key, provenance_key
 
 PREFIX = "bakehouse:"
 BAKE_TAG = PREFIX + "bake"
@@ -49,6 +53,7 @@ LOG_TAG = PREFIX + "log"
 USED_AT_TAG = PREFIX + "used-at"
 USED_SEQUENCE_TAG = PREFIX + "used-sequence"
 LAUNCH_TAG = PREFIX + "launch"
+PROVENANCE_TAG = PREFIX + "provenance"
 SUMMARY_TAG = PREFIX + "summary:"
 TAG_VALUE_LIMIT = 256
 # AWS allows 50 tags per resource; this leaves room for bakehouse's others and the user's.
@@ -152,7 +157,32 @@ class AwsRegistry:
         return gib * 2**30
 
     def attestations(self, image: ImageRecord) -> list[dict[str, Any]]:
-        return []  # AMIs: no digest names an AMI's bytes for a statement to be about (yet)
+        """The provenance statements its AMIs are tagged with (one per bake run that made some
+        of them), each from this machine or shared state, checked against its tag; [] for an
+        image baked before provenance was kept."""
+        found = []
+        for digest in self._provenance_digests(image):
+            path = self.provenance_path(image.bake, image.image_id, digest)
+            data = path.read_bytes() if path.is_file() else None
+            if self.shared is not None and (data is None or f"sha256:{sha256_bytes(data)}" != digest):
+                data = self.shared.download(provenance_key(image.bake, path.name)) or data
+            if data is None or f"sha256:{sha256_bytes(data)}" != digest:
+                where = self.shared.url(provenance_key(image.bake, path.name)) if self.shared is not None else str(path)
+                held = "nothing" if data is None else "a statement of another digest"
+                raise RegistryError(f"{image.image_id}: its AMIs are tagged with provenance {digest}, but {where} "
+                                    f"holds {held}")
+            try:
+                found.append(json.loads(data))
+            except ValueError as error:
+                raise RegistryError(f"{image.image_id}: cannot read its provenance ({error})") from None
+        return found
+
+    def _provenance_digests(self, image: ImageRecord) -> list[str]:
+        """The provenance tags of the image's AMIs, each once, in the order of their regions."""
+        amis = self.amis(image.bake, image.image_id)
+        tags = [str(amis[region]["tags"][PROVENANCE_TAG]) for region in sorted(amis)
+                if amis[region]["tags"].get(PROVENANCE_TAG)]
+        return list(dict.fromkeys(tags))
 
     def facts(self, image: ImageRecord) -> dict[str, Any]:
         return {}  # an AMI's size is its snapshots' (size()); it has no digest
@@ -200,6 +230,15 @@ class AwsRegistry:
         (with shared state, it is also kept on S3: shared.py)."""
         return self.logs_dir / bake / f"{image_id}.packages"
 
+    def provenance_path(self, bake: str, image_id: str, digest: str) -> Path:
+        """Beside its manifest: a provenance statement of the image, named by its SHA256 (which
+        the AMIs it is about are tagged with)."""
+        return self.logs_dir / bake / f"{image_id}.provenance-{digest.removeprefix('sha256:')[:12]}.json"
+
+    def provenance_paths(self, bake: str, image_id: str) -> list[Path]:
+        """The image's provenance statements on this machine."""
+        return sorted((self.logs_dir / bake).glob(f"{image_id}.provenance-*.json"))
+
     def read_contents(self, bake: str, image_id: str) -> Manifest:
         local = self.contents_path(bake, image_id)
         if local.is_file() or self.shared is None:
@@ -214,11 +253,15 @@ class AwsRegistry:
 
     def delete(self, image: ImageRecord) -> list[str]:
         removed = []
+        statements = [self.provenance_path(image.bake, image.image_id, digest).name
+                      for digest in self._provenance_digests(image)]
         for region, ami in sorted(self.amis(image.bake, image.image_id).items()):
             removed += self.deregister(region, ami)
         self.contents_path(image.bake, image.image_id).unlink(missing_ok=True)
-        if self.shared is not None:  # its log, inputs and manifest on S3 go with it
-            removed += self.shared.delete_image_files(image.bake, image.image_id)
+        for path in self.provenance_paths(image.bake, image.image_id):
+            path.unlink()
+        if self.shared is not None:  # its log, inputs, manifest and provenance on S3 go with it
+            removed += self.shared.delete_image_files(image.bake, image.image_id, statements)
         return removed
 
     def deregister(self, region: str, ami: dict[str, Any]) -> list[str]:

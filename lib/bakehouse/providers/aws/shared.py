@@ -5,6 +5,8 @@ and package manifest, so any runner can read them:
     <prefix>/locks/<bake>/<key>.json            the lease
     <prefix>/logs/<bake>/<image-id>.log         the bake's full log (also when it failed)
     <prefix>/logs/<bake>/<image-id>.inputs.json its input summary
+    <prefix>/logs/<bake>/<image-id>.provenance-<sha256 prefix>.json
+                                                its provenance: an in-toto statement per run
     <prefix>/logs/<bake>/last-failed.json       the last failed bake of <bake>: id, log, error
     <prefix>/contents/<bake>/<image-id>.packages its package manifest
 
@@ -168,10 +170,12 @@ class SharedState:
         found = self.s3.get(self.config.bucket, self.config.key(key))
         return None if found is None else found[0]
 
-    def delete_image_files(self, bake: str, image_id: str) -> list[str]:
-        """An image's log, input summary and manifest (pruned with it); returns their URLs."""
+    def delete_image_files(self, bake: str, image_id: str, provenance: list[str]) -> list[str]:
+        """An image's log, input summary, manifest and provenance statements (the files named
+        in `provenance`), pruned with it; returns their URLs."""
         removed = []
-        for key in (log_key(bake, image_id), inputs_key(bake, image_id), contents_key(bake, image_id)):
+        for key in (log_key(bake, image_id), inputs_key(bake, image_id), contents_key(bake, image_id),
+                    *(provenance_key(bake, name) for name in provenance)):
             if self.s3.exists(self.config.bucket, self.config.key(key)):
                 self.s3.delete(self.config.bucket, self.config.key(key))
                 removed.append(self.url(key))
@@ -246,6 +250,11 @@ def log_key(bake: str, image_id: str) -> str:
 
 def inputs_key(bake: str, image_id: str) -> str:
     return f"logs/{bake}/{image_id}.inputs.json"
+
+
+def provenance_key(bake: str, file_name: str) -> str:
+    """Where a provenance statement is kept, by its file's name (AwsRegistry.provenance_path)."""
+    return f"logs/{bake}/{file_name}"
 
 
 def failure_key(bake: str) -> str:

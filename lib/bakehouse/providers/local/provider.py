@@ -20,8 +20,9 @@ from ...oci.attest import attach
 from ...oci.layout import EPOCH_TIME, SOURCE_DATE_EPOCH, LayoutError, read_image
 from ...model import Bake
 from ...project import Project
-from ...provenance import predicate, statement, tool_versions
-from ...registry import ImageRecord
+from ...provenance import base_descriptor, oci_subject, predicate, statement, tool_versions
+from ...registry import ImageRecord, created_at
+from ...sbom import PREDICATE_TYPE as SBOM_PREDICATE, cyclonedx_predicate
 from .. import BakeJob, NotShared, SharedHold
 from .registry import OLD_FORMAT, LocalRegistry
 from .settings import LocalSource
@@ -67,12 +68,16 @@ class LocalProvider:
 
     def attest(self, job: BakeJob, image: ImageRecord, out: TextIO) -> None:
         made = read_image(self._image_path(job))
-        base = None if job.base_image is None else self.registry.oci_image(job.base_image).manifest.digest
-        body = predicate(self.project.root, image, job.summary, job.packages, base, self.architecture(job.bake),
+        built_on = [] if job.base_image is None else [base_descriptor(
+            job.base_image.image_id, {"sha256": self.registry.oci_image(job.base_image).manifest.digest.removeprefix("sha256:")})]
+        body = predicate(self.project.root, image, job.summary, job.packages, built_on, self.architecture(job.bake),
                          now_utc(), tool_versions(TOOLS, self.project.state_dir / "cache"))
-        referrer = attach(made, statement(job.bake.name, made.manifest.digest, body))
-        out.write(f"[{job.bake.name}] provenance kept in its layout ({referrer}, an in-toto statement about "
-                  f"{made.manifest.digest})\n")
+        subject = [oci_subject(job.bake.name, made.manifest.digest)]
+        attach(made, statement(subject, body))
+        contents = self.registry.read_contents(job.bake.name, job.image_id)
+        attach(made, statement(subject, cyclonedx_predicate(contents, created_at(image), self.name), SBOM_PREDICATE))
+        out.write(f"[{job.bake.name}] provenance and SBOM kept in its layout (in-toto statements about "
+                  f"{made.manifest.digest}, as OCI referrers)\n")
 
     def os_name(self, bake: Bake) -> str:
         return bake.source.suite if isinstance(bake.source, LocalSource) else "linux"
