@@ -26,12 +26,14 @@ HOST_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 def build_root_tarball(out: Path) -> Path:
     """The target's root filesystem, made once per test session (about half a minute)."""
     tarball = out / "ssh-target.tar"
+    partial = out / "ssh-target.partial.tar"  # a build that fails midway leaves no tarball
     mirror = str(HOST_SOURCES) if HOST_SOURCES.is_file() else "http://deb.debian.org/debian"
     subprocess.run(
         ["mmdebstrap", "--mode=root", "--variant=minbase", "--include=openssh-server,sudo",
-         "bookworm", str(tarball), mirror],
+         "bookworm", str(partial), mirror],
         check=True, capture_output=True, stdin=subprocess.DEVNULL,
     )
+    partial.rename(tarball)
     return tarball
 
 
