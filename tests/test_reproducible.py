@@ -1,8 +1,8 @@
 """Same inputs, same bytes: local images baked in two fresh repositories, in different
 directories and at different times (the clock override), are the same OCI images, and
 `doit verify` proves it, or names the file that differs, or the input it cannot get again.
-The tiny base keeps this quick; the shipped minbase base was checked the same way by hand
-(two clones, two clocks: the same digests), which takes two minutes more than the suite can spare."""
+The tiny base keeps this quick; the shipped example's minbase base and hello are verified the
+same way in the main job's test (tests/test_main_job.py)."""
 
 from __future__ import annotations
 
