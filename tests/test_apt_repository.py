@@ -144,6 +144,11 @@ def test_a_pinned_package_that_can_no_longer_be_had_is_one_line(apt_repo: Path, 
     assert result.returncode != 0 and "Traceback" not in result.output
     assert "hello: hello-svc 1.0.4, pinned by bakehouse.lock, can no longer be had (cannot fetch " in result.output
     assert records(apt_repo, "hello") == []
+    # it failed before packer ran: its log says why (there is no packer output to show)
+    log = run_doit(apt_repo, "log", "--failed", "hello")
+    assert log.returncode == 0, log.output
+    assert re.search(r"^hello: the bake of hello-\S+ failed before packer ran: hello: hello-svc 1\.0\.4, pinned by ",
+                     log.stdout, re.M)
 
 
 def test_a_damaged_lock_file_is_one_line(apt_repo: Path) -> None:

@@ -5,7 +5,10 @@ for nothing else."""
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,6 +88,20 @@ def test_a_newer_version_in_a_base_source_rebakes_the_base_and_its_services_and_
     assert any(line.split()[:2] == ["base-motd", "1.1"] for line in shown.splitlines())
     assert run_doit(repo, "plan").returncode == 0
     assert len(records(repo, "base")) == bases + 1 and len(records(repo, "hello")) == 2
+
+    # The cache of indexes: what a plan uses stays, what no run used for 30 days is pruned.
+    cache = repo / ".bakehouse" / "cache"
+    cached = [*cache.glob("indexes/*.json"), *cache.glob("updates/*.json")]
+    month_ago = time.time() - 40 * 86400
+    for path in cached:
+        os.utime(path, (month_ago, month_ago))
+    assert run_doit(repo, "plan").returncode == 0  # uses today's indexes: renews them
+    pruned = run_doit(repo, "prune", "--apply", check=True).output
+    removed = re.findall(r"^removed (cache/\S+), which no run has used for 30 days$", pruned, re.M)
+    assert removed and len(removed) < len(cached)
+    assert any(name.startswith("cache/indexes/") for name in removed)  # the index before base-motd 1.1
+    index_reads = apt.requests("/Packages")
+    assert run_doit(repo, "plan").returncode == 0 and apt.requests("/Packages") == index_reads  # kept: still used
 
 
 def test_sources_are_read_as_apt_spells_them(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from .context import template_context
 from .decide import Decision, Planner
 from .epoch import now_utc
 from .errors import BakehouseError, PackageError, PackerError
+from .files import write_atomically
 from .pins import LOCK_FILE
 from .locks import bake_lock
 from .logs import failure_note, write_failure
@@ -90,6 +91,9 @@ def _bake_locked(
             out.write(f"[{name}] could not remove what the failed bake left: {error}\n")
         error_text = str(failure) or type(failure).__name__
         try:  # for `doit log --failed`: here, and where every runner reads it
+            if not job.log.is_file():  # it failed before packer ran: its log says why, not nothing
+                write_atomically(job.log, f"{job.bake.name}: the bake of {job.image_id} failed before packer ran: "
+                                          f"{error_text}\n")
             write_failure(planner.project, name, failure_note(job.image_id, provider.log_ref(job), error_text))
             provider.keep(job, error_text, out)
         except (BakehouseError, OSError) as error:

@@ -17,6 +17,7 @@ take (a pin, a hold) is not asked for again and again.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from .aptrepo import AptIndexes, Fetch, Repository, fetch_url, release_checksums
 from .contents import Manifest
 from .errors import PackageError
 from .files import sha256_bytes, write_atomically
+
+UNUSED_DAYS = 30  # a cached index or answer no run used for this long: clean() removes it
 
 
 @dataclass(frozen=True)
@@ -62,10 +65,29 @@ class SourcesState:
 
 
 class UpdateIndexes:
+    """What the sources offer, read through a cache under cache_dir: each index's newest
+    versions by the index's SHA256 (indexes/), and each answer by what it depends on
+    (updates/). A file's time is renewed each time it is used, and `doit prune --apply`
+    removes the ones no run has used for UNUSED_DAYS (clean()): an index a source has replaced."""
+
     def __init__(self, cache_dir: Path, fetch: Fetch = fetch_url) -> None:
         self.cache_dir = cache_dir
         self.apt = AptIndexes(fetch)  # its Release reading and signature checks
         self._states: dict[tuple[tuple[Repository, ...], str], SourcesState] = {}
+
+    def clean(self, now: float) -> list[str]:
+        """Remove the cached indexes and answers no run has used for UNUSED_DAYS before `now`
+        (seconds since the epoch, as file times are); returns them as cache/... paths."""
+        removed = []
+        for folder in ("indexes", "updates"):
+            for path in sorted((self.cache_dir / folder).glob("*.json")):
+                try:
+                    if path.stat().st_mtime < now - UNUSED_DAYS * 86400:
+                        path.unlink()
+                        removed.append(f"cache/{folder}/{path.name}")
+                except OSError:
+                    continue  # removed meanwhile by another run: only a cache
+        return removed
 
     def state(self, sources: tuple[Repository, ...], architecture: str) -> SourcesState:
         """Read once per run for each set of sources."""
@@ -94,7 +116,7 @@ class UpdateIndexes:
                             "seen": manifest.sources_seen, "releases": state.releases}, sort_keys=True)
         cached = self.cache_dir / "updates" / f"{sha256_bytes(asked.encode())}.json"
         try:
-            return [str(reason) for reason in json.loads(cached.read_text(encoding="utf-8"))]
+            return [str(reason) for reason in json.loads(_used(cached).read_text(encoding="utf-8"))]
         except (OSError, ValueError, TypeError):
             found = update_reasons(manifest, state)
             write_atomically(cached, json.dumps(found))
@@ -112,7 +134,7 @@ class UpdateIndexes:
                 raise PackageError(f"{dists}: Release lists no {stem} index")
             cached = self.cache_dir / "indexes" / f"{digest}.json"
             try:
-                versions = json.loads(cached.read_text(encoding="utf-8"))
+                versions = json.loads(_used(cached).read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 versions = newest_versions(self.apt.packages_index(dists, stem, checksums).decode("utf-8", "replace"))
                 write_atomically(cached, json.dumps(versions, sort_keys=True))
@@ -158,3 +180,9 @@ def update_reasons(manifest: Manifest, state: SourcesState) -> list[str]:
             continue  # the bake saw this version offered and did not take it
         reasons.append(f"{name} {package.version} -> {offered.version} available")
     return reasons
+
+
+def _used(cached: Path) -> Path:
+    """`cached`, its time renewed (clean() keeps what is used); raises OSError if it is absent."""
+    os.utime(cached)
+    return cached

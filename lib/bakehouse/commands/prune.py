@@ -4,7 +4,8 @@ A dry run by default: one row per image (its age, size, places, and keep or dele
 every reason), then a total. `--apply` deletes what the rows say, holding each pruned bake's
 lock (a bake of it waits; a bake of another image never loses its base: the base's current
 image and every image a kept image was built on are kept). An interrupted prune is finished
-by the next one (retention.py says what is kept; each registry how it deletes).
+by the next one (retention.py says what is kept; each registry how it deletes). It also
+removes cached package indexes no run has used for 30 days (updates.py).
 
 Exit status: 0 done (or nothing to do), 2 cannot prune (a bake cannot be decided, AWS cannot
 be asked what uses an image; nothing is deleted), 3 bad bake files or usage.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +31,7 @@ from ..registry import ImageRecord, created_at
 from ..retention import Verdict, decide_retention, describe, policy_of, project_policy
 from ..tasks import planner_from_tasks
 from ..tomlcheck import did_you_mean
+from ..updates import UNUSED_DAYS
 
 EXIT_DONE, EXIT_CANNOT_PRUNE = 0, 2
 
@@ -188,4 +191,6 @@ class PruneCommand(DoitCmdBase):
         for registry in {id(r): r for r in (planner.provider_of(name).registry for name in names)}.values():
             for cached in registry.clean_caches():  # once per registry, not once per bake
                 out.write(f"removed {cached}, which no image has any more\n")
+        for cached in planner.updates.clean(time.time()):  # file times are the machine's, not BAKEHOUSE_NOW's
+            out.write(f"removed {cached}, which no run has used for {UNUSED_DAYS} days\n")
         return deleted
