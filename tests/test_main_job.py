@@ -56,3 +56,7 @@ def test_the_shipped_example_bakes_its_real_base_and_hello_then_nothing(tmp_path
     assert verified.returncode == 0, verified.output
     for bake in ("base", "hello"):
         assert f"{bake}: reproducible ({catalogue[bake][0]['digest']})" in verified.output
+    assert not list(tmp_path.glob(".clone.verify*"))  # the scratch repositories are gone
+    after = json.loads(run_doit(repo, "images", "--json", check=True).stdout)
+    assert [(i["image_id"], i["digest"]) for b in ("base", "hello") for i in after[b]] == [
+        (i["image_id"], i["digest"]) for b in ("base", "hello") for i in catalogue[b]]  # the registry as it was
