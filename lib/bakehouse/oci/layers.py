@@ -5,7 +5,7 @@ Two sources of a layer:
 - an overlay mount's upper directory after a service bake: exactly what the bake changed,
   the kernel's own record of it, so nothing is scanned or compared. Its deletions are
   overlayfs whiteouts (a 0/0 character device, an opaque directory), written as the OCI
-  spec's (`.wh.<name>`, `.wh..wh..opq`);
+  spec's (`.wh.<name>`, `.wh..wh..opq`); a file's capabilities go with it;
 
 And back: a layer unpacked into a directory in overlayfs's form, for the cache (cache.py).
 """
@@ -27,6 +27,11 @@ from typing import BinaryIO
 from ..files import BLOCK
 from .layout import MEDIA_LAYER, Blob, Layer, LayoutError, blob_path
 
+# The one extended attribute a layer keeps, as Docker's and BuildKit's do: file capabilities
+# (ping's cap_net_raw), which a package's maintainer script sets with setcap; without it such a
+# program fails in the image for anyone but root. In a tar: a PAX record, GNU tar's and Go's.
+CAPABILITY_XATTR = "security.capability"
+PAX_XATTR = "SCHILY.xattr."
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
@@ -148,11 +153,21 @@ def _add(tar: tarfile.TarFile, name: str, path: Path | None, clamp: int | None) 
     info.uname = info.gname = ""
     if clamp is not None:
         info.mtime = min(int(info.mtime), clamp)
+    capability = _capability(path) if info.isreg() else None
+    if capability is not None:  # binary: tarfile writes it byte for byte (hdrcharset=BINARY)
+        info.pax_headers = {PAX_XATTR + CAPABILITY_XATTR: capability.decode("utf-8", "surrogateescape")}
     if info.isreg():
         with path.open("rb") as content:
             tar.addfile(info, content)
     else:
         tar.addfile(info)
+
+
+def _capability(path: Path) -> bytes | None:
+    try:
+        return os.getxattr(path, CAPABILITY_XATTR, follow_symlinks=False)
+    except OSError:
+        return None  # none set (or a filesystem without xattrs)
 
 
 def unpack_layer(blob: Path, into: Path, compressed: bool = True) -> None:
@@ -161,7 +176,8 @@ def unpack_layer(blob: Path, into: Path, compressed: bool = True) -> None:
     can be a lower layer."""
     into.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
-        ["tar", "-xzf" if compressed else "-xf", str(blob), "--numeric-owner", "--same-permissions", "-C", str(into)],
+        ["tar", "-xzf" if compressed else "-xf", str(blob), "--numeric-owner", "--same-permissions",
+         "--xattrs", f"--xattrs-include={CAPABILITY_XATTR}", "-C", str(into)],
         capture_output=True, text=True,
     )
     if result.returncode != 0:

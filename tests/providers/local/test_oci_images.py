@@ -12,6 +12,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 from helpers import image_file, image_layers, records, run_doit, unpack_image, write
@@ -137,3 +138,37 @@ def test_an_image_in_the_old_format_is_rebaked_once_and_says_why(repo: Path) -> 
     assert "[hello] baked " in run_doit(repo, check=True).output
     assert "up to date" in run_doit(repo, "plan", "hello", check=True).output
     assert hello["image_id"] in run_doit(repo, "images", "hello", check=True).output  # still listed
+
+
+def test_a_file_capability_a_service_bake_sets_is_in_its_layer(repo: Path, tmp_path: Path) -> None:
+    """What a maintainer script's `setcap` leaves (ping's cap_net_raw) stays with the file. Run
+    through bakehouse-image, the tool the service template calls, on the session's base: the
+    tiny base has no setcap for a script to call, so the host's sets it, as a bake's would,
+    through the overlay."""
+    (base,) = records(repo, "base")
+    layout = image_file(repo, base)
+    tool = [str(Path(os.environ.get("VIRTUAL_ENV", sys.prefix)) / "bin" / "bakehouse-image")]
+    work = tmp_path / "work"
+    work.mkdir()
+    subprocess.run([*tool, "root", str(layout), str(work), "--cache", str(repo / ".bakehouse" / "cache" / "layers")],
+                   check=True, capture_output=True)
+    out = tmp_path / "service"
+    try:
+        program = work / "root" / "usr" / "local" / "bin" / "pinger"
+        program.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(work / "root" / "bin" / "busybox", program)
+        subprocess.run(["setcap", "cap_net_raw+ep", str(program)], check=True)
+        subprocess.run([*tool, "commit", str(work), str(layout), str(out), "--ref", "svc", "--created",
+                        "1970-01-01T00:00:00Z", "--created-by", "a test", "--source-date-epoch", "0"],
+                       check=True, capture_output=True)
+    finally:
+        if os.path.ismount(work / "root"):  # commit unmounts it; a failure before must not leave it
+            subprocess.run(["umount", str(work / "root")], check=False)
+
+    own_layer = image_layers(out)[-1]
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    subprocess.run(["tar", "-xzf", str(own_layer), "--xattrs", "--xattrs-include=*", "-C", str(unpacked)], check=True)
+    shown = subprocess.run(["getcap", str(unpacked / "usr" / "local" / "bin" / "pinger")], check=True,
+                           capture_output=True, text=True).stdout
+    assert "cap_net_raw=ep" in shown
