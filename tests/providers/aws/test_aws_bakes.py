@@ -227,6 +227,10 @@ def test_copy_mode_bakes_once_and_copies(aws_repo: Path, aws_env: dict[str, str]
     assert east["tags"]["bakehouse:image"] == west["tags"]["bakehouse:image"]
     assert west["tags"]["base_ami_id"] == amis(aws_env, "us-east-1", "aws-base")[0]["ImageId"]  # copied from east
     assert baked(run_doit(aws_repo, env=aws_env, check=True).output) == []
+    (statement,) = provenance_statements(aws_repo, "aws-hello", env=aws_env)  # both AMIs, baked on east's base
+    assert [s["name"] for s in statement["subject"]] == [f"us-east-1/{east['ImageId']}", f"us-west-2/{west['ImageId']}"]
+    assert [dep["name"].split(" in ")[-1] for dep in statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+            if dep["name"].startswith("base image ")] == ["us-east-1"]
 
 
 def test_copy_mode_copies_an_image_to_an_added_region_without_baking(aws_repo: Path, aws_env: dict[str, str]) -> None:

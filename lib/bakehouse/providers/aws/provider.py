@@ -188,7 +188,7 @@ class AwsProvider:
             region, ami = copied
             return [ami_descriptor(f"image {job.image_id} in {region}, copied", region, ami)]
         if settings_of(job.bake).multi_region == "copy":
-            regions = regions[:1]  # baked in the first region, copied by packer to the rest
+            regions = [region for region, _ in _plan(settings_of(job.bake), job.places)]  # packer copied the rest
         found = []
         for region in regions:
             if job.base_image is not None:
