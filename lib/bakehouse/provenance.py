@@ -52,9 +52,10 @@ def ami_descriptor(name: str, region: str, ami: str) -> dict[str, Any]:
     return {"name": name, "uri": f"arn:aws:ec2:{region}::image/{ami}", "digest": {AMI_DIGEST: ami}}
 
 
-def base_descriptor(base_image: str, digest: dict[str, str], where: str = "") -> dict[str, Any]:
-    """The base image a service was baked on, by its bakehouse id and a digest of it."""
-    return {"name": f"base image {base_image}{where}", "uri": f"urn:bakehouse:image:{base_image}", "digest": digest}
+def base_descriptor(base_image: str, oci_digest: str) -> dict[str, Any]:
+    """The local base image a service was baked on, by its bakehouse id and manifest digest."""
+    return {"name": f"base image {base_image}", "uri": f"urn:bakehouse:image:{base_image}",
+            "digest": {"sha256": oci_digest.removeprefix("sha256:")}}
 
 
 def predicate(root: Path, image: ImageRecord, summary: Summary, packages: tuple[ResolvedPackage, ...],

@@ -164,9 +164,9 @@ class AwsRegistry:
         for digest in self._provenance_digests(image):
             path = self.provenance_path(image.bake, image.image_id, digest)
             data = path.read_bytes() if path.is_file() else None
-            if self.shared is not None and (data is None or f"sha256:{sha256_bytes(data)}" != digest):
+            if self.shared is not None and not _is_statement(data, digest):
                 data = self.shared.download(provenance_key(image.bake, path.name)) or data
-            if data is None or f"sha256:{sha256_bytes(data)}" != digest:
+            if not _is_statement(data, digest):
                 where = self.shared.url(provenance_key(image.bake, path.name)) if self.shared is not None else str(path)
                 held = "nothing" if data is None else "a statement of another digest"
                 raise RegistryError(f"{image.image_id}: its AMIs are tagged with provenance {digest}, but {where} "
@@ -335,6 +335,11 @@ class AwsRegistry:
                 said = True
             self.sleep(min(delay, left))
             delay = min(delay * 2, MAX_SETTLE_DELAY_SECONDS)
+
+
+def _is_statement(data: bytes | None, digest: str) -> bool:
+    """`data` is the statement whose SHA256 an AMI is tagged with."""
+    return data is not None and f"sha256:{sha256_bytes(data)}" == digest
 
 
 def image_of(ami: dict[str, Any]) -> str | None:

@@ -68,8 +68,8 @@ class LocalProvider:
 
     def attest(self, job: BakeJob, image: ImageRecord, out: TextIO) -> None:
         made = read_image(self._image_path(job))
-        built_on = [] if job.base_image is None else [base_descriptor(
-            job.base_image.image_id, {"sha256": self.registry.oci_image(job.base_image).manifest.digest.removeprefix("sha256:")})]
+        built_on = [] if job.base_image is None else [
+            base_descriptor(job.base_image.image_id, self.registry.oci_image(job.base_image).manifest.digest)]
         body = predicate(self.project.root, image, job.summary, job.packages, built_on, self.architecture(job.bake),
                          now_utc(), tool_versions(TOOLS, self.project.state_dir / "cache"))
         subject = [oci_subject(job.bake.name, made.manifest.digest)]
