@@ -168,21 +168,32 @@ class Running:
         return code
 
 
-def hold_dpkg_lock(root: Path, seconds: float) -> threading.Thread:
-    """Take dpkg's own locks (fcntl, as dpkg does) in the system at `root`, as
-    unattended-upgrades holds them on a fresh instance, and let go after `seconds`."""
-    handles = [(root / "var" / "lib" / "dpkg" / name).open("a") for name in ("lock-frontend", "lock")]
-    for handle in handles:
-        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+class HeldDpkgLock:
+    """dpkg's own locks (fcntl, as dpkg takes them) held in the system at `root`, as
+    unattended-upgrades holds them on a fresh instance. Released on a signal the test
+    observes (never after a fixed time: on a loaded machine the install may start late)."""
 
-    def release() -> None:
-        time.sleep(seconds)
-        for handle in handles:
+    def __init__(self, root: Path) -> None:
+        self._handles = [(root / "var" / "lib" / "dpkg" / name).open("a") for name in ("lock-frontend", "lock")]
+        for handle in self._handles:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def release(self) -> None:
+        for handle in self._handles:
             handle.close()
 
-    thread = threading.Thread(target=release, daemon=True)
-    thread.start()
-    return thread
+    def release_when(self, condition: Callable[[], bool], seconds: float = 120) -> threading.Thread:
+        """Let go once `condition` holds, or after `seconds` at the latest (so a bake that
+        never waits still ends, and the test fails on what it printed)."""
+        def watch() -> None:
+            deadline = time.monotonic() + seconds
+            while not condition() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.release()
+
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+        return thread
 
 
 def wait_until(condition: Callable[[], bool], seconds: float = 60) -> None:

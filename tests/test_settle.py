@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from helpers import PROJECT, build_hello_deb, hold_dpkg_lock, image_file, records, unpack_image
+from helpers import PROJECT, HeldDpkgLock, build_hello_deb, image_file, records, unpack_image
 
 
 def unpacked_base(repo: Path, root: Path) -> Path:
@@ -22,28 +22,40 @@ def unpacked_base(repo: Path, root: Path) -> Path:
     return root
 
 
-def install(root: Path, settle_seconds: int) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", f"BAKEHOUSE_SETTLE_SECONDS={settle_seconds}",
-         "chroot", str(root), "/bin/sh", "/tmp/bakehouse/install-packages.sh", "/tmp/bakehouse/debs", "hello-svc=1.0.4"],
-        text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120,
-    )
+def install_command(root: Path, settle_seconds: int) -> list[str]:
+    return ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", f"BAKEHOUSE_SETTLE_SECONDS={settle_seconds}",
+            "chroot", str(root), "/bin/sh", "/tmp/bakehouse/install-packages.sh", "/tmp/bakehouse/debs", "hello-svc=1.0.4"]
 
 
 def test_the_install_waits_for_the_dpkg_lock_then_installs(baked_base: Path, tmp_path: Path) -> None:
+    """The lock is let go once the install says it waits (not after a fixed time, which a
+    loaded machine could outlast before the install even starts)."""
     root = unpacked_base(baked_base, tmp_path / "root")
-    holder = hold_dpkg_lock(root, seconds=3)
-    run = install(root, settle_seconds=60)
-    holder.join()
-    assert run.returncode == 0, run.stdout
-    assert "install-packages: waiting for the dpkg lock" in run.stdout
-    assert "install-packages: hello-svc=1.0.4 installed" in run.stdout
+    lock = HeldDpkgLock(root)
+    lines = []
+    with subprocess.Popen(install_command(root, settle_seconds=60), text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as run:
+        assert run.stdout is not None
+        try:
+            for line in run.stdout:
+                lines.append(line)
+                if "install-packages: waiting for the dpkg lock" in line:
+                    lock.release()
+        finally:
+            lock.release()
+    output = "".join(lines)
+    assert run.returncode == 0, output
+    assert "install-packages: waiting for the dpkg lock" in output
+    assert "install-packages: hello-svc=1.0.4 installed" in output
 
 
 def test_a_lock_held_past_the_bound_fails_with_one_line(baked_base: Path, tmp_path: Path) -> None:
     root = unpacked_base(baked_base, tmp_path / "root")
-    holder = hold_dpkg_lock(root, seconds=8)
-    run = install(root, settle_seconds=2)
-    holder.join()
+    lock = HeldDpkgLock(root)  # held for the whole install
+    try:
+        run = subprocess.run(install_command(root, settle_seconds=2), text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+    finally:
+        lock.release()
     assert run.returncode == 1, run.stdout
     assert "install-packages: the dpkg lock was still held after 2s (unattended-upgrades? another apt?); giving up" in run.stdout

@@ -21,7 +21,7 @@ from bakehouse import packer
 from bakehouse.contents import parse_dpkg_query
 from bakehouse.errors import PackerError
 from bakehouse.render import Templates
-from helpers import PROJECT, build_hello_deb, hold_dpkg_lock
+from helpers import PROJECT, HeldDpkgLock, build_hello_deb
 from ssh_target import SshTarget, build_root_tarball, templates_with_target
 
 
@@ -49,11 +49,12 @@ def target(target_tarball: Path, tmp_path: Path) -> Iterator[SshTarget]:
 
 def bake_over_ssh(
     work: Path, port: int, key: Path, debs: list[Path], checks: list[str], timeout: str = "60s",
-    tests: dict[str, str] | None = None,
+    tests: dict[str, str] | None = None, out: io.StringIO | None = None,
 ) -> str:
     """Render the SSH target template with these values and `packer build` it; packer's
     output as bakehouse shows it. Raises PackerError as a bake does. `tests`: test scripts
-    (name under templates/: text); the image's package listing goes to work/packages.tsv."""
+    (name under templates/: text); the image's package listing goes to work/packages.tsv.
+    `out`: where packer's output streams while it runs (the caller may watch it)."""
     templates = templates_with_target(work)
     for name, text in (tests or {}).items():
         (templates / name).parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +67,7 @@ def bake_over_ssh(
     template = work / "build" / "ssh-target.pkr.hcl"
     template.parent.mkdir(parents=True)
     template.write_text(Templates(templates).render("ssh-target.pkr.hcl.j2", context))
-    out = io.StringIO()
+    out = out if out is not None else io.StringIO()
     try:
         packer.build(packer.PackerRun(label="target", template=template, log_path=work / "bake.log",
                                       timeout_seconds=300), out)
@@ -128,9 +129,10 @@ def test_an_install_that_fails_fails_the_bake_with_the_remote_output(target: Ssh
 
 def test_the_install_waits_while_the_targets_dpkg_lock_is_held(target: SshTarget, tmp_path: Path) -> None:
     """As unattended-upgrades holds it on a fresh instance: dpkg's own (fcntl) locks, taken
-    from outside the target for 3 seconds."""
-    holder = hold_dpkg_lock(target.root, seconds=3)
-    output = bake_over_ssh(tmp_path, target.port, target.key, [hello_deb(tmp_path)], ["hello-svc=1.0.4"])
+    from outside the target, and let go once the install says it is waiting."""
+    streamed = io.StringIO()
+    holder = HeldDpkgLock(target.root).release_when(lambda: "waiting for the dpkg lock" in streamed.getvalue())
+    output = bake_over_ssh(tmp_path, target.port, target.key, [hello_deb(tmp_path)], ["hello-svc=1.0.4"], out=streamed)
     holder.join()
     assert "install-packages: waiting for the dpkg lock" in output
     assert target.installed("hello-svc") == "1.0.4"
