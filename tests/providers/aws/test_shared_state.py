@@ -59,7 +59,7 @@ def test_one_bake_started_on_three_runners_at_once_bakes_once_and_all_finish_wit
 ) -> None:
     env = shared_env(aws_env)
     s3(env).create_bucket(Bucket=BUCKET)
-    clones = runners(aws_repo, 3, lease="6s")
+    clones = runners(aws_repo, 3, lease="20s")  # long: no renewal may miss on a loaded machine
     processes = [start(clone, env, f"runner-{n}", "bake:aws-base") for n, clone in enumerate(clones, 1)]
     for process in processes:
         assert process.wait(timeout=300) == 0, "\n".join(output(clone) for clone in clones)
@@ -160,20 +160,20 @@ def test_a_runner_that_waited_on_a_holder_that_failed_bakes_itself(
     keeps its AMIs pending, so its bake times out (a timeout is not content) and fails."""
     env = shared_env(aws_env)
     s3(env).create_bucket(Bucket=BUCKET)
-    failing, waiting = runners(aws_repo, 2, lease="4s")
+    failing, waiting = runners(aws_repo, 2, lease="6s")  # renewed every 2 s: a stall of 4 s is allowed
     base = failing / "bakes" / "aws-base.toml"
-    base.write_text('timeout = "8s"\n' + base.read_text())
+    base.write_text('timeout = "13s"\n' + base.read_text())
     proxy, url = start_fault_proxy(env["AWS_ENDPOINT_URL_EC2"], {"pending_seconds": 120}, tmp_path / "events.jsonl")
     try:
         doomed = start(failing, {**env, "AWS_ENDPOINT_URL_EC2": url}, "runner-1", "bake:aws-base")
         wait_until(lambda: "[aws-base] baking " in output(failing), seconds=120)
         result = run_doit(waiting, "bake:aws-base", env={**env, "BAKEHOUSE_RUNNER": "runner-2"}, check=True)
-        assert doomed.wait(timeout=120) != 0 and "timed out after 8s" in output(failing)
+        assert doomed.wait(timeout=120) != 0 and "timed out after 13s" in output(failing)
     finally:
         proxy.terminate()
         proxy.wait(timeout=10)
     assert "waiting: aws-base is being baked by runner-1" in result.output
-    assert "expired" not in result.output  # runner-1 held a 4 s lease for 8 s: its renewals kept it
+    assert "expired" not in result.output  # runner-1 held a 6 s lease for 13 s: its renewals kept it
     assert "[aws-base] baked " in result.output
     for region in ("us-east-1", "us-west-2"):
         assert len(amis(env, region, "aws-base")) == 1
