@@ -123,6 +123,9 @@ def aws_repo(tmp_path: Path) -> Path:
 BAKE_FIXTURES = {"baked_base", "repo", "target_tarball"}
 AWS_FIXTURES = {"moto_url"}
 BAKE_MODULES = {"test_main_job.py"}  # bakes the shipped example from scratch
+# The longest test (the shipped example: two minbase bakes, then its verify, two minutes) starts
+# first, so no worker begins it when the others are nearly done.
+LONGEST_FIRST = ("test_main_job.py",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -135,3 +138,4 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.bake)
         if names & AWS_FIXTURES:
             item.add_marker(pytest.mark.aws)
+    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)  # stable: the rest keep their order
