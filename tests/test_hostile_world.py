@@ -106,6 +106,19 @@ def test_doit_info_of_a_misspelt_bake_is_one_line(repo: Path) -> None:
     one_line_error(run.output, "ERROR: no task 'bake:helo' (did you mean 'bake:hello'?)")
 
 
+@pytest.mark.parametrize("args, reason", [
+    (["images", "--sbom"], "option --sbom requires argument"),
+    (["plan", "--matrix"], "option --matrix requires argument"),
+    (["prune", "--aply"], "option --aply not recognized"),
+    (["info", "--json", "bake:hello"], "option --json not recognized"),
+])
+def test_a_bad_option_of_a_bakehouse_command_is_one_line(empty_repo: Path, args: list[str], reason: str) -> None:
+    """doit's own message for it lists the repr of every option it parsed with."""
+    run = run_doit(empty_repo, *args)
+    assert run.returncode == 3
+    assert run.output == f"ERROR: doit {args[0]}: {reason}; `doit help {args[0]}` lists its options\n"
+
+
 def test_doit_info_of_a_bake_reads_like_a_dry_run(repo: Path) -> None:
     run = run_doit(repo, "info", "bake:hello")
     assert run.returncode == 1

@@ -3,6 +3,27 @@
 through doit's `doit.COMMAND` entry points. They sit on top: they ask the planner (decide.py)
 and the registries through it, and never reach into a provider."""
 
+from __future__ import annotations
+
+import getopt
+from typing import Any
+
+from doit.cmd_base import DoitCmdBase
+from doit.cmdparse import CmdParseError
+
+
+class Command(DoitCmdBase):
+    """A bakehouse command: doit's, with a bad option said in one line. doit's own message
+    lists the repr of every option it parsed with (a screenful for `doit images --sbom`)."""
+
+    def parse_execute(self, in_args: list[str]) -> Any:
+        try:
+            return super().parse_execute(in_args)
+        except CmdParseError as error:
+            cause = error.__context__  # getopt's own message, which doit wraps
+            reason = cause.msg if isinstance(cause, getopt.GetoptError) else str(error)
+            raise CmdParseError(f"doit {self.name}: {reason}; `doit help {self.name}` lists its options") from None
+
 
 def trailing_flag(pos_args: list[str] | None, flag: str) -> tuple[bool, list[str]]:
     """Whether `flag` is among the names, and the names without it: doit reads a command's

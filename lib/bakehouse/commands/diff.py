@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import sys
 
-from doit.cmd_base import DoitCmdBase
 from doit.exceptions import InvalidCommand
 
 from ..decide import Planner
@@ -22,10 +21,10 @@ from ..errors import BakehouseError
 from ..imagediff import ImageDiff, diff_images, diff_text
 from ..lookup import find_image, manifest_of, previous_image
 from ..tasks import planner_from_tasks
-from . import trailing_flag
+from . import Command, trailing_flag
 
 
-class DiffCommand(DoitCmdBase):
+class DiffCommand(Command):
     """The `doit diff` command, registered through the `doit.COMMAND` entry point."""
 
     name = "diff"

@@ -17,8 +17,6 @@ import json
 import sys
 from typing import Any
 
-from doit.cmd_base import DoitCmdBase
-
 from ..contents import manifest_text
 from ..decide import Planner
 from ..errors import BakehouseError
@@ -27,6 +25,7 @@ from ..provenance import PREDICATE_TYPE
 from ..registry import ImageRecord, created_at
 from ..sbom import cyclonedx_json
 from ..tasks import planner_from_tasks
+from . import Command
 from .plan import selected
 from .prune import rows, size_text, to_delete, verdicts
 
@@ -75,7 +74,7 @@ def catalogue_text(catalogue: dict[str, list[ImageRecord]], launch: dict[str, st
     return "\n".join(lines) + "\n"
 
 
-class ImagesCommand(DoitCmdBase):
+class ImagesCommand(Command):
     """The `doit images` command, registered through the `doit.COMMAND` entry point."""
 
     name = "images"

@@ -17,9 +17,10 @@ from doit.exceptions import InvalidCommand
 from ..errors import BakehouseError
 from ..tasks import ImageUpToDate, planner_for
 from ..tomlcheck import did_you_mean
+from . import Command
 
 
-class InfoCommand(Info):
+class InfoCommand(Command, Info):
     """Replaces doit's `info` (same name, registered through the `doit.COMMAND` entry point)."""
 
     name = "info"

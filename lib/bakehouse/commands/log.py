@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import sys
 
-from doit.cmd_base import DoitCmdBase
 from doit.exceptions import InvalidCommand
 
 from ..errors import BakehouseError
 from ..logs import read_failure
 from ..lookup import find_image
 from ..tasks import planner_from_tasks
-from . import trailing_flag
+from . import Command, trailing_flag
 from .plan import selected
 
 
-class LogCommand(DoitCmdBase):
+class LogCommand(Command):
     """The `doit log` command, registered through the `doit.COMMAND` entry point."""
 
     name = "log"

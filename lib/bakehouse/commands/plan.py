@@ -21,7 +21,6 @@ import json
 import sys
 from dataclasses import asdict, dataclass, field
 
-from doit.cmd_base import DoitCmdBase
 from doit.exceptions import InvalidCommand
 
 from ..decide import Decision, Planner
@@ -31,6 +30,7 @@ from ..pins import LOCK_FILE, PackagePin, Pins, write_pins
 from ..model import BakeGraph
 from ..tasks import planner_from_tasks
 from ..tomlcheck import did_you_mean
+from . import Command
 
 EXIT_NOTHING_TO_BAKE, EXIT_WOULD_BAKE, EXIT_CANNOT_PLAN = 0, 1, 2
 
@@ -157,7 +157,7 @@ def _why(row: PlanRow) -> str:
     return "; ".join(row.reasons)
 
 
-class PlanCommand(DoitCmdBase):
+class PlanCommand(Command):
     """The `doit plan` command, registered through the `doit.COMMAND` entry point."""
 
     name = "plan"

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from doit.cmd_base import DoitCmdBase
 from doit.exceptions import InvalidCommand
 
 from ..decide import Planner
@@ -32,6 +31,7 @@ from ..retention import Verdict, decide_retention, describe, policy_of, project_
 from ..tasks import planner_from_tasks
 from ..tomlcheck import did_you_mean
 from ..updates import UNUSED_DAYS
+from . import Command
 
 EXIT_DONE, EXIT_CANNOT_PRUNE = 0, 2
 
@@ -133,7 +133,7 @@ def total(table: list[PruneRow], applied: bool) -> str:
     return f"{len(table)} images: {count} {verb} ({size_text(size)}), {len(table) - count} kept"
 
 
-class PruneCommand(DoitCmdBase):
+class PruneCommand(Command):
     """The `doit prune` command, registered through the `doit.COMMAND` entry point."""
 
     name = "prune"

@@ -12,10 +12,10 @@ import os
 import sys
 from pathlib import Path
 
-from doit.cmd_base import DoitCmdBase
 from doit.exceptions import InvalidCommand
 
 from ..tasks import planner_from_tasks
+from . import Command
 
 TOKEN_VARIABLE = "BAKEHOUSE_SERVE_TOKEN"
 
@@ -41,7 +41,7 @@ def read_token(token_file: str) -> str | None:
     return os.environ.get(TOKEN_VARIABLE) or None
 
 
-class ServeCommand(DoitCmdBase):
+class ServeCommand(Command):
     """The `doit serve` command, registered through the `doit.COMMAND` entry point."""
 
     name = "serve"

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import sys
 
-from doit.cmd_base import DoitCmdBase
-
 from ..errors import BakehouseError
 from ..tasks import new_planner, planner_from_tasks
 from ..verify import verify
+from . import Command
 from .plan import selected
 
 EXIT_SAME, EXIT_DIFFERENT, EXIT_CANNOT = 0, 1, 2
 
 
-class VerifyCommand(DoitCmdBase):
+class VerifyCommand(Command):
     """The `doit verify` command, registered through the `doit.COMMAND` entry point."""
 
     name = "verify"
