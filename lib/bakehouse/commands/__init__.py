@@ -21,8 +21,12 @@ class Command(DoitCmdBase):
             return super().parse_execute(in_args)
         except CmdParseError as error:
             cause = error.__context__  # getopt's own message, which doit wraps
-            reason = cause.msg if isinstance(cause, getopt.GetoptError) else str(error)
-            raise CmdParseError(f"doit {self.name}: {reason}; `doit help {self.name}` lists its options") from None
+            if not isinstance(cause, getopt.GetoptError):
+                raise
+            if str(error).startswith("Error parsing Task"):  # an option after a task's name
+                raise CmdParseError(f"doit: {cause.msg} for a task; `doit help TASK` lists its options") from None
+            command = "doit" if self.name == "run" else f"doit {self.name}"
+            raise CmdParseError(f"{command}: {cause.msg}; `doit help {self.name}` lists its options") from None
 
 
 def trailing_flag(pos_args: list[str] | None, flag: str) -> tuple[bool, list[str]]:
