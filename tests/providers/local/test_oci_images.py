@@ -12,7 +12,7 @@ import re
 import shutil
 import stat
 import subprocess
-import sys
+import sysconfig
 from pathlib import Path
 
 from helpers import image_file, image_layers, records, run_doit, unpack_image, write
@@ -147,7 +147,7 @@ def test_a_file_capability_a_service_bake_sets_is_in_its_layer(repo: Path, tmp_p
     through the overlay."""
     (base,) = records(repo, "base")
     layout = image_file(repo, base)
-    tool = [str(Path(os.environ.get("VIRTUAL_ENV", sys.prefix)) / "bin" / "bakehouse-image")]
+    tool = [str(Path(sysconfig.get_path("scripts")) / "bakehouse-image")]  # where the provider finds it
     work = tmp_path / "work"
     work.mkdir()
     subprocess.run([*tool, "root", str(layout), str(work), "--cache", str(repo / ".bakehouse" / "cache" / "layers")],
