@@ -1,6 +1,7 @@
 """Files written whole or not at all, sha256 digests, and removal: one home for each.
 
-A reader (another bake, a second CI runner, a crash's aftermath) must never see half a file:
+A reader (another bake, a second CI runner, a crash's aftermath) must never see half a file
+or half a tree:
 everything bakehouse keeps is written beside its target under a hidden temporary name and
 renamed over it, which POSIX makes atomic within one file system. A failed or interrupted
 write leaves the old file, or none, and no temporary file.
@@ -51,10 +52,17 @@ def replacing(target: Path, durable: bool = False) -> Iterator[Path]:
         partial.unlink(missing_ok=True)
 
 
+REMOVING = ".removing-"
+
+
 def remove_path(path: Path) -> None:
-    """`path` gone, whether a file, a directory tree or nothing."""
+    """`path` gone, whether a file, a directory tree or nothing. A tree is renamed away first
+    (to a hidden name with `.removing-` in it), so an interrupted removal never leaves half a
+    tree under its real name for a reader to take as whole; sweeps remove such leftovers."""
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
+        away = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}{REMOVING}"))
+        os.replace(path, away)  # over the empty directory just made: one atomic rename
+        shutil.rmtree(away)
     else:
         path.unlink(missing_ok=True)
 

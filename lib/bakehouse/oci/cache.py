@@ -2,12 +2,21 @@
 
     .bakehouse/cache/layers/<hex>/     one layer's files, in overlayfs's form (layers.py),
                                        named by the layer's diff id (its uncompressed digest)
+    .bakehouse/cache/layers/.<hex>.complete
+                                       written last, once the tree is in place: how many
+                                       entries the whole tree holds
     .bakehouse/cache/layers/.in-use    held shared (flock) by every bake mounting from here,
                                        exclusively by a clean-up, so none removes a layer
                                        under a mount
 
 A layer is unpacked once, into a temporary name renamed into place (two bakes that need it at
-once: one unpacks, the other waits for it), and never changed after. A service bake whose base
+once: one unpacks, the other waits for it), and never changed after. A tree counts only when
+its marker says it is complete and it still holds as many entries as the marker says (a walk
+of a base's 10,000 entries takes about 20 ms): a tree that an interrupted `rm -rf` or a
+half-done clean-up left, or one without its marker, is moved away and unpacked again, never
+mounted (mounted, it would pass for the base and record an image without the base's files).
+A clean-up removes the marker first, then renames the tree away before deleting it, so no
+half-removed tree ever has a layer's name. A service bake whose base
 layers are here mounts them and writes only its own layer. A base bake leaves its own layer
 here, unpacked from the tar it was made from; a service bake whose base's layers are missing
 (the cache was cleaned, or the base was baked elsewhere) unpacks them first. The cache is only a cache: deleting any of it costs time, never
@@ -17,16 +26,18 @@ an image (every image's layout holds all its layers).
 from __future__ import annotations
 
 import fcntl
+import json
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..files import remove_path, write_atomically
 from .layers import unpack_layer
 from .layout import Layer, OciImage
 
 IN_USE = ".in-use"
+COMPLETE = ".complete"
 
 
 class LayerCache:
@@ -47,39 +58,66 @@ class LayerCache:
     def _unpacked(self, diff_id: str, unpack: Callable[[Path], None]) -> str:
         self.root.mkdir(parents=True, exist_ok=True)
         name = diff_id.removeprefix("sha256:")
-        target = self.root / name
-        if target.is_dir():
+        if self._complete(name):
             return name
         with _locked(self.root / f".{name}.lock", fcntl.LOCK_EX):
-            if target.is_dir():  # unpacked by the bake we waited for
-                return name
-            scratch = self.root / f".{name}.partial-{os.getpid()}"
-            shutil.rmtree(scratch, ignore_errors=True)
-            try:
-                unpack(scratch)
-                os.rename(scratch, target)
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
+            if not self._complete(name):  # else: unpacked by the bake we waited for
+                self._remove(name)  # what is there is damaged or half-made: never mounted
+                scratch = self.root / f".{name}.partial-{os.getpid()}"
+                remove_path(scratch)
+                try:
+                    unpack(scratch)
+                    entries = _entries(scratch)
+                    os.rename(scratch, self.root / name)
+                finally:
+                    remove_path(scratch)
+                write_atomically(self._marker(name), json.dumps({"entries": entries}) + "\n")
         (self.root / f".{name}.lock").unlink(missing_ok=True)
         return name
 
+    def _marker(self, name: str) -> Path:
+        return self.root / f".{name}{COMPLETE}"
+
+    def _complete(self, name: str) -> bool:
+        """The tree is whole: its marker was written, and it holds what the marker counted."""
+        try:
+            expected = json.loads(self._marker(name).read_text(encoding="utf-8"))["entries"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        tree = self.root / name
+        return tree.is_dir() and not tree.is_symlink() and _entries(tree) == expected
+
+    def _remove(self, name: str) -> None:
+        """The marker first (the tree no longer counts), then the tree, renamed away first."""
+        self._marker(name).unlink(missing_ok=True)
+        remove_path(self.root / name)
+
     def clean(self, keep: set[str]) -> list[str] | None:
         """Remove the unpacked layers whose diff ids are not in `keep`, and what interrupted
-        unpacks left; None (nothing removed) while a bake is mounting from the cache."""
+        unpacks and removals left; None (nothing removed) while a bake is mounting from the cache."""
         if not self.root.is_dir():
             return []
         try:
             with _locked(self.root / IN_USE, fcntl.LOCK_EX | fcntl.LOCK_NB):
                 removed = []
                 for path in sorted(self.root.iterdir()):
-                    stale = path.name.startswith(".") and ".partial-" in path.name
-                    unused = path.is_dir() and not path.name.startswith(".") and f"sha256:{path.name}" not in keep
-                    if stale or unused:
-                        shutil.rmtree(path, ignore_errors=True)
+                    if path.name.startswith("."):
+                        leftover = ".partial-" in path.name or ".removing-" in path.name
+                        orphan = path.name.endswith(COMPLETE) and not (self.root / path.name[1:-len(COMPLETE)]).is_dir()
+                        if leftover or orphan:
+                            remove_path(path)
+                            removed.append(path.name)
+                    elif path.is_dir() and f"sha256:{path.name}" not in keep:
+                        self._remove(path.name)
                         removed.append(path.name)
                 return removed
         except BlockingIOError:
             return None
+
+
+def _entries(tree: Path) -> int:
+    """How many files, directories and other entries the tree holds, itself left out."""
+    return sum(len(dirs) + len(files) for _, dirs, files in os.walk(tree))
 
 
 @contextmanager

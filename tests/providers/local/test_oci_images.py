@@ -121,6 +121,27 @@ def test_a_service_image_outlives_its_base_in_the_cache_and_a_cold_cache_bakes(r
     assert [m for m in Path("/proc/mounts").read_text().splitlines() if str(repo) in m] == []
 
 
+def test_a_half_deleted_cached_layer_is_unpacked_again_not_mounted(repo: Path) -> None:
+    """What an interrupted `rm -rf` or clean-up leaves of a cached layer is never taken for the
+    base: the service rebakes with the base's whole tree under it, as the first bake did."""
+    first = run_doit(repo, "bake:hello", check=True).output
+    count = re.search(r"\[hello\] (\d+) packages in ", first)
+    assert count, first
+    (layer,) = [p for p in (repo / ".bakehouse" / "cache" / "layers").iterdir() if p.is_dir() and not p.name.startswith(".")]
+    shutil.rmtree(layer / "var" / "lib" / "dpkg")  # half of an interrupted removal
+    shutil.rmtree(layer / "etc")
+
+    again = run_doit(repo, "bake:hello", "--rebake")
+    assert again.returncode == 0, again.output
+    assert f"[hello] {count.group(1)} packages in " in again.output, again.output
+    first_image, second_image = records(repo, "hello")[1], records(repo, "hello")[0]
+    assert second_image["image_id"] != first_image["image_id"]
+    listed = [run_doit(repo, "images", "--packages", r["image_id"], check=True).output.splitlines()[1:]
+              for r in (first_image, second_image)]
+    assert listed[0] == listed[1] and len(listed[0]) > 1
+    assert (layer / "var" / "lib" / "dpkg" / "status").is_file() and (layer / "etc").is_dir()
+
+
 def test_an_image_in_the_old_format_is_rebaked_once_and_says_why(repo: Path) -> None:
     run_doit(repo, check=True)
     (hello,) = records(repo, "hello")
