@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 import pytest
 
-from helpers import amis, bump_hello, ec2, records, run_doit
+from helpers import HeldInstalls, Running, amis, bump_hello, ec2, records, run_doit
 
 NOW = datetime.fromisoformat(os.environ["BAKEHOUSE_NOW"])
 LATER = {"BAKEHOUSE_NOW": (NOW + timedelta(hours=2)).isoformat()}
@@ -82,6 +82,43 @@ def test_local_prune_keeps_the_current_images_and_their_bases_and_deletes_the_re
     assert not (repo / ".bakehouse" / "logs" / "hello" / f"{hello_a}.log").exists()
     assert run_doit(repo, "plan").returncode == 0  # nothing in use was touched
     assert prune(repo, "--apply")["deleted"] == []
+
+
+def test_the_image_in_use_is_kept_when_its_bake_is_not_up_to_date(repo: Path) -> None:
+    """Right after the weekly `doit bake:base && doit prune --apply`, no service is up to date
+    (its base changed), and what runs is still each service's image in use."""
+    run_doit(repo, check=True)                                   # hello A
+    bump_hello(repo, "1.0.5")
+    run_doit(repo, check=True)                                   # hello B
+    bump_hello(repo, "1.0.4")
+    assert "up to date: " in run_doit(repo, check=True).output  # A is current again: in use
+    hello_b, hello_a = [r["image_id"] for r in records(repo, "hello")]
+    run_doit(repo, "bake:base", "--rebake", check=True)          # the weekly base
+    add_policy(repo / "bakes" / "hello.toml", keep=1, min_age="1h")
+    assert run_doit(repo, "info", "bake:hello").returncode == 1  # hello would bake: nothing is current
+
+    found = verdicts(prune(repo, "hello"))
+    assert found[hello_a] == ("keep", ["image in use of hello"]), found
+    assert found[hello_b] == ("keep", ["newest 1"]), found
+    assert prune(repo, "--apply")["deleted"] == []
+    assert [r["image_id"] for r in records(repo, "hello")] == [hello_b, hello_a]
+
+
+def test_prune_keeps_the_base_a_running_bake_builds_on(repo: Path, tmp_path: Path) -> None:
+    run_doit(repo, "bake:base", check=True)
+    (old_base,) = [r["image_id"] for r in records(repo, "base")]
+    installs = HeldInstalls(repo, tmp_path / "scratch")
+    hello = Running(repo, "bake:hello", env=installs.env)        # on the old base, held mid-install
+    installs.wait_until_held(1)
+    run_doit(repo, "bake:base", "--rebake", check=True)          # the base moves on meanwhile
+    add_policy(repo / "bakes" / "base.toml", keep=1, min_age="1h")
+
+    found = verdicts(prune(repo, "--apply", "base"))
+    assert found[old_base] == ("keep", ["base of the running bake of hello"]), found
+    installs.release()
+    assert hello.finish(120) == 0, hello.output
+    assert records(repo, "hello")[0]["base_image"] == old_base
+    assert "[hello] baked " in hello.output
 
 
 def test_an_interrupted_prune_is_finished_by_the_next(repo: Path) -> None:

@@ -19,7 +19,7 @@ from .epoch import now_utc
 from .errors import BakehouseError, PackageError, PackerError
 from .files import write_atomically
 from .pins import LOCK_FILE
-from .locks import bake_lock
+from .locks import bake_lock, note_base
 from .logs import failure_note, write_failure
 from .providers import BakeJob, NotShared, Provider, SharedHold
 from .registry import ImageRecord, next_sequence, timestamp
@@ -81,6 +81,8 @@ def _bake_locked(
     for leftover in provider.sweep(decision.bake):
         out.write(f"[{name}] removed {leftover}, left by a bake that never finished\n")
     job = _job(planner, provider, decision, now_utc())
+    if job.base_image is not None:  # a prune keeps what a running bake builds on
+        note_base(lock_fd, job.base_image.image_id)
     out.write(f"[{name}] baking {job.image_id}{where}: {'; '.join(decision.reasons)}\n")
     try:
         image = _run(planner, provider, decision, job, lock_fd, shared, out)

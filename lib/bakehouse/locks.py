@@ -9,6 +9,11 @@ leaves it stuck. Packer inherits the lock's file (`Held.fd`): if doit is killed 
 the lock stays held until packer, cancelled by the kernel's parent-death signal, has
 finished cleaning up, so a rerun never bakes beside an orphan.
 
+A bake writes into its lock file the base image it builds on (`note_base`), and `running_bases`
+reads that back from the lock files a live process holds (as /proc/locks lists them; a probe
+that took the lock, even for an instant, would make a starting bake say it waits): a prune
+keeps every image a running bake builds on.
+
 Scope: one machine (and one .bakehouse/ directory). Runs on several machines sharing one
 registry (AWS) are serialised by a lease on S3 as well, when the repository configures shared
 state (providers/aws/shared.py); a bake then holds both.
@@ -50,7 +55,7 @@ def bake_lock(locks_dir: Path, bake: str, out: TextIO) -> Iterator[Held]:
             fcntl.flock(handle, fcntl.LOCK_EX)
             waited = True
         handle.seek(0)
-        handle.truncate()
+        handle.truncate()  # a holder that died left its note: it is not running
         handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {datetime.now(UTC):%H:%M:%SZ}\n")
         handle.flush()
         try:
@@ -58,3 +63,51 @@ def bake_lock(locks_dir: Path, bake: str, out: TextIO) -> Iterator[Held]:
         finally:
             handle.truncate(0)
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+BASE_NOTE = "base: "
+
+
+def note_base(fd: int, image_id: str) -> None:
+    """Say in the held lock's file (opened to append) which base image the bake builds on."""
+    os.write(fd, f"{BASE_NOTE}{image_id}\n".encode())
+
+
+def running_bases(locks_dir: Path, skip: set[str]) -> dict[str, str]:
+    """image id -> the bake building on it now, from the lock files of bakes held by a live
+    process on this machine (except the bakes in `skip`: the caller holds those itself)."""
+    held = _held_inodes()
+    found: dict[str, str] = {}
+    for path in sorted(locks_dir.glob("*.lock")) if locks_dir.is_dir() else []:
+        bake = path.name.removesuffix(".lock")
+        try:
+            status = path.stat()
+            if bake in skip or (os.major(status.st_dev), os.minor(status.st_dev), status.st_ino) not in held:
+                continue
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith(BASE_NOTE):
+                found[line.removeprefix(BASE_NOTE).strip()] = bake
+    return found
+
+
+def _held_inodes() -> set[tuple[int, int, int]]:
+    """(major, minor, inode) of every file a flock is held on now, from /proc/locks."""
+    try:
+        lines = Path("/proc/locks").read_text(encoding="ascii", errors="replace").splitlines()
+    except OSError:
+        return set()
+    found = set()
+    for line in lines:
+        fields = line.split()
+        if "FLOCK" not in fields or "->" in fields:  # a waiter is listed with "->": it holds nothing
+            continue
+        try:
+            device = next(field for field in fields if field.count(":") == 2)
+            major, minor, inode = device.split(":")
+            found.add((int(major, 16), int(minor, 16), int(inode)))
+        except (StopIteration, ValueError):
+            continue
+    return found

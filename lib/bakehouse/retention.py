@@ -4,6 +4,7 @@ A policy keeps the newest `keep` images of a bake and every image younger than `
 it is set per bake in a `[prune]` table, with a project-wide default in `bakehouse.toml`
 (`[prune]`, same keys), else 5 images and 14 days. Whatever the policy, never deleted:
 - the image each bake is up to date with (and an image being completed in more places),
+- each bake's image in use, and the base of a running bake (commands/prune.py finds both),
 - an image that a kept image was built on, transitively, whichever bake it belongs to,
 - an image the provider reports in use outside bakehouse (AMIs: an instance in any state
   but terminated, a launch template version, a launch configuration),

@@ -25,8 +25,8 @@ from doit.exceptions import InvalidCommand
 
 from ..decide import Planner
 from ..errors import BakehouseError
-from ..locks import bake_lock
-from ..registry import ImageRecord, created_at
+from ..locks import bake_lock, running_bases
+from ..registry import ImageRecord, created_at, in_use
 from ..retention import Verdict, decide_retention, describe, policy_of, project_policy
 from ..tasks import planner_from_tasks
 from ..tomlcheck import did_you_mean
@@ -56,8 +56,11 @@ def pruned_bakes(planner: Planner, names: list[str]) -> list[str]:
     return [name for name in planner.graph.names if not names or name in names]
 
 
-def verdicts(planner: Planner, names: list[str]) -> list[Verdict]:
-    """What a prune of `names` would keep and delete, asked of the registries now."""
+def verdicts(planner: Planner, names: list[str], held: frozenset[str] = frozenset()) -> list[Verdict]:
+    """What a prune of `names` would keep and delete, asked of the registries now (under the
+    locks of the bakes in `held`). Whatever the plan says today, never deleted: each bake's
+    image in use (the one a run last baked or found current: its base may be a week stale,
+    or just rebaked, and it is still what is deployed), and each image a running bake builds on."""
     default = project_policy(planner.project)
     bakes = [planner.graph[name] for name in names]
     for name in planner.graph.names:
@@ -73,6 +76,11 @@ def verdicts(planner: Planner, names: list[str]) -> list[Verdict]:
             if part.partial is not None:
                 protected.setdefault(part.partial.image_id, []).append(
                     f"being completed in {', '.join(part.missing)}")
+        used = in_use(images[bake.name])
+        if used is not None and not any(why.startswith("current image of") for why in protected.get(used.image_id, [])):
+            protected.setdefault(used.image_id, []).append(f"image in use of {bake.name}")
+    for image_id, bake_name in running_bases(planner.project.state_dir / "locks", set(held)).items():
+        protected.setdefault(image_id, []).append(f"base of the running bake of {bake_name}")
     by_provider: dict[str, list[ImageRecord]] = {}
     for bake in bakes:
         by_provider.setdefault(bake.provider, []).extend(images[bake.name])
@@ -160,7 +168,7 @@ class PruneCommand(Command):
                 if apply:
                     for name in sorted(names):  # one order for every prune: two never deadlock
                         locks.enter_context(bake_lock(planner.project.state_dir / "locks", name, out))
-                found = verdicts(planner, names)
+                found = verdicts(planner, names, frozenset(names) if apply else frozenset())
                 table = rows(planner, found)
                 deleted = self._delete(planner, names, found, out) if apply else []
         except BakehouseError as error:
