@@ -113,10 +113,13 @@ def test_prune_keeps_the_base_a_running_bake_builds_on(repo: Path, tmp_path: Pat
     run_doit(repo, "bake:base", "--rebake", check=True)          # the base moves on meanwhile
     add_policy(repo / "bakes" / "base.toml", keep=1, min_age="1h")
 
-    found = verdicts(prune(repo, "--apply", "base"))
+    try:
+        found = verdicts(prune(repo, "--apply", "base"))
+    finally:
+        installs.release()
+        finished = hello.finish(120)
     assert found[old_base] == ("keep", ["base of the running bake of hello"]), found
-    installs.release()
-    assert hello.finish(120) == 0, hello.output
+    assert finished == 0, hello.output
     assert records(repo, "hello")[0]["base_image"] == old_base
     assert "[hello] baked " in hello.output
 
