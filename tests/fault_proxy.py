@@ -15,6 +15,12 @@ only, 127.0.0.1) forwards EC2 query-API calls to moto and, as CONFIG says, seede
      "log_params": false}         # each call's parameters in EVENTS too (they hold no secret:
                                   # the signature is in a header, which is never logged)
 
+S3 calls (path-style, as bakehouse makes them with an endpoint set) pass through too, and a
+rule with "s3" faults them: {"s3": "PutObject", "path": "provenance", "rate": 1, "code":
+"InternalError"} fails every PutObject whose path holds "provenance", in S3's error format;
+with "hold_seconds" instead of "code", the call is logged as it arrives ("held"), held that
+long, then passed on (a test can stop the caller at a known point of its work).
+
 A rule faults a share of the calls it matches (`rate`), at most `burst` in a row per call
 and region when given (throttling comes in bursts; a cap keeps a test's retry delays, and so
 its time, bounded), or the `first` N. A fault answers in EC2's XML error format with AWS's status (503 for RequestLimitExceeded
@@ -71,6 +77,13 @@ class Faults:
                 self.streaks[streak] = 0
         return None
 
+    def s3_rule(self, action: str, path: str) -> dict[str, Any] | None:
+        with self.lock:
+            for rule in self.config.get("faults", []):
+                if rule.get("s3") == action and rule.get("path", "") in path and self.random.random() < float(rule.get("rate", 1)):
+                    return dict(rule)
+        return None
+
     def log(self, **event: Any) -> None:
         with self.lock:
             self.events.write(json.dumps({"time": time.time(), **event}) + "\n")
@@ -85,9 +98,15 @@ def error_body(code: str) -> bytes:
     ).encode()
 
 
+def s3_error_body(code: str) -> bytes:
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+            f"<Message>{code} (injected by the test proxy)</Message><RequestId>{uuid.uuid4()}</RequestId></Error>").encode()
+
+
 def make_handler(upstream: urllib.parse.SplitResult, faults: Faults) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        _upstream_headers: dict[str, str] = {}
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -99,11 +118,34 @@ def make_handler(upstream: urllib.parse.SplitResult, faults: Faults) -> type[htt
             length = int(self.headers.get("Content-Length") or 0)
             self._forward(self.rfile.read(length))
 
+        do_PUT = do_POST
+
+        def do_DELETE(self) -> None:
+            self._forward(b"")
+
+        def do_HEAD(self) -> None:
+            self._forward(b"")
+
         def _forward(self, body: bytes) -> None:
             form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
             action = (form.get("Action") or [""])[0]
             match = REGION.search(self.headers.get("Authorization", ""))
             region = match.group(1) if match else ""
+            if not action and self.command != "POST":  # S3, path-style
+                action = {"PUT": "PutObject", "GET": "GetObject", "DELETE": "DeleteObject", "HEAD": "HeadObject"}[self.command]
+                rule = faults.s3_rule(action, self.path)
+                code = None if rule is None else rule.get("code")
+                if rule is not None and "hold_seconds" in rule:
+                    faults.log(action=action, path=self.path, held=rule["hold_seconds"])
+                    time.sleep(float(rule["hold_seconds"]))
+                if code is not None:
+                    faults.log(action=action, path=self.path, fault=code)
+                    self._answer(STATUS.get(code, 400), s3_error_body(code), "application/xml")
+                    return
+                status, content_type, answer = self._ask_upstream(body)
+                faults.log(action=action, path=self.path, status=status)
+                self._answer(status, answer, content_type)
+                return
             code = faults.fault(action, region) if action else None
             if code is not None:
                 faults.log(action=action, region=region, fault=code)
@@ -120,6 +162,7 @@ def make_handler(upstream: urllib.parse.SplitResult, faults: Faults) -> type[htt
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
             connection.request(self.command, self.path, body=body, headers=headers)
             response = connection.getresponse()
+            self._upstream_headers = {name: value for name, value in response.getheaders()}
             answer = response.read()
             connection.close()
             return response.status, response.getheader("Content-Type", "text/xml"), answer
@@ -173,8 +216,12 @@ def make_handler(upstream: urllib.parse.SplitResult, faults: Faults) -> type[htt
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            for header in ("ETag", "Last-Modified"):  # S3's answers carry these
+                if header in self._upstream_headers:
+                    self.send_header(header, self._upstream_headers[header])
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
     return Handler
 

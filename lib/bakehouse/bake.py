@@ -16,7 +16,7 @@ from .contents import ContentsError, Manifest, parse_dpkg_query, partial_manifes
 from .context import template_context
 from .decide import Decision, Planner
 from .epoch import now_utc
-from .errors import BakehouseError, PackageError, PackerError
+from .errors import BakehouseError, PackageError, PackerError, RecordedError
 from .files import write_atomically
 from .pins import LOCK_FILE
 from .locks import bake_lock, note_base
@@ -227,13 +227,21 @@ def _run(
         shared.check(job.bake.name)  # a runner whose lease was taken over records nothing
         provider.attest(job, image, out)  # what it was made from, kept with it
         provider.keep(job, None, out)  # its log and manifest where every runner can read them
-        if provider.out_of_line(decision.bake, image):
-            provider.bring_in_line(decision.bake, image, out)  # before it counts: shared as the bake says
+        shared.check(job.bake.name)  # confirmed again just before it counts: the uploads took time
         provider.registry.record(image, out)
-    except BaseException:
+    except BaseException as failure:
+        if isinstance(failure, RecordedError):
+            raise  # it counts already; the registry shows it later
         if job.extends is None:
             contents.unlink(missing_ok=True)  # nothing recorded: no manifest of it either
+        # Nothing of this run may count: without packer's manifest no place is finished,
+        # so discarding the job (its caller) removes everything the run made.
+        job.manifest.unlink(missing_ok=True)
         raise
+    if provider.out_of_line(decision.bake, image):
+        # Shared as the bake says once it counts; if sharing fails, the image stays (it is
+        # whole) and the next run shares it (`doit plan` says so), as for an older image.
+        provider.bring_in_line(decision.bake, image, out)
     return image
 
 

@@ -29,6 +29,10 @@ class RegistryError(BakehouseError):
     """The image registry cannot be read or written."""
 
 
+class RecordedError(RegistryError):
+    """The image was recorded (it counts from now on), but the registry does not show it yet."""
+
+
 class ProviderError(BakehouseError):
     """A provider's service (a cloud API) cannot be reached, finds no credentials, or
     refuses a request; each provider raises its own kind (providers/<name>/)."""

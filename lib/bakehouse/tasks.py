@@ -222,6 +222,9 @@ class ImageUpToDate:
 
 
 def _bake(root: str, name: str, rebake: bool = False) -> TaskFailed | None:
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:  # each line as it happens, also into a pipe or a CI log
+        reconfigure(line_buffering=True)
     try:
         bake_image(planner_for(Path(root)), name, rebake, sys.stdout)
     except BakehouseError as error:

@@ -209,3 +209,66 @@ def test_bakehouse_toml_holds_retention_and_shared_state_and_refuses_a_misspelt_
     (aws_repo / "bakehouse.toml").write_text(f'[sahred]\ns3 = "s3://{BUCKET}/state"\n')
     result = run_doit(aws_repo, "plan", env=env)
     assert "bakehouse.toml: unknown key 'sahred' (did you mean 'shared'?)" in result.output, result.output
+
+
+def test_a_bake_whose_provenance_cannot_be_stored_fails_and_leaves_no_image(
+    aws_repo: Path, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    """S3 fails every PUT of the provenance statement, past the retries: the bake fails, and
+    no AMI of it passes for the image (every runner would call it up to date and the
+    statement would never be stored). The next bake, with S3 well again, bakes it whole."""
+    env = shared_env(aws_env)
+    s3(env).create_bucket(Bucket=BUCKET)
+    (clone,) = runners(aws_repo, 1, lease="20s")
+    proxy, url = start_fault_proxy(env["AWS_ENDPOINT_URL_S3"], {"faults": [
+        {"s3": "PutObject", "path": "provenance", "code": "InternalError"}]}, tmp_path / "faults.jsonl")
+    try:
+        failed = run_doit(clone, "bake:aws-base", env={**env, "AWS_ENDPOINT_URL_S3": url, "BAKEHOUSE_AWS_MAX_ATTEMPTS": "2"})
+    finally:
+        proxy.kill()
+        proxy.wait(timeout=10)
+    assert failed.returncode != 0, failed.output
+    assert "InternalError" in failed.output and "made by the bake that failed" in failed.output, failed.output
+    for region in ("us-east-1", "us-west-2"):
+        assert amis(env, region, "aws-base") == [], region  # deregistered: none can pass for the image
+    plan = run_doit(clone, "plan", "aws-base", env=env)
+    assert plan.returncode == 1 and "no image yet" in plan.output, plan.output
+
+    again = run_doit(clone, "bake:aws-base", env=env, check=True)
+    (image_id,) = re.findall(r"\[aws-base\] baked (aws-base-\S+)", again.output)
+    assert provenance_statements(clone, image_id, env=env)  # stored, and matching its tag
+    assert run_doit(clone, "plan", "aws-base", env=env).returncode == 0
+
+
+def test_a_stalled_runner_that_lost_its_lease_records_nothing_and_removes_what_it_made(
+    aws_repo: Path, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Runner A is paused (a VM pause, a long GC: SIGSTOP) past its lease after packer made its
+    AMIs and before they count (while it stores its provenance statement: a proxy in front of
+    S3 says when); runner B takes over, bakes, records and releases; A resumes. One key, one
+    image: A finds its lease gone, records nothing and deregisters its AMIs."""
+    env = shared_env(aws_env)
+    s3(env).create_bucket(Bucket=BUCKET)
+    first, second = runners(aws_repo, 2, lease="4s")
+    events = tmp_path / "faults.jsonl"
+    proxy, url = start_fault_proxy(env["AWS_ENDPOINT_URL_S3"], {"faults": [
+        {"s3": "PutObject", "path": "provenance", "hold_seconds": 1}]}, events)
+    stalled = start(first, {**env, "AWS_ENDPOINT_URL_S3": url}, "runner-a", "bake:aws-base")
+    try:
+        wait_until(lambda: events.exists() and '"held"' in events.read_text(), seconds=120)
+        os.killpg(stalled.pid, signal.SIGSTOP)
+        taken = run_doit(second, "bake:aws-base", env={**env, "BAKEHOUSE_RUNNER": "runner-b"}, check=True)
+        assert "held by runner-a" in taken.output and "[aws-base] baked " in taken.output, taken.output
+    finally:
+        os.killpg(stalled.pid, signal.SIGCONT)
+        code = stalled.wait(timeout=300)
+        proxy.kill()
+        proxy.wait(timeout=10)
+    assert code != 0, output(first)
+    assert "lost the shared lock" in output(first), output(first)
+    assert "[aws-base] baked " not in output(first), output(first)
+    (image_id,) = re.findall(r"\[aws-base\] baked (aws-base-\S+)", taken.output)
+    for region in ("us-east-1", "us-west-2"):
+        found = amis(env, region, "aws-base")
+        assert [ami["tags"]["bakehouse:image"] for ami in found] == [image_id], (region, found)
+    assert run_doit(first, "plan", "aws-base", env=env).returncode == 0

@@ -315,8 +315,7 @@ class AwsProvider:
         tags = {
             "Name": name,
             BAKE_TAG: job.bake.name,
-            IMAGE_TAG: job.image_id,
-            KEY_TAG: job.key,
+            IMAGE_TAG: job.image_id,  # no KEY_TAG: an AMI counts once bakehouse tags its key, last
             CREATED_TAG: job.created,
             SEQUENCE_TAG: str(job.sequence),
             LOG_TAG: self.log_ref(job),
@@ -401,9 +400,13 @@ class AwsProvider:
         """After a failed, cancelled or timed-out bake: in each region the job baked and packer
         did not finish, deregister the AMIs of this image's name (packer's own cleanup is
         skipped when it is killed, and its calls can fail as any other), with their snapshots,
-        so no AMI is left that could block the next run. A finished region stays, tagged:
-        the next run bakes only the rest."""
+        so no AMI is left that could block the next run. A region packer finished stays, and
+        is tagged with the key so it counts: the next run bakes only the rest. A bake that
+        failed after packer (its statement or log not stored, its lease lost) removed its
+        manifest first (bake.py): nothing of it is finished, so every AMI it made goes."""
         finished = self.finished(job)
+        for region, ami in sorted(finished.items()):
+            self.ec2.create_tags(region, [ami], {KEY_TAG: job.key})
         name = self._ami_name(job, settings_of(job.bake))
         for region in job.places:
             if region in finished:

@@ -20,7 +20,8 @@ Every AMI a bake makes carries tags (on its snapshots too):
 Lookups are batched: the first question about any bake in a region lists every bakehouse AMI
 of this account there (one paginated DescribeImages) and the answer is kept for the process;
 a new image is checked by its AMI ids and added to what is kept.
-An image counts in a region only while its AMI there is `available`.
+An image counts in a region only while its AMI there is `available` and tagged with its key,
+which bakehouse tags last, once everything else of the bake is done (record()).
 
 Deleting an image (`doit prune --apply`) deregisters its AMI in each region, then deletes the
 snapshots that AMI's block device mappings name (DeregisterImage's own option to delete them
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from ...contents import ContentsError, Manifest, read_manifest
-from ...errors import RegistryError
+from ...errors import RecordedError, RegistryError
 from ...files import sha256_bytes
 from ...registry import ImageRecord, newest_first, next_sequence
 from .client import AwsError, Ec2
@@ -302,7 +303,12 @@ class AwsRegistry:
         late), asking for the new AMIs by id with back-off, for at most the settle budget,
         then add them to the kept listing (not listing the account again: a run that bakes
         many images would otherwise list every region once per bake). When the wait runs
-        out the AMIs are left as they are: the next run adopts them once they show."""
+        out the AMIs are left as they are: the next run adopts them once they show.
+        The key tag is written first, and last of all the bake's steps: an AMI without it
+        never counts (packer's tags leave it out), so a bake that fails before this point
+        leaves nothing that passes for its image."""
+        for region, ami_id in sorted(image.locations.items()):
+            self.ec2.create_tags(region, [ami_id], {KEY_TAG: image.key})
         waiting = dict(image.locations)
         deadline = self.clock() + self.settle_seconds
         delay, said = 1.0, False
@@ -323,7 +329,7 @@ class AwsRegistry:
                 return
             shown = ", ".join(f"{region}:{ami}" for region, ami in sorted(waiting.items()))
             if left <= 0:
-                raise RegistryError(
+                raise RecordedError(
                     f"{image.bake}: AWS does not yet show {shown} available with bakehouse's tags after "
                     f"{self.settle_seconds}s (BAKEHOUSE_AWS_SETTLE_SECONDS); they are kept, and the next run "
                     "adopts them once they show"

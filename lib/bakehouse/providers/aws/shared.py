@@ -28,8 +28,12 @@ writes (the way Terraform's S3 backend locks, with an expiry it lacks):
   runner's clock is trusted;
 - release: DeleteObject with `If-Match`.
 A holder that dies (kill -9, a lost machine) stops renewing; the next runner takes over after
-the lease and says so. A holder whose renewal finds the lease taken has lost it: its bake
-fails before recording anything.
+the lease and says so. A holder has lost its lease when a renewal finds it taken or gone
+(another runner took it over and released it), or when no renewal has succeeded for a whole
+lease (a paused VM, a long stall: another runner may have taken it over meanwhile). Before its
+image counts, a holder confirms the lease with one more conditional write (`Lease.check`):
+only the runner whose write succeeds still holds it. A holder that lost it records nothing,
+and its bake removes the AMIs it made (bake.py), so one key never has two images.
 """
 
 from __future__ import annotations
@@ -103,17 +107,24 @@ def runner_name() -> str:
 
 @dataclass
 class Lease:
-    """A held lease; `lost` is set when a renewal found it taken."""
+    """A held lease; `lost` is set when a renewal found it taken or gone, or too old."""
 
     key: str
     etag: str
     waited: bool
     since: str  # when this runner took it (renewals keep it, so waiters see the bake's start)
     lost: threading.Event = field(default_factory=threading.Event)
+    renewed: float = field(default_factory=time.monotonic)  # the last write that held
+    writing: threading.Lock = field(default_factory=threading.Lock)  # renewal and confirmation
+    confirm: Callable[[Lease], bool] | None = None  # one more conditional write: still ours?
 
     def check(self, bake: str) -> None:
+        """Still held, confirmed by a conditional write now: else raise (nothing may count)."""
+        if not self.lost.is_set() and self.confirm is not None and not self.confirm(self):
+            self.lost.set()
         if self.lost.is_set():
-            raise AwsError(f"{bake}: lost the shared lock (its lease was taken over while baking); nothing was recorded")
+            raise AwsError(f"{bake}: lost the shared lock (its lease was taken over while baking); nothing was "
+                           "recorded, and what this run made is removed")
 
 
 class SharedState:
@@ -145,6 +156,7 @@ class SharedState:
     def hold(self, bake: str, content_key: str, out: TextIO) -> Iterator[Lease]:
         self.check()
         lease = self._take(bake, self.config.key("locks", bake, f"{content_key}.json"), out)
+        lease.confirm = self._write
         stop = threading.Event()
         renewer = threading.Thread(target=self._renew, args=(lease, stop), daemon=True, name=f"lease-{bake}")
         renewer.start()
@@ -223,13 +235,31 @@ class SharedState:
     def _renew(self, lease: Lease, stop: threading.Event) -> None:
         while not stop.wait(self.config.lease_seconds / 3):
             try:
-                etag = self.s3.put(self.config.bucket, lease.key, self._body(lease.since), if_match=lease.etag)
+                held = self._write(lease)
             except AwsError:
-                continue  # a failed renewal is retried at the next beat; the lease has slack
-            if etag is None:
+                # retried at the next beat (the lease has slack), unless a whole lease has
+                # passed since the last write that held: another runner may hold it now
+                held = time.monotonic() - lease.renewed < self.config.lease_seconds
+            if not held:
                 lease.lost.set()
                 return
-            lease.etag = etag
+
+    def _write(self, lease: Lease) -> bool:
+        """Rewrite the lease if it is still the version this runner wrote: False when another
+        runner wrote it since, or it is gone (taken over and released)."""
+        with lease.writing:
+            if lease.lost.is_set():
+                return False
+            try:
+                etag = self.s3.put(self.config.bucket, lease.key, self._body(lease.since), if_match=lease.etag)
+            except AwsError as error:
+                if re.search(r": (NoSuchKey|404):", str(error)):
+                    return False
+                raise
+            if etag is None:
+                return False
+            lease.etag, lease.renewed = etag, time.monotonic()
+            return True
 
 
 def _holder(body: bytes) -> tuple[str, str]:
