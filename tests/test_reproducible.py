@@ -13,7 +13,7 @@ from pathlib import Path
 
 from apt_repository import AptRepository
 from conftest import new_repo
-from helpers import build_hello_deb, provenance_statements, run_doit, write
+from helpers import build_hello_deb, image_layers, provenance_statements, run_doit, write
 from test_apt_repository import repository_bake
 
 
@@ -130,3 +130,32 @@ def test_each_image_carries_its_provenance_as_an_in_toto_slsa_statement(repo: Pa
     sbom = json.loads((layout / "blobs" / "sha256" / manifest["layers"][0]["digest"][7:]).read_text())
     assert sbom["subject"] == found["subject"] and sbom["predicateType"] == "https://cyclonedx.org/bom"
     assert sbom["predicate"] == json.loads(run_doit(repo, "images", "--sbom", "hello").stdout)
+
+
+def test_verify_hashes_every_blob_and_names_a_tampered_layer(repo: Path) -> None:
+    """index.json still names the right manifest digest; the layer on disk was edited. skopeo
+    refuses such a layout, and verify must not call it reproducible."""
+    run_doit(repo, check=True)
+    layout = next((repo / ".bakehouse" / "images" / "hello").iterdir())
+    own_layer = image_layers(layout)[-1]  # hello's own layer (the base's is shared by hard link)
+    with own_layer.open("ab") as blob:
+        blob.write(b"tampered")
+    verified = run_doit(repo, "verify", "hello")
+    assert verified.returncode == 1, verified.output
+    assert "base: reproducible (sha256:" in verified.output
+    assert "hello: NOT reproducible: hello-" in verified.output
+    assert f"  blob sha256:{own_layer.name} does not match its digest (tampered with or damaged)\n" in verified.output
+
+
+def test_a_tampered_provenance_statement_is_refused_not_printed(repo: Path) -> None:
+    run_doit(repo, check=True)
+    (statement,) = provenance_statements(repo, "hello")
+    layout = next((repo / ".bakehouse" / "images" / "hello").iterdir())
+    blobs = layout / "blobs" / "sha256"
+    (kept,) = [path for path in blobs.iterdir() if path.read_bytes().startswith(b'{"_type"')
+               and b"slsa.dev/provenance" in path.read_bytes()]
+    kept.write_bytes(kept.read_bytes().replace(b"hello-svc", b"hello-SVC"))  # an input rewritten
+    shown = run_doit(repo, "images", "--provenance", "hello")
+    assert shown.returncode == 2, shown.output
+    assert f"blob sha256:{kept.name} does not match its digest (tampered with or damaged)" in shown.output
+    assert "hello-SVC" not in shown.output

@@ -6,12 +6,15 @@ repository's bakes, templates and packages are copied into a scratch repository 
 `.<repository>.verify.<bake>/` beside it, which shares only the cache of downloaded package files (by sha256), and
 `doit bake:NAME` bakes there: the registry is never touched. Each image of the chain is then
 compared with the current image of the same bake; when they differ, the files that differ are
-named (path, and whether size, mode, owner, link or content differ).
+named (path, and whether size, mode, owner, link or content differ). The image on disk is read
+as it is, not as its index says: every blob (manifest, config, each layer) is hashed against its
+digest first, and one that does not match makes the image NOT reproducible, naming the blob.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -22,7 +25,7 @@ from pathlib import Path
 
 from .decide import Planner
 from .errors import BakehouseError
-from .oci.layout import OciImage, read_image
+from .oci.layout import LayoutError, OciImage, check_layers, read_image
 from .registry import ImageRecord
 
 # What a scratch repository is made of: what decides an image, nothing of the registry's.
@@ -43,7 +46,7 @@ class Verdict:
 
     @property
     def reproducible(self) -> bool:
-        return self.digest == self.rebaked
+        return self.digest == self.rebaked and not self.differences
 
 
 def current_images(planner: Planner, name: str) -> list[ImageRecord]:
@@ -102,14 +105,30 @@ def verify(planner: Planner, name: str, say: Callable[[str], None]) -> list[Verd
         rebake(scratch, name, say)
         verdicts = []
         for image in images:
-            mine = read_image(planner.provider_of(image.bake).registry.artifact(image))
+            layout = planner.provider_of(image.bake).registry.artifact(image)
             theirs = _rebaked_image(scratch, image.bake)
+            try:  # what is on disk, not what index.json says: every blob against its digest
+                mine = read_image(layout)
+                check_layers(mine)
+            except LayoutError as error:
+                verdicts.append(Verdict(image.bake, image.image_id, _listed_digest(layout), theirs.manifest.digest,
+                                        (str(error).removeprefix(f"{layout}: "),)))
+                continue
             differences = () if mine.manifest.digest == theirs.manifest.digest else tuple(differ(mine, theirs))
             verdicts.append(Verdict(image.bake, image.image_id, mine.manifest.digest, theirs.manifest.digest,
                                     differences))
         return verdicts
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _listed_digest(layout: Path) -> str:
+    """The image's manifest digest as index.json lists it (its blobs may say otherwise)."""
+    try:
+        index = json.loads((layout / "index.json").read_text(encoding="utf-8"))
+        return str(next(m["digest"] for m in index["manifests"] if "artifactType" not in m))
+    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+        return "(unreadable)"
 
 
 def _rebaked_image(scratch: Path, bake: str) -> OciImage:

@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from ..files import write_atomically
-from .layout import MEDIA_MANIFEST, OciImage, LayoutError, blob_path, put_json
+from .layout import MEDIA_MANIFEST, OciImage, LayoutError, put_json, read_blob
 
 MEDIA_IN_TOTO = "application/vnd.in-toto+json"
 MEDIA_EMPTY = "application/vnd.oci.empty.v1+json"
@@ -47,7 +47,9 @@ def attach(image: OciImage, statement: dict[str, Any]) -> str:
 
 
 def statements(image: OciImage) -> list[dict[str, Any]]:
-    """The in-toto statements that refer to the image, as kept in its layout."""
+    """The in-toto statements that refer to the image, as kept in its layout, each checked:
+    the referrer manifest and the statement blob against their digests, and the statement's
+    subject against the image's manifest digest. LayoutError, naming what does not match."""
     layout = image.layout
     found = []
     try:
@@ -55,12 +57,21 @@ def statements(image: OciImage) -> list[dict[str, Any]]:
         for entry in index["manifests"]:
             if entry.get("artifactType") != MEDIA_IN_TOTO:
                 continue
-            manifest = json.loads(blob_path(layout, entry["digest"]).read_text(encoding="utf-8"))
+            manifest = json.loads(read_blob(layout, entry["digest"], entry.get("size")))
             if (manifest.get("subject") or {}).get("digest") != image.manifest.digest:
                 continue
             for layer in manifest.get("layers", []):
                 if layer.get("mediaType") == MEDIA_IN_TOTO:
-                    found.append(json.loads(blob_path(layout, layer["digest"]).read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError) as error:
+                    statement = json.loads(read_blob(layout, layer["digest"], layer.get("size")))
+                    _check_subject(layout, statement, image.manifest.digest)
+                    found.append(statement)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise LayoutError(f"{layout}: its attestations cannot be read ({type(error).__name__}: {error})") from None
     return found
+
+
+def _check_subject(layout: Any, statement: dict[str, Any], digest: str) -> None:
+    algorithm, _, value = digest.partition(":")
+    subjects = statement.get("subject") or []
+    if not any((subject.get("digest") or {}).get(algorithm) == value for subject in subjects):
+        raise LayoutError(f"{layout}: a statement kept with the image is not about it (its subject is not {digest})")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BakehouseError
-from ..files import sha256_bytes
+from ..files import sha256_bytes, sha256_file
 
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -95,16 +95,33 @@ def blob_path(layout: Path, digest: str) -> Path:
     return layout / "blobs" / "sha256" / hex_digest
 
 
+def read_blob(layout: Path, digest: str, size: int | None = None) -> bytes:
+    """A blob's bytes, checked against its digest (and size, when known): LayoutError, naming
+    the blob, when they do not match (a blob edited on disk, or damaged)."""
+    data = blob_path(layout, digest).read_bytes()
+    if f"sha256:{sha256_bytes(data)}" != digest or (size is not None and len(data) != size):
+        raise LayoutError(f"{layout}: blob {digest} does not match its digest (tampered with or damaged)")
+    return data
+
+
+def check_blob(layout: Path, digest: str, size: int | None = None) -> None:
+    """As read_blob, for a blob too large to hold (a layer): hashed in blocks."""
+    path = blob_path(layout, digest)
+    if f"sha256:{sha256_file(path)}" != digest or (size is not None and path.stat().st_size != size):
+        raise LayoutError(f"{layout}: blob {digest} does not match its digest (tampered with or damaged)")
+
+
 def read_image(layout: Path) -> OciImage:
-    """The one image in `layout`; LayoutError, one line, if it is not a complete layout."""
+    """The one image in `layout`; LayoutError, one line, if it is not a complete layout. Its
+    manifest and config are checked against their digests (its layers, large, by check_layers)."""
     try:
         index = _json(layout / "index.json")
         # the image, not what refers to it (an attestation: attest.py)
         (entry,) = [m for m in index["manifests"] if m.get("mediaType") == MEDIA_MANIFEST and "artifactType" not in m]
         manifest_blob = Blob(entry["digest"], int(entry["size"]), MEDIA_MANIFEST)
-        manifest = _json(blob_path(layout, manifest_blob.digest))
+        manifest = json.loads(read_blob(layout, manifest_blob.digest, manifest_blob.size))
         config_digest = manifest["config"]["digest"]
-        config = _json(blob_path(layout, config_digest))
+        config = json.loads(read_blob(layout, config_digest))
         diff_ids = config["rootfs"]["diff_ids"]
         layers = tuple(
             Layer(Blob(item["digest"], int(item["size"]), item["mediaType"]), diff_id)
@@ -117,6 +134,12 @@ def read_image(layout: Path) -> OciImage:
             raise LayoutError(f"{layout}: layer {layer.blob.digest} is missing")
     ref = (entry.get("annotations") or {}).get(REF_NAME, "")
     return OciImage(layout, ref, manifest_blob, config, layers)
+
+
+def check_layers(image: OciImage) -> None:
+    """Every layer blob of the image is what its digest says: LayoutError naming the first that is not."""
+    for layer in image.layers:
+        check_blob(image.layout, layer.blob.digest, layer.blob.size)
 
 
 def _json(path: Path) -> Any:
