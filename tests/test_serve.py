@@ -224,6 +224,45 @@ def test_the_token_guards_every_post_and_a_wider_address_needs_one(repo: Path) -
         assert status == 200 and answer["state"] == "up to date"
     finally:
         stop(server)
+    log = server.log.read_text()
+    assert TOKEN not in log, log  # the access log masks the token of Spinnaker's routes
+    assert '"POST /t/***/api/v1/us-east-1/bake HTTP/1.1" 200' in log, log
+
+
+@pytest.mark.parametrize(("args", "token", "error"), [
+    (("--port", "99999"), None, "ERROR: --port is a port number from 1 to 65535, not 99999"),
+    (("--port", "-1"), None, "ERROR: --port is a port number from 1 to 65535, not -1"),
+    ((), "half/of/base64+token/xyzxyz==", "the server's token cannot be used: a token is at least 16 characters"),
+    ((), "t\u00f6ken-not-ascii-0123456789", "the server's token cannot be used: a token is at least 16 characters"),
+])
+def test_a_port_or_token_that_cannot_work_is_refused_at_start_in_one_line(
+    repo: Path, args: tuple[str, ...], token: str | None, error: str
+) -> None:
+    refused = run_doit(repo, "serve", *(args or ("--port", str(free_port()))),
+                       env={"BAKEHOUSE_SERVE_TOKEN": token} if token else None)
+    assert refused.returncode == 3, refused.output
+    assert error in refused.output and len(refused.output.strip().splitlines()) == 1, refused.output
+
+
+def test_a_web_page_can_neither_start_bakes_nor_read_by_a_rebound_name(server: Server) -> None:
+    """A page on another site makes the browser POST to 127.0.0.1: a "simple" text/plain body
+    (no CORS preflight) to Spinnaker's route, or a form to Baker's; or it rebinds its own name
+    to 127.0.0.1 and reads. Tools (curl, Orca) send no Origin and pass."""
+    body = b'{"package": "hello-svc_1.0.4_all"}'
+    status, answer, _ = server.request("POST", "/api/v1/local/bake", raw=body,
+                                       headers={"Content-Type": "text/plain", "Origin": "http://evil.example"})
+    assert status == 403 and "Origin is not this server" in answer["error"], answer
+    assert server.request("POST", "/bake/hello", headers={"Origin": "null"})[0] == 403
+    assert server.request("POST", "/bake/hello", headers={"Sec-Fetch-Site": "cross-site"})[0] == 403
+    status, answer, _ = server.request("GET", "/amis", headers={"Host": f"evil.example:{server.port}"})
+    assert status == 421 and "is not a name this server answers to" in answer["error"], answer
+    assert server.get("/status") == {"running": [], "queued": []}  # nothing was started
+
+    own = {"Origin": f"http://localhost:{server.port}", "Host": f"localhost:{server.port}"}
+    assert server.request("POST", "/api/v1/bakes/delete-requests", headers=own)[0] == 200
+    assert server.request("GET", "/amis", headers={"Host": f"localhost:{server.port}"})[0] == 200
+    status, answer, _ = server.request("GET", "/amis/hello?limit=%C2%B2")  # '²': a digit to str.isdigit
+    assert status == 400 and "limit must be a whole number" in answer["error"], answer
 
 
 # --- Spinnaker's bakery API ---

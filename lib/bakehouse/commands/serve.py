@@ -2,12 +2,14 @@
 (serve/: Baker's routes, Spinnaker's bakery routes, a page), with uvicorn.
 
 It binds 127.0.0.1 by default. A token (BAKEHOUSE_SERVE_TOKEN, or --token-file) guards every
-POST; on an address beyond loopback the server refuses to start without one.
+POST; on an address beyond loopback the server refuses to start without one. Requests by a
+name it does not answer to, and changes from another site's page, are refused (serve/guard.py).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import sys
 from pathlib import Path
@@ -56,12 +58,23 @@ class ServeCommand(Command):
          "help": f"a file holding the token (else {TOKEN_VARIABLE})"},
         {"name": "parallel", "long": "parallel", "type": int, "default": 2,
          "help": "how many bakes run at once; more wait, queued (default 2)"},
+        {"name": "allow_host", "long": "allow-host", "type": str, "default": "",
+         "help": "names (comma-separated) the server answers to besides localhost and IP addresses"},
     )
 
-    def _execute(self, host: str, port: int, token_file: str, parallel: int, pos_args: list[str]) -> int:
+    def _execute(self, host: str, port: int, token_file: str, parallel: int, allow_host: str,
+                 pos_args: list[str]) -> int:
         if pos_args:
             raise InvalidCommand(f"doit serve takes no arguments, not {' '.join(pos_args)}")
+        if not 1 <= port <= 65535:
+            raise InvalidCommand(f"--port is a port number from 1 to 65535, not {port}")
+        from ..serve.guard import MaskToken, token_problem  # starlette: only `doit serve` needs it
+
         token = read_token(token_file)
+        problem = None if token is None else token_problem(token)
+        if problem is not None:
+            raise InvalidCommand(f"the server's token cannot be used: {problem}")
+        allowed = tuple(name.strip() for name in allow_host.split(",") if name.strip())
         if not is_loopback(host) and token is None:
             raise InvalidCommand(f"refusing to serve on {host} without a token: set {TOKEN_VARIABLE} or --token-file")
         if not 1 <= parallel <= 64:
@@ -76,6 +89,8 @@ class ServeCommand(Command):
         runner = Runner(project.root, project.state_dir, lambda name: views.outcome(project.root, name), parallel)
         sys.stderr.write(f"bakehouse: serving {project.root} on http://{host}:{port}/"
                          + (" (POSTs need the token)" if token else "") + "\n")
-        uvicorn.run(create_app(project.root, runner, token), host=host, port=port, log_level="info",
-                    timeout_graceful_shutdown=5)
+        config = uvicorn.Config(create_app(project.root, runner, token, (*allowed, host)), host=host, port=port,
+                                log_level="info", timeout_graceful_shutdown=5)
+        logging.getLogger("uvicorn.access").addFilter(MaskToken())  # after uvicorn set up its logging
+        uvicorn.Server(config).run()
         return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..decide import Planner
 from ..errors import BakehouseError
 from . import page, spinnaker, views
+from .guard import Guard
 from .runs import Run, Runner
 
 MAX_BODY = 64 * 1024  # a bake request is a few hundred bytes; Spinnaker's stage context a few KiB
@@ -92,7 +94,7 @@ async def all_amis(request: Request) -> Response:
 async def amis_of(request: Request) -> Response:
     name, p = await known_bake(request)
     raw = request.query_params.get("limit", "10")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    if not re.fullmatch(r"[0-9]{1,4}", raw) or not 1 <= int(raw) <= 1000:  # ASCII digits only, not superscripts
         return error(400, f"limit must be a whole number from 1 to 1000, not '{raw}'")
     return JSONResponse({"bake": name, "images": await run_in_threadpool(views.images_of, p, name, int(raw))})
 
@@ -203,7 +205,7 @@ class LimitBody:
         await self.app(scope, receive, send)
 
 
-def create_app(root: Path, runner: Runner, token: str | None) -> Starlette:
+def create_app(root: Path, runner: Runner, token: str | None, allowed_hosts: tuple[str, ...] = ()) -> Starlette:
     routes = [
         Route("/", home),
         Route("/ping", ping),
@@ -220,7 +222,7 @@ def create_app(root: Path, runner: Runner, token: str | None) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(LimitBody)],
+        middleware=[Middleware(Guard, allowed_hosts=allowed_hosts), Middleware(LimitBody)],
         exception_handlers={HTTPException: http_error, BakehouseError: user_error, Exception: server_error},
     )
     app.state.settings = Settings(root, runner, token)
