@@ -503,3 +503,21 @@ def test_runs_beyond_the_limit_wait_queued_and_then_run(tmp_path: Path) -> None:
         time.sleep(0.05)
     assert [run.state.state for run in (first, second)] == ["succeeded", "succeeded"]
     assert second.state.outcome == Outcome(image="two-image") and second.output() == "started bake:two\n"
+
+
+def test_hostile_bodies_and_damaged_run_files_are_one_clear_answer(repo: Path) -> None:
+    """Found by a hostile review: each was a traceback (a 500, or a server that would not start)."""
+    serve_dir = repo / ".bakehouse" / "serve"
+    serve_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in (("list", "[]"), ("text", '"a run"'), ("null", "null")):
+        (serve_dir / f"{name}.json").write_text(text)  # not a run's state: skipped, the server starts
+    server = start_server(repo)
+    try:
+        status, answer, _ = server.request("POST", "/api/v1/local/bake", raw=b'{"package": "hello-svc\\ud800"}')
+        assert status == 400 and "lone surrogate" in answer["message"], answer
+        status, answer, _ = server.request("POST", "/api/v1/local/bake", raw=b"[" * 10_000 + b"]" * 10_000)
+        assert status == 400 and "nested too deeply" in answer["message"], answer
+        assert server.get("/status") == {"running": [], "queued": []}
+    finally:
+        stop(server)
+    assert "Traceback" not in server.log.read_text()

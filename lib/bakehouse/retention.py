@@ -31,6 +31,7 @@ DEFAULT_KEEP = 5
 DEFAULT_MIN_AGE = timedelta(days=14)
 POLICY_KEYS = ("keep", "min_age")
 AGE = re.compile(r"^(\d+)(h|d|w)$")
+MAX_AGE_HOURS = 100 * 366 * 24
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,10 @@ def _age(where: str, value: Any) -> timedelta:
     if match is None:
         raise DefinitionError(f"{where}: prune.min_age: {value!r} is not an age such as \"36h\", \"14d\" or \"2w\"")
     amount, unit = int(match.group(1)), match.group(2)
-    return {"h": timedelta(hours=amount), "d": timedelta(days=amount), "w": timedelta(weeks=amount)}[unit]
+    hours = amount * {"h": 1, "d": 24, "w": 168}[unit]
+    if hours > MAX_AGE_HOURS:
+        raise DefinitionError(f"{where}: prune.min_age: {value!r} is more than 100 years")
+    return timedelta(hours=hours)
 
 
 def policy_of(bake: Bake, default: Policy) -> Policy:

@@ -110,8 +110,8 @@ class Runner:
         for path in sorted(self.folder.glob("*.json")):
             try:
                 state = RunState.from_json(json.loads(path.read_text(encoding="utf-8")))
-            except (ValueError, TypeError, OSError):
-                continue
+            except (ValueError, TypeError, AttributeError, KeyError, OSError):
+                continue  # not a run's state (not an object, damaged): not a run
             if state.state not in ENDED:  # the server stopped while it ran: it did not finish here
                 state = replace(state, state=FAILED, ended_at=state.ended_at or _now(),
                                 outcome=Outcome(error="the server stopped before this bake ended"))

@@ -140,8 +140,14 @@ async def body_of(request: Request) -> dict[str, Any]:
         found = json.loads(data or b"{}")
     except ValueError:
         raise Refused(400, "the request body is not JSON") from None
+    except RecursionError:
+        raise Refused(400, "the request body is nested too deeply to be a bake request") from None
     if not isinstance(found, dict):
         raise Refused(400, "the request body is not a JSON object")
+    try:  # JSON's \u escapes can spell half a character (a lone surrogate): no text holds one
+        json.dumps(found, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise Refused(400, "the request body holds a lone surrogate (\\ud800-\\udfff), which is not text") from None
     return found
 
 

@@ -113,6 +113,10 @@ def test_bad_shared_settings_are_one_line(aws_repo: Path, aws_env: dict[str, str
     result = run_doit(aws_repo, "plan", env=shared_env(aws_env))
     assert "bakehouse.toml: shared.s3 must be s3://BUCKET/PREFIX (got 'bakery-state/state')" in result.output
     assert "Traceback" not in result.output
+    (aws_repo / "bakehouse.toml").write_text('[shared]\ns3 = "s3://bakery-state/state"\nlease = "99999999999999m"\n')
+    result = run_doit(aws_repo, "plan", env=shared_env(aws_env))
+    assert "bakehouse.toml: shared.lease must be from 3s to 60m, not '99999999999999m'" in result.output, result.output
+    assert "Traceback" not in result.output
 
 
 def test_every_runner_reads_a_bake_s_log_and_manifest_and_a_failed_bake_leaves_its_log_and_no_image(

@@ -57,6 +57,7 @@ from ...tomlcheck import Getter, reject_unknown
 from .client import AwsError, S3
 
 DEFAULT_LEASE_SECONDS = 60
+MAX_LEASE_SECONDS = 3600  # a runner that died holds the lock this long at most
 POLL_SECONDS = 2.0
 
 
@@ -91,8 +92,8 @@ def read_config(project: Project) -> SharedConfig | None:
         raise DefinitionError(f"{PROJECT_FILE}: shared.region is required (the bucket's region), or set AWS_DEFAULT_REGION")
     lease = get.matching("lease", r"^\d+[sm]$", "a duration such as \"60s\" or \"5m\"", default=f"{DEFAULT_LEASE_SECONDS}s")
     seconds = int(lease[:-1]) * (60 if lease.endswith("m") else 1)
-    if seconds < 3:
-        raise DefinitionError(f"{PROJECT_FILE}: shared.lease must be at least 3s")
+    if not 3 <= seconds <= MAX_LEASE_SECONDS:
+        raise DefinitionError(f"{PROJECT_FILE}: shared.lease must be from 3s to 60m, not {lease!r}")
     return SharedConfig(match[1], (match[2] or "").strip("/"), region, seconds)
 
 
@@ -263,11 +264,15 @@ class SharedState:
 
 
 def _holder(body: bytes) -> tuple[str, str]:
+    """Who holds a lease and since when, as its object says; any other object (not JSON, not
+    a JSON object: `[]`, `null`, a string) is still a lease, held by someone unknown."""
     try:
         data = json.loads(body)
-        return str(data.get("holder") or "another runner"), str(data.get("since") or "?")
-    except ValueError:
+    except (ValueError, RecursionError):
         return "another runner", "?"
+    if not isinstance(data, dict):
+        return "another runner", "?"
+    return str(data.get("holder") or "another runner"), str(data.get("since") or "?")
 
 
 def contents_key(bake: str, image_id: str) -> str:
