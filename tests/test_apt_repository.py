@@ -156,3 +156,17 @@ def test_a_damaged_lock_file_is_one_line(apt_repo: Path) -> None:
     result = run_doit(apt_repo, "plan")
     assert result.returncode == 3
     assert "bakehouse.lock: not a bakehouse lock file (version 7, not 1); delete it or write it again: doit plan --lock" in result.output
+
+
+@pytest.mark.parametrize(("field", "value", "error"), [
+    ("version", "1.0;rm -rf", "bakehouse.lock: bake hello: packages: hello-svc='1.0;rm -rf': not a Debian version"),
+    ("sha256", "not-hex", "bakehouse.lock: bake hello: packages: hello-svc: sha256 'not-hex' is not 64 hex digits"),
+    ("url", "file:///etc/passwd", "bakehouse.lock: bake hello: packages: hello-svc: url 'file:///etc/passwd' is not an http(s) URL"),
+])
+def test_a_lock_file_pin_is_checked_before_anything_runs(apt_repo: Path, field: str, value: str, error: str) -> None:
+    pin = {"version": "1.0.4-1", "sha256": "0" * 64, "url": "http://127.0.0.1:1/hello-svc_1.0.4-1_all.deb", field: value}
+    (apt_repo / "bakehouse.lock").write_text("version = 1\n[bakes.hello.packages.hello-svc]\n"
+                                             + "".join(f"{key} = {json.dumps(text)}\n" for key, text in pin.items()))
+    result = run_doit(apt_repo, "plan")
+    assert result.returncode == 3, result.output
+    assert error in result.output and "Traceback" not in result.output, result.output

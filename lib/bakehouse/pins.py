@@ -17,6 +17,7 @@ are resolved as usual.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,9 +76,31 @@ def read_pins(project: Project) -> Pins:
                 for name, pin in dict(entry.get("packages", {})).items()
             }
             sources[bake] = {str(place): str(image) for place, image in dict(entry.get("source", {})).items()}
+        for bake, pinned in packages.items():
+            for name, pin in pinned.items():
+                _check_pin(bake, name, pin)
         return Pins(packages, sources)
     except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise DefinitionError(f"{LOCK_FILE}: not a bakehouse lock file ({error}); delete it or write it again: doit plan --lock") from None
+
+
+def _check_pin(bake: str, name: str, pin: PackagePin) -> None:
+    """A pin is checked as a bake file's package is, before anything runs: a lock file is
+    input too (handed from job to job, edited by hand), and its values reach a shell and HCL."""
+    from .packages import PackageError, check_name, check_version  # packages.py reads pins: no cycle at import
+
+    where = f"{LOCK_FILE}: bake {bake}"
+    try:
+        check_name(where, name)
+        check_version(where, name, pin.version)
+    except PackageError as error:
+        raise DefinitionError(str(error)) from None
+    if not re.fullmatch(r"[0-9a-f]{64}", pin.sha256):
+        raise DefinitionError(f"{where}: packages: {name}: sha256 {pin.sha256!r} is not 64 hex digits; "
+                              "write the file again: doit plan --lock")
+    if not re.fullmatch(r"https?://[^\s\"'`$\\]+", pin.url):
+        raise DefinitionError(f"{where}: packages: {name}: url {pin.url!r} is not an http(s) URL; "
+                              "write the file again: doit plan --lock")
 
 
 def write_pins(project: Project, pins: Pins) -> None:
