@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,33 @@ def test_prune_keeps_the_base_a_running_bake_builds_on(repo: Path, tmp_path: Pat
     assert finished == 0, hello.output
     assert records(repo, "hello")[0]["base_image"] == old_base
     assert "[hello] baked " in hello.output
+
+
+def test_prune_removes_old_logs_of_failed_bakes_and_old_service_runs(repo: Path) -> None:
+    run_doit(repo, check=True)
+    month_ago = time.time() - 30 * 86400
+    logs, serve = repo / ".bakehouse" / "logs" / "hello", repo / ".bakehouse" / "serve"
+    serve.mkdir(parents=True, exist_ok=True)
+    left = {
+        logs / "hello-20261101T000000Z-deadbeef.log": "a failed bake's log\n",
+        logs / "hello-20261102T000000Z-feedface.log": "the last failed bake's log\n",
+        serve / "r-old.json": json.dumps({"state": "failed"}), serve / "r-old.log": "its log\n",
+        serve / "r-running.json": json.dumps({"state": "running"}), serve / "r-running.log": "...\n",
+    }
+    for path, text in left.items():
+        path.write_text(text)
+        os.utime(path, (month_ago, month_ago))
+    (logs / "last-failed.json").write_text(json.dumps({"image_id": "hello-20261102T000000Z-feedface"}))
+    (serve / "r-young.json").write_text(json.dumps({"state": "succeeded"}))
+
+    result = run_doit(repo, "prune", "--apply", env=LATER)
+    assert result.returncode == 0, result.output
+    assert ("[hello] removed .bakehouse/logs/hello/hello-20261101T000000Z-deadbeef.log, the log of a failed bake "
+            "older than 14d") in result.output, result.output
+    assert "removed .bakehouse/serve/r-old.json, of a bake service run older than 14d" in result.output
+    assert sorted(p.name for p in serve.iterdir()) == ["r-running.json", "r-running.log", "r-young.json"]
+    assert (logs / "hello-20261102T000000Z-feedface.log").exists()  # `doit log --failed hello` shows it
+    assert all((logs / f"{r['image_id']}.log").exists() for r in records(repo, "hello"))
 
 
 def test_an_interrupted_prune_is_finished_by_the_next(repo: Path) -> None:

@@ -5,7 +5,8 @@ every reason), then a total. `--apply` deletes what the rows say, holding each p
 lock (a bake of it waits; a bake of another image never loses its base: the base's current
 image and every image a kept image was built on are kept). An interrupted prune is finished
 by the next one (retention.py says what is kept; each registry how it deletes). It also
-removes cached package indexes no run has used for 30 days (updates.py).
+removes cached package indexes no run has used for 30 days (updates.py), and the logs of
+failed bakes and the bake service's ended runs older than the project's min_age (leftovers.py).
 
 Exit status: 0 done (or nothing to do), 2 cannot prune (a bake cannot be decided, AWS cannot
 be asked what uses an image; nothing is deleted), 3 bad bake files or usage.
@@ -25,6 +26,7 @@ from doit.exceptions import InvalidCommand
 
 from ..decide import Planner
 from ..errors import BakehouseError
+from ..leftovers import old_failed_logs, old_service_runs
 from ..locks import bake_lock, running_bases
 from ..registry import ImageRecord, created_at, in_use
 from ..retention import Verdict, decide_retention, describe, policy_of, project_policy
@@ -201,4 +203,16 @@ class PruneCommand(Command):
                 out.write(f"removed {cached}, which no image has any more\n")
         for cached in planner.updates.clean(time.time()):  # file times are the machine's, not BAKEHOUSE_NOW's
             out.write(f"removed {cached}, which no run has used for {UNUSED_DAYS} days\n")
+        project = planner.project
+        age = project_policy(project).min_age
+        older_than = time.time() - age.total_seconds()
+        for name in names:
+            images = [image.image_id for image in planner.images(name)]
+            for log in old_failed_logs(project, name, images, older_than):
+                log.unlink(missing_ok=True)
+                out.write(f"[{name}] removed {project.relative(log)}, the log of a failed bake older than {describe(age)}\n")
+        if set(names) == set(planner.graph.names):  # the service's runs belong to no one bake
+            for path in old_service_runs(project, older_than):
+                path.unlink(missing_ok=True)
+                out.write(f"removed {project.relative(path)}, of a bake service run older than {describe(age)}\n")
         return deleted
