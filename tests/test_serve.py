@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from helpers import bump_hello, free_port, run_doit
+from helpers import HeldInstalls, bump_hello, free_port, processes_mentioning, run_doit
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -521,3 +521,25 @@ def test_hostile_bodies_and_damaged_run_files_are_one_clear_answer(repo: Path) -
     finally:
         stop(server)
     assert "Traceback" not in server.log.read_text()
+
+
+def test_stopping_the_server_mid_bake_cancels_it_as_ctrl_c_does(repo: Path, tmp_path: Path) -> None:
+    """SIGTERM to `doit serve` while a bake installs: the bake is cancelled as Ctrl-C cancels
+    it (its mounts undone, nothing recorded), not killed by a broken pipe."""
+    installs = HeldInstalls(repo, tmp_path / "scratch")
+    server = start_server(repo, env=installs.env)
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+        connection.request("POST", "/bake/hello")
+        run_id = json.loads(connection.getresponse().readline())["bake_id"]
+        connection.close()
+        installs.wait_until_held(1)
+    finally:
+        stop(server)
+    assert [line for line in Path("/proc/mounts").read_text().splitlines() if str(tmp_path) in line] == []
+    assert processes_mentioning(str(repo / "build")) == []
+    state = json.loads((repo / ".bakehouse" / "serve" / f"{run_id}.json").read_text())
+    assert state["state"] == "failed", state
+    log = (repo / ".bakehouse" / "serve" / f"{run_id}.log").read_text()
+    assert "cancelled" in log and "Broken pipe" not in log, log
+    assert run_doit(repo, "plan").returncode == 1  # nothing was recorded

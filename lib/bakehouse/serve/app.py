@@ -9,6 +9,7 @@ POSTs need the token when one is set (`Authorization: Bearer`, or Spinnaker's pa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import re
@@ -220,7 +221,13 @@ def create_app(root: Path, runner: Runner, token: str | None, allowed_hosts: tup
         Route("/bakes/{id}/log", bake_log),
         *spinnaker.routes(),
     ]
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(runner.shutdown)  # stopping the server cancels its bakes as Ctrl-C does
+
     app = Starlette(
+        lifespan=lifespan,
         routes=routes,
         middleware=[Middleware(Guard, allowed_hosts=allowed_hosts), Middleware(LimitBody)],
         exception_handlers={HTTPException: http_error, BakehouseError: user_error, Exception: server_error},

@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -104,6 +106,7 @@ class Runner:
         self.lock = threading.Lock()
         self.runs: dict[str, Run] = {}
         self.active: dict[tuple[str, bool, str], Run] = {}  # bake, rebake, versions -> its run now
+        self.processes: dict[str, subprocess.Popen[str]] = {}  # run id -> its doit, while it runs
         self._load()
 
     def _load(self) -> None:
@@ -149,6 +152,26 @@ class Runner:
         threading.Thread(target=self._bake, args=(run,), name=f"bake {run_id}", daemon=True).start()
         return run, True
 
+    def shutdown(self, seconds: float = 150) -> None:
+        """Cancel every running bake as Ctrl-C does (SIGINT to its process group: packer and
+        mmdebstrap clean up, nothing is recorded) and wait for each to end, reading its output
+        to the end, so none dies of a broken pipe with mounts left behind."""
+        with self.lock:
+            running = list(self.processes.values())
+        for process in running:
+            try:
+                os.killpg(process.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + seconds
+        for process in running:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        for thread in [t for t in threading.enumerate() if t.name.startswith("bake ")]:
+            thread.join(timeout=max(0.1, deadline - time.monotonic()))  # its state saved as failed
+
     def done(self, bake: str, outcome: Outcome) -> Run:
         """The run that answers for a bake found up to date with `outcome.image`: the last
         run that made or answered for that image (the same id every time), or a new record
@@ -176,11 +199,15 @@ class Runner:
                 env[VERSIONS_VARIABLE] = json.dumps({run.state.bake: run.state.versions})
             code: int
             try:
+                # its own session: a signal to the server is not one to the bake; the server
+                # cancels its bakes itself when it stops (shutdown), as Ctrl-C would
                 with open(run.log_path, "w", encoding="utf-8") as log, subprocess.Popen(
                     args, cwd=self.root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
+                    stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1, start_new_session=True,
                 ) as process:
                     assert process.stdout is not None
+                    with self.lock:
+                        self.processes[run.state.id] = process
                     for line in process.stdout:
                         log.write(line)
                         log.flush()
@@ -190,6 +217,8 @@ class Runner:
                         if line.strip():
                             self._update(run, step=line.strip()[:200], save=False)
                     code = process.wait()
+                with self.lock:
+                    self.processes.pop(run.state.id, None)
             except OSError as error:
                 code, run.lines = 127, [*run.lines, f"could not start doit: {error}\n"]
             outcome = self._outcome(run, code)
