@@ -17,8 +17,7 @@ from pathlib import Path
 
 from .logs import read_failure
 from .project import Project
-
-ENDED = ("succeeded", "failed")  # serve/runs.py's ended states (that module needs starlette)
+from .serve.runs import ENDED
 
 
 def old_failed_logs(project: Project, bake: str, images: Iterable[str], older_than: float) -> list[Path]:

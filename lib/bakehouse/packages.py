@@ -12,7 +12,6 @@ Packages named in a `[[repository]]` resolve to their newest version in its inde
 from __future__ import annotations
 
 import fnmatch
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,14 +19,12 @@ from debian.debian_support import Version
 
 from .aptrepo import AptIndexes, Repository, cached_path
 from .debpkg import SourcePackage, read_deb
+from .debpolicy import check_name, check_version
 from .errors import PackageError
 from .files import sha256_file
 from .pins import PackagePin
 from .project import Project
 
-# Debian policy 5.6.1 / 5.6.12: nothing here can be read by a shell or by HCL as syntax.
-PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-PACKAGE_VERSION = re.compile(r"^([0-9]+:)?[0-9][A-Za-z0-9.+~]*(-[A-Za-z0-9.+~]+)?$")
 GLOB_CHARS = set("*?[/")
 
 
@@ -119,24 +116,6 @@ def _resolve_named(where: str, spec: str) -> ResolvedPackage:
         return ResolvedPackage(name=name, version=None, origin="unpinned")
     check_version(where, name, version)
     return ResolvedPackage(name=name, version=version, origin="pinned")
-
-
-def check_name(where: str, name: str) -> None:
-    if not PACKAGE_NAME.match(name):
-        raise PackageError(
-            f"{where}: packages: {name!r} is not a Debian package name "
-            "(lower-case letters, digits, '+', '-', '.'; at least two characters)"
-        )
-
-
-def check_version(where: str, name: str, version: str) -> None:
-    try:
-        Version(version)
-        valid = bool(PACKAGE_VERSION.match(version))
-    except ValueError:
-        valid = False
-    if not valid:
-        raise PackageError(f"{where}: packages: {name}={version!r}: not a Debian version such as 1.0.4-1")
 
 
 def _resolve_artifacts(

@@ -24,7 +24,8 @@ from typing import Any
 
 import tomli_w
 
-from .errors import DefinitionError
+from .debpolicy import check_name, check_version
+from .errors import DefinitionError, PackageError
 from .files import write_atomically
 from .project import Project
 
@@ -87,8 +88,6 @@ def read_pins(project: Project) -> Pins:
 def _check_pin(bake: str, name: str, pin: PackagePin) -> None:
     """A pin is checked as a bake file's package is, before anything runs: a lock file is
     input too (handed from job to job, edited by hand), and its values reach a shell and HCL."""
-    from .packages import PackageError, check_name, check_version  # packages.py reads pins: no cycle at import
-
     where = f"{LOCK_FILE}: bake {bake}"
     try:
         check_name(where, name)

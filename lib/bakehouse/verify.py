@@ -14,7 +14,6 @@ digest first, and one that does not match makes the image NOT reproducible, nami
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 
 from .decide import Planner
 from .errors import BakehouseError
-from .oci.layout import LayoutError, OciImage, check_layers, read_image
+from .oci.layout import LayoutError, OciImage, check_layers, image_entry, read_image
 from .registry import ImageRecord
 
 # What a scratch repository is made of: what decides an image, nothing of the registry's.
@@ -125,9 +124,8 @@ def verify(planner: Planner, name: str, say: Callable[[str], None]) -> list[Verd
 def _listed_digest(layout: Path) -> str:
     """The image's manifest digest as index.json lists it (its blobs may say otherwise)."""
     try:
-        index = json.loads((layout / "index.json").read_text(encoding="utf-8"))
-        return str(next(m["digest"] for m in index["manifests"] if "artifactType" not in m))
-    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+        return str(image_entry(layout)["digest"])
+    except (OSError, ValueError, KeyError, TypeError):
         return "(unreadable)"
 
 

@@ -79,7 +79,7 @@ def verdicts(planner: Planner, names: list[str], held: frozenset[str] = frozense
                 protected.setdefault(part.partial.image_id, []).append(
                     f"being completed in {', '.join(part.missing)}")
         used = in_use(images[bake.name])
-        if used is not None and not any(why.startswith("current image of") for why in protected.get(used.image_id, [])):
+        if used is not None and used.image_id not in protected:  # else kept as current or being completed
             protected.setdefault(used.image_id, []).append(f"image in use of {bake.name}")
     for image_id, bake_name in running_bases(planner.project.state_dir / "locks", set(held)).items():
         protected.setdefault(image_id, []).append(f"base of the running bake of {bake_name}")

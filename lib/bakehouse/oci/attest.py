@@ -13,6 +13,7 @@ manifest does not name what refers to it. Tools that copy referrers (`oras cp -r
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from ..files import write_atomically
@@ -70,7 +71,7 @@ def statements(image: OciImage) -> list[dict[str, Any]]:
     return found
 
 
-def _check_subject(layout: Any, statement: dict[str, Any], digest: str) -> None:
+def _check_subject(layout: Path, statement: dict[str, Any], digest: str) -> None:
     algorithm, _, value = digest.partition(":")
     subjects = statement.get("subject") or []
     if not any((subject.get("digest") or {}).get(algorithm) == value for subject in subjects):

@@ -111,13 +111,19 @@ def check_blob(layout: Path, digest: str, size: int | None = None) -> None:
         raise LayoutError(f"{layout}: blob {digest} does not match its digest (tampered with or damaged)")
 
 
+def image_entry(layout: Path) -> dict[str, Any]:
+    """The image's entry in index.json: the image, not what refers to it (an attestation:
+    attest.py). Raises OSError, ValueError, KeyError or TypeError when there is no one such entry."""
+    index = _json(layout / "index.json")
+    (entry,) = [m for m in index["manifests"] if m.get("mediaType") == MEDIA_MANIFEST and "artifactType" not in m]
+    return dict(entry)
+
+
 def read_image(layout: Path) -> OciImage:
     """The one image in `layout`; LayoutError, one line, if it is not a complete layout. Its
     manifest and config are checked against their digests (its layers, large, by check_layers)."""
     try:
-        index = _json(layout / "index.json")
-        # the image, not what refers to it (an attestation: attest.py)
-        (entry,) = [m for m in index["manifests"] if m.get("mediaType") == MEDIA_MANIFEST and "artifactType" not in m]
+        entry = image_entry(layout)
         manifest_blob = Blob(entry["digest"], int(entry["size"]), MEDIA_MANIFEST)
         manifest = json.loads(read_blob(layout, manifest_blob.digest, manifest_blob.size))
         config_digest = manifest["config"]["digest"]

@@ -107,6 +107,7 @@ class Runner:
         self.runs: dict[str, Run] = {}
         self.active: dict[tuple[str, bool, str], Run] = {}  # bake, rebake, versions -> its run now
         self.processes: dict[str, subprocess.Popen[str]] = {}  # run id -> its doit, while it runs
+        self.threads: list[threading.Thread] = []  # each run's, which saves its state when it ends
         self._load()
 
     def _load(self) -> None:
@@ -149,7 +150,10 @@ class Runner:
             self.runs[run_id] = run
             self.active[(bake, rebake, pinned)] = run
             self._save(run)
-        threading.Thread(target=self._bake, args=(run,), name=f"bake {run_id}", daemon=True).start()
+        thread = threading.Thread(target=self._bake, args=(run,), name=f"bake {run_id}", daemon=True)
+        with self.lock:
+            self.threads.append(thread)
+        thread.start()
         return run, True
 
     def shutdown(self, seconds: float = 150) -> None:
@@ -169,7 +173,9 @@ class Runner:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
-        for thread in [t for t in threading.enumerate() if t.name.startswith("bake ")]:
+        with self.lock:
+            threads = list(self.threads)
+        for thread in threads:
             thread.join(timeout=max(0.1, deadline - time.monotonic()))  # its state saved as failed
 
     def done(self, bake: str, outcome: Outcome) -> Run:

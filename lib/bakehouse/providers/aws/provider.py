@@ -405,8 +405,6 @@ class AwsProvider:
         failed after packer (its statement or log not stored, its lease lost) removed its
         manifest first (bake.py): nothing of it is finished, so every AMI it made goes."""
         finished = self.finished(job)
-        for region, ami in sorted(finished.items()):
-            self.ec2.create_tags(region, [ami], {KEY_TAG: job.key})
         name = self._ami_name(job, settings_of(job.bake))
         for region in job.places:
             if region in finished:
@@ -416,6 +414,8 @@ class AwsProvider:
                     continue  # another image's AMI (a fixed ami_suffix): never ours to remove
                 removed = self.registry.deregister(region, ami)
                 out.write(f"[{job.bake.name}] removed {', '.join(removed)}, made by the bake that failed\n")
+        for region, ami in sorted(finished.items()):  # after the removals: a failed tag call leaves no orphan
+            self.ec2.create_tags(region, [ami], {KEY_TAG: job.key})
         out.flush()
 
     def launch(self, bake: Bake) -> str | None:
