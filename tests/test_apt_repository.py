@@ -155,18 +155,55 @@ def test_a_damaged_lock_file_is_one_line(apt_repo: Path) -> None:
     (apt_repo / "bakehouse.lock").write_text("version = 7\n")
     result = run_doit(apt_repo, "plan")
     assert result.returncode == 3
-    assert "bakehouse.lock: not a bakehouse lock file (version 7, not 1); delete it or write it again: doit plan --lock" in result.output
+    assert "bakehouse.lock: not a bakehouse lock file (version 7, not 2); delete it or write it again: doit plan --lock" in result.output
+
+
+def write_pin(repo: Path, pin: dict, repository: dict, version: int = 2) -> None:
+    (repo / "bakehouse.lock").write_text(
+        f"version = {version}\n[bakes.hello.packages.hello-svc]\n"
+        + "".join(f"{key} = {json.dumps(text)}\n" for key, text in pin.items())
+        + "repository = {" + ", ".join(f"{key} = {json.dumps(text)}" for key, text in repository.items()) + "}\n")
 
 
 @pytest.mark.parametrize(("field", "value", "error"), [
     ("version", "1.0;rm -rf", "bakehouse.lock: bake hello: packages: hello-svc='1.0;rm -rf': not a Debian version"),
     ("sha256", "not-hex", "bakehouse.lock: bake hello: packages: hello-svc: sha256 'not-hex' is not 64 hex digits"),
     ("url", "file:///etc/passwd", "bakehouse.lock: bake hello: packages: hello-svc: url 'file:///etc/passwd' is not an http(s) URL"),
+    ("url", "http://evil.example/hello-svc_1.0.4-1_all.deb",
+     "bakehouse.lock: bake hello: packages: hello-svc: url 'http://evil.example/hello-svc_1.0.4-1_all.deb' is not in "
+     "its repository http://127.0.0.1:1"),
+    ("key", "none", "bakehouse.lock: bake hello: packages: hello-svc: repository key 'none' is neither 'trusted' nor "
+     "sha256:<64 hex digits>"),
 ])
 def test_a_lock_file_pin_is_checked_before_anything_runs(apt_repo: Path, field: str, value: str, error: str) -> None:
-    pin = {"version": "1.0.4-1", "sha256": "0" * 64, "url": "http://127.0.0.1:1/hello-svc_1.0.4-1_all.deb", field: value}
-    (apt_repo / "bakehouse.lock").write_text("version = 1\n[bakes.hello.packages.hello-svc]\n"
-                                             + "".join(f"{key} = {json.dumps(text)}\n" for key, text in pin.items()))
+    pin = {"version": "1.0.4-1", "sha256": "0" * 64, "url": "http://127.0.0.1:1/pool/hello-svc_1.0.4-1_all.deb"}
+    repository = {"url": "http://127.0.0.1:1", "suite": "stable", "key": "trusted"}
+    (repository if field == "key" else pin)[field] = value
+    write_pin(apt_repo, pin, repository)
     result = run_doit(apt_repo, "plan")
     assert result.returncode == 3, result.output
     assert error in result.output and "Traceback" not in result.output, result.output
+
+
+def test_a_lock_file_cannot_swap_the_repository_a_bake_takes_a_package_from(apt_repo: Path, apt: AptRepository) -> None:
+    run_doit(apt_repo, "plan", "--lock")
+    lock = (apt_repo / "bakehouse.lock").read_text()
+    assert f'[bakes.hello.packages.hello-svc.repository]\nurl = "{apt.url}"\nsuite = "stable"\nkey = "sha256:' in lock
+    # Another repository's package, unsigned: what a tampered lock file would hand a bake job.
+    evil = {"url": "http://evil.example/debian", "suite": "stable", "key": "trusted"}
+    write_pin(apt_repo, {"version": "1.0.4", "sha256": "0" * 64,
+                         "url": "http://evil.example/debian/pool/hello-svc_1.0.4_all.deb"}, evil)
+    result = run_doit(apt_repo, "bake:hello")
+    assert result.returncode != 0 and "Traceback" not in result.output, result.output
+    assert re.search(r"bakes/hello\.toml: hello-svc is pinned by bakehouse\.lock from http://evil\.example/debian stable "
+                     rf"\(key trusted\), but the bake takes it from {re.escape(apt.url)} stable \(key sha256:[0-9a-f]{{64}}\); "
+                     r"plan again to move the pin: doit plan --lock", result.output), result.output
+    assert records(apt_repo, "hello") == []
+
+
+def test_a_lock_file_of_an_older_bakehouse_is_one_line(apt_repo: Path) -> None:
+    (apt_repo / "bakehouse.lock").write_text('version = 1\n[bakes.hello.packages.hello-svc]\nversion = "1.0.4"\n')
+    result = run_doit(apt_repo, "plan")
+    assert result.returncode == 3
+    assert ("bakehouse.lock: not a bakehouse lock file (version 1, not 2: written by an older bakehouse); "
+            "delete it or write it again: doit plan --lock") in result.output

@@ -22,7 +22,7 @@ from .debpkg import SourcePackage, read_deb
 from .debpolicy import check_name, check_version
 from .errors import PackageError
 from .files import sha256_file
-from .pins import PackagePin
+from .pins import PackagePin, check_pin_source
 from .project import Project
 
 GLOB_CHARS = set("*?[/")
@@ -77,6 +77,7 @@ def resolve_packages(
         for spec in repository.packages:
             pin = _pin_for(where, spec, locked or {})
             if pin is not None:
+                check_pin_source(where, spec.partition("=")[0], pin, repository)
                 name = spec.partition("=")[0]
                 path = cached_path(project.state_dir / "cache" / "debs", pin.url, pin.sha256)
                 found.append(ResolvedPackage(name, pin.version, "locked", path, pin.sha256, pin.url))

@@ -13,6 +13,11 @@ those instead of asking the repositories and AWS again:
 An input the file names that can no longer be had (a .deb gone from its repository, a source
 AMI deregistered) fails the bake with one line. Bakes and packages the file does not name
 are resolved as usual.
+
+A pin never widens what a bake accepts: a package's pin names the repository it was taken from
+(URL, suite, and the SHA256 of the keyring that checked it, or "trusted"), and is refused when
+the bake takes that package from another; a source AMI's pin must still pass the bake's own
+`owners` and `name` filter (providers/aws/provider.py).
 """
 
 from __future__ import annotations
@@ -25,12 +30,13 @@ from typing import Any
 import tomli_w
 
 from .debpolicy import check_name, check_version
+from .aptrepo import Repository
 from .errors import DefinitionError, PackageError
-from .files import write_atomically
+from .files import sha256_file, write_atomically
 from .project import Project
 
 LOCK_FILE = "bakehouse.lock"
-LOCK_VERSION = 1
+LOCK_VERSION = 2  # 2: each package pin names its repository
 HEADER = (
     "# bakehouse.lock: the inputs `doit plan --lock` resolved; every bake uses these.\n"
     "# Commit it to pin the bakes, or hand it from a plan job to the bake jobs; plan again to move it.\n"
@@ -38,10 +44,32 @@ HEADER = (
 
 
 @dataclass(frozen=True)
+class RepositoryPin:
+    """Which repository a package was taken from, and with which key its index was checked."""
+
+    url: str
+    suite: str
+    key: str  # "sha256:<keyring file's digest>", or "trusted" (no signature checked)
+
+    @property
+    def label(self) -> str:
+        return f"{self.url} {self.suite} (key {self.key})"
+
+
+def repository_pin(repository: Repository) -> RepositoryPin:
+    key = "trusted" if repository.trusted or repository.signed_by is None else f"sha256:{sha256_file(repository.signed_by)}"
+    return RepositoryPin(repository.url.rstrip("/"), repository.suite, key)
+
+
+@dataclass(frozen=True)
 class PackagePin:
     version: str
     sha256: str
     url: str
+    repository: RepositoryPin
+
+    def to_toml(self) -> dict[str, Any]:
+        return {"version": self.version, "sha256": self.sha256, "url": self.url, "repository": vars(self.repository)}
 
 
 @dataclass(frozen=True)
@@ -54,7 +82,7 @@ class Pins:
         for bake in sorted(set(self.packages) | set(self.sources)):
             entry: dict[str, Any] = {}
             if self.packages.get(bake):
-                entry["packages"] = {name: vars(pin) for name, pin in sorted(self.packages[bake].items())}
+                entry["packages"] = {name: pin.to_toml() for name, pin in sorted(self.packages[bake].items())}
             if self.sources.get(bake):
                 entry["source"] = dict(sorted(self.sources[bake].items()))
             bakes[bake] = entry
@@ -68,12 +96,14 @@ def read_pins(project: Project) -> Pins:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         if data.get("version") != LOCK_VERSION:
-            raise ValueError(f"version {data.get('version')!r}, not {LOCK_VERSION}")
+            older = isinstance(data.get("version"), int) and data["version"] < LOCK_VERSION
+            raise ValueError(f"version {data.get('version')!r}, not {LOCK_VERSION}" + (": written by an older bakehouse" if older else ""))
         packages: dict[str, dict[str, PackagePin]] = {}
         sources: dict[str, dict[str, str]] = {}
         for bake, entry in dict(data.get("bakes", {})).items():
             packages[bake] = {
-                name: PackagePin(str(pin["version"]), str(pin["sha256"]), str(pin["url"]))
+                name: PackagePin(str(pin["version"]), str(pin["sha256"]), str(pin["url"]), RepositoryPin(
+                    str(pin["repository"]["url"]), str(pin["repository"]["suite"]), str(pin["repository"]["key"])))
                 for name, pin in dict(entry.get("packages", {})).items()
             }
             sources[bake] = {str(place): str(image) for place, image in dict(entry.get("source", {})).items()}
@@ -100,6 +130,21 @@ def _check_pin(bake: str, name: str, pin: PackagePin) -> None:
     if not re.fullmatch(r"https?://[^\s\"'`$\\]+", pin.url):
         raise DefinitionError(f"{where}: packages: {name}: url {pin.url!r} is not an http(s) URL; "
                               "write the file again: doit plan --lock")
+    if not pin.url.startswith(pin.repository.url.rstrip("/") + "/"):
+        raise DefinitionError(f"{where}: packages: {name}: url {pin.url!r} is not in its repository "
+                              f"{pin.repository.url}; write the file again: doit plan --lock")
+    if not re.fullmatch(r"trusted|sha256:[0-9a-f]{64}", pin.repository.key):
+        raise DefinitionError(f"{where}: packages: {name}: repository key {pin.repository.key!r} is neither "
+                              "'trusted' nor sha256:<64 hex digits>; write the file again: doit plan --lock")
+
+
+def check_pin_source(where: str, name: str, pin: PackagePin, repository: Repository) -> None:
+    """A pin is used only for the repository the bake takes the package from: a lock file
+    must not swap a bake's repository (or its key) for another."""
+    wanted = repository_pin(repository)
+    if pin.repository != wanted:
+        raise PackageError(f"{where}: {name} is pinned by {LOCK_FILE} from {pin.repository.label}, but the bake "
+                           f"takes it from {wanted.label}; plan again to move the pin: doit plan --lock")
 
 
 def write_pins(project: Project, pins: Pins) -> None:

@@ -26,7 +26,7 @@ from doit.exceptions import InvalidCommand
 from ..decide import Decision, Planner
 from ..errors import BakehouseError
 from ..matrix import FORMATS, github, gitlab, stages
-from ..pins import LOCK_FILE, PackagePin, Pins, write_pins
+from ..pins import LOCK_FILE, PackagePin, Pins, repository_pin, write_pins
 from ..model import BakeGraph
 from ..tasks import planner_from_tasks
 from ..tomlcheck import did_you_mean
@@ -207,7 +207,10 @@ def resolved_inputs(planner: Planner) -> Pins:
     sources: dict[str, dict[str, str]] = {}
     for name in planner.graph.names:
         decision = planner.decide(name)
-        pinned = {package.name: PackagePin(str(package.version), str(package.sha256), str(package.url))
+        taken_from = {spec.partition("=")[0]: repository_pin(repository)
+                      for repository in decision.bake.repositories for spec in repository.packages}
+        pinned = {package.name: PackagePin(str(package.version), str(package.sha256), str(package.url),
+                                           taken_from[package.name])
                   for package in decision.packages
                   if package.origin in ("repository", "locked") and package.sha256 and package.url}
         if pinned:

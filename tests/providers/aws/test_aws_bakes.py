@@ -379,3 +379,21 @@ def test_a_lock_file_keeps_the_source_ami_the_plan_found_and_says_when_it_is_gon
     assert plan.returncode == 2
     assert (f"aws-base: its source AMI {pinned['us-west-2']} in us-west-2, pinned by bakehouse.lock, can no longer be had "
             "(deregistered?); plan again to move the pin: doit plan --lock") in plan.output
+
+
+def test_a_lock_file_cannot_pin_a_source_ami_the_bakes_filter_would_not_choose(
+    aws_repo: Path, aws_env: dict[str, str]
+) -> None:
+    run_doit(aws_repo, "plan", "--lock", env=aws_env)
+    lock = aws_repo / "bakehouse.lock"
+    # An image of another owner (this account, not Debian's) under another name: what a tampered
+    # lock file handed to a bake job would make it start from.
+    other = ec2(aws_env, "us-east-1").register_image(Name="someone-elses-image")["ImageId"]
+    pinned = ec2(aws_env, "us-east-1").describe_images(Owners=["136693071363"])["Images"][0]["ImageId"]
+    lock.write_text(lock.read_text().replace(f'us-east-1 = "{pinned}"', f'us-east-1 = "{other}"'))
+    result = run_doit(aws_repo, "bake:aws-base", env=aws_env)
+    assert result.returncode != 0 and "Traceback" not in result.output, result.output
+    assert (f"aws-base: its source AMI {other} in us-east-1, pinned by bakehouse.lock, is not an AMI named "
+            "'debian-12-amd64-*' owned by 136693071363 as bakes/aws-base.toml asks; plan again to move the pin: "
+            "doit plan --lock") in result.output, result.output
+    assert amis(aws_env, "us-east-1", "aws-base") == []

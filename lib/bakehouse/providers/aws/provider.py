@@ -126,10 +126,25 @@ class AwsProvider:
         return found
 
     def _locked(self, bake: Bake, region: str, ami: str) -> dict[str, Any]:
+        """The pinned source AMI, if it is still there and still one the bake would choose:
+        its given id, or one of the AMIs its own owners and name filter finds (the query that
+        chooses the newest, so owner aliases such as `amazon` or `self` mean the same)."""
+        source = bake.source
+        assert isinstance(source, AwsSource)
         found = self.ec2.describe_images(region, missing_ok=True, ImageIds=[ami])
         if not found or found[0].get("State") not in (None, "available"):
             raise AwsError(f"{bake.name}: its source AMI {ami} in {region}, pinned by {LOCK_FILE}, can no longer be "
                            f"had (deregistered?); plan again to move the pin: doit plan --lock")
+        given = source.ami_in(region)
+        if given is not None:
+            fits = ami == given
+            wanted = f"source.ami {given}"
+        else:
+            fits = any(image.get("ImageId") == ami for image in self._matching(region, source))
+            wanted = f"an AMI named '{source.name}' owned by {', '.join(source.owners)}"
+        if not fits:
+            raise AwsError(f"{bake.name}: its source AMI {ami} in {region}, pinned by {LOCK_FILE}, is not {wanted} "
+                           f"as {bake.where} asks; plan again to move the pin: doit plan --lock")
         return found[0]
 
     def source_pins(self, bake: Bake) -> dict[str, str]:
@@ -143,11 +158,15 @@ class AwsProvider:
             raise AwsError(f"{bake.where}: source.ami {ami} does not exist in {region}")
         return found[0]
 
-    def _newest(self, bake: Bake, region: str, source: AwsSource) -> dict[str, Any]:
-        found = self.ec2.describe_images(
+    def _matching(self, region: str, source: AwsSource) -> list[dict[str, Any]]:
+        """The available AMIs the source's owners and name filter finds in `region`."""
+        return self.ec2.describe_images(
             region, Owners=list(source.owners),
             Filters=[{"Name": "name", "Values": [str(source.name)]}, {"Name": "state", "Values": ["available"]}],
         )
+
+    def _newest(self, bake: Bake, region: str, source: AwsSource) -> dict[str, Any]:
+        found = self._matching(region, source)
         wanted = f"no available AMI named '{source.name}' owned by {', '.join(source.owners)} in {region}"
         if not found:
             raise AwsError(f"{bake.where}: source: {wanted}")
