@@ -145,8 +145,8 @@ def test_a_failure_leaves_independent_bakes_to_continue(repo: Path) -> None:
     write(repo / "bakes" / "broken.toml", """\
         template = "local-service.pkr.hcl.j2"
         base = "base"
-        packages = ["hello-svc=9.9"]
-        """)
+        packages = ["jq"]
+        """)  # named, so apt must install it, and the tiny base has no apt: packer fails
     run = run_doit(repo, "--continue")
     assert run.returncode in (1, 2)  # 2: doit also reports the `bake` group as unmet
     assert "apt-get: not found" in run.output or "install-packages:" in run.output

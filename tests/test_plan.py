@@ -48,3 +48,18 @@ def test_images_lists_the_catalogue_newest_first(repo: Path) -> None:
     assert [image["image_id"] for image in catalogue["hello"]] == [newest["image_id"]]
     assert catalogue["hello"][0]["packages"] == {"hello-svc": "1.0.5"}
     assert set(catalogue) == {"base", "hello"}
+
+
+def test_a_version_pinned_by_name_that_the_mirror_lacks_is_refused_at_plan_time(repo: Path) -> None:
+    """hello names busybox at a version Debian's real mirror does not have: the plan says so in
+    one line (before, apt failed minutes into the bake); the version the mirror has is taken."""
+    hello = repo / "bakes" / "hello.toml"
+    text = hello.read_text()
+    hello.write_text(re.sub(r"packages = \[", 'packages = ["busybox=1:0.1-1", ', text, count=1))
+    plan = run_doit(repo, "plan", "hello")
+    assert plan.returncode == 2, plan.output
+    found = re.search(r"^hello\s+error\s+-\s+bakes/hello\.toml: packages: busybox=1:0\.1-1: no such version in its "
+                      r"sources \(http://\S+ bookworm main; .*\): the newest there is (\S+)$", plan.output, re.M)
+    assert found, plan.output
+    hello.write_text(re.sub(r"packages = \[", f'packages = ["busybox={found[1]}", ', text, count=1))
+    assert "no such version" not in run_doit(repo, "plan", "hello").output

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import os
 import subprocess
 import sys
@@ -333,6 +334,23 @@ def test_spinnaker_requests_that_cannot_be_baked_get_one_clear_error(server: Ser
     status, answer, _ = server.request("GET", "/api/v1/us-west-2/status/nope")
     assert status == 400 and answer["message"] == "Unable to retrieve status for 'nope'."
     assert server.request("GET", "/api/v1/us-west-2/logs/nope")[0] == 404
+
+
+def test_a_spinnaker_request_for_a_base_package_version_the_mirror_lacks_is_refused_at_once(repo: Path) -> None:
+    """The base installs ca-certificates from Debian's real mirror: a request for a version the
+    mirror does not have is a 400 naming it, and no bake starts (before, one failed 10 s later)."""
+    base = repo / "bakes" / "base.toml"
+    base.write_text(base.read_text().replace('rebuild_every = "week"', 'rebuild_every = "week"\npackages = ["ca-certificates"]'))
+    server = start_server(repo)
+    try:
+        status, answer, _ = server.request("POST", "/api/v1/us-west-2/bake",
+                                           {**JENKINS_BODY, "package": "ca-certificates_99.9-1_all"})
+    finally:
+        stop(server)
+    assert status == 400, answer
+    assert re.fullmatch(r"bakes/base\.toml: packages: ca-certificates=99\.9-1: no such version in its sources "
+                        r"\(http://\S+ bookworm main; .*\): the newest there is \S+", answer["message"]), answer
+    assert not list((repo / ".bakehouse" / "serve").glob("*.json"))  # no run was started
 
 
 def test_runs_are_kept_across_a_restart(repo: Path) -> None:

@@ -134,7 +134,7 @@ def test_an_update_the_bake_already_saw_offered_is_not_asked_for_again() -> None
     from bakehouse.contents import InstalledPackage, Manifest
     from bakehouse.updates import SourcesState, update_reasons
 
-    state = SourcesState({"S": "r2"}, lambda: (("S", {"openssl": "3.0.17-1~deb12u1", "zlib1g": "1:1.2.13"}),))
+    state = SourcesState({"S": "r2"}, lambda: (("S", {"openssl": ["3.0.15-1~deb12u1", "3.0.17-1~deb12u1"], "zlib1g": ["1:1.2.13"]}),))
     packages = (InstalledPackage("openssl", "3.0.15-1~deb12u1", "amd64"), InstalledPackage("zlib1g", "1:1.2.13", "amd64"))
     assert update_reasons(Manifest("i", "base", packages, sources_seen={"S": "r1"}), state) == [
         "openssl 3.0.15-1~deb12u1 -> 3.0.17-1~deb12u1 available"

@@ -179,6 +179,7 @@ class Planner:
             bake.repositories, self.indexes, provider.architecture(bake) if bake.repositories else "",
             locked=self.pins.packages.get(bake.name),
         )
+        self._check_offered(bake, provider, packages)
         images = provider.registry.images(bake.name)
         base_decision = self.decide(bake.base) if bake.base is not None else None
         parts = tuple(
@@ -273,6 +274,32 @@ class Planner:
             return self.updates.state(tuple(sources), provider.architecture(bake))
         except PackageError as error:
             raise PackageError(f"{bake.name}: checking for updates: {error}") from None
+
+    def _check_offered(self, bake: Bake, provider: Provider, packages: tuple[ResolvedPackage, ...]) -> None:
+        """A version a bake pins by name (apt takes it from the image's sources) must be one
+        those sources offer: refused here, in one line, not by apt minutes into the bake. The
+        sources are known when the chain starts from a mirror (a local base); an AMI's own are
+        known only inside it, and apt answers there."""
+        pinned = [package for package in packages if package.origin == "pinned" and package.version is not None]
+        chain = self.graph.chain(bake.name)
+        if not pinned or not self.provider_of(chain[0].name).package_sources(chain[0]):
+            return
+        sources = tuple(source for step in chain
+                        for source in (*self.provider_of(step.name).package_sources(step), *step.repositories))
+        try:
+            state = self.updates.state(sources, provider.architecture(bake))
+            for package in pinned:
+                assert package.version is not None
+                if state.offers_version(package.name, package.version):
+                    continue
+                newest = state.newest(package.name)
+                offered = f"the newest there is {newest.version}" if newest else "none has it at all"
+                raise PackageError(f"{bake.where}: packages: {package.spec}: no such version in its sources "
+                                   f"({'; '.join(source.label for source in sources)}): {offered}")
+        except PackageError as error:
+            if str(error).startswith(bake.where):
+                raise
+            raise PackageError(f"{bake.name}: checking its pinned versions: {error}") from None
 
     def _why(
         self, bake: Bake, provider: Provider, missing: tuple[str, ...], matching: list[ImageRecord],

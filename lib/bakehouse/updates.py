@@ -6,7 +6,9 @@ An image's sources are the apt sources it was made from: a local base's mirror, 
 (listed over SSH at the end of its bake). Each run reads each source's Release once (its
 signature checked, aptrepo.py) and, only when the Release names a Packages index bakehouse
 has not read before (by its SHA256: the index's own validator), that index; what it learns
-of an index is cached under .bakehouse/cache/indexes/ by that SHA256.
+of an index (every version of every package) is cached under .bakehouse/cache/indexes/ by that
+SHA256. The same reading answers whether a version a bake pins by name is offered at all
+(`offers_version`), so a version the mirror lacks is refused at plan time, not by apt.
 
 A package is an update when a source offers a version newer (Debian order) than the image's,
 and that source's Release changed since the image was baked: the image's manifest keeps the
@@ -40,17 +42,20 @@ class Offered:
     source: str  # the source's label (aptrepo.Repository.label)
 
 
+Offers = tuple[tuple[str, dict[str, list[str]]], ...]  # (source label, package -> its versions)
+
+
 class SourcesState:
     """What the sources offer now: each source's Release (by SHA256), read at once, and each
-    source's newest version of each package, read from its indexes only when first asked."""
+    source's versions of each package, read from its indexes only when first asked."""
 
-    def __init__(self, releases: dict[str, str], offers: Callable[[], tuple[tuple[str, dict[str, str]], ...]]) -> None:
+    def __init__(self, releases: dict[str, str], offers: Callable[[], Offers]) -> None:
         self.releases = releases  # source label -> sha256 of its Release
         self._offers = offers
 
     @cached_property
-    def offers(self) -> tuple[tuple[str, dict[str, str]], ...]:
-        """(source label, package -> newest version) for each source."""
+    def offers(self) -> Offers:
+        """(source label, package -> every version it offers) for each source."""
         return self._offers()
 
     def newest(self, name: str) -> Offered | None:
@@ -58,15 +63,20 @@ class SourcesState:
         packages: comparing versions is slow, and Debian's index has 63,000 names."""
         best: Offered | None = None
         for label, versions in self.offers:
-            version = versions.get(name)
-            if version is not None and _newer(version, best.version if best else None):
-                best = Offered(version, label)
+            for version in versions.get(name, ()):
+                if _newer(version, best.version if best else None):
+                    best = Offered(version, label)
         return best
+
+    def offers_version(self, name: str, version: str) -> bool:
+        """Whether any source offers `name` at `version` (equal in Debian order: 1.0 is 1.0-0)."""
+        wanted = Version(version)
+        return any(Version(offered) == wanted for _, versions in self.offers for offered in versions.get(name, ()))
 
 
 class UpdateIndexes:
-    """What the sources offer, read through a cache under cache_dir: each index's newest
-    versions by the index's SHA256 (indexes/), and each answer by what it depends on
+    """What the sources offer, read through a cache under cache_dir: each index's versions
+    by the index's SHA256 (indexes/), and each answer by what it depends on
     (updates/). A file's time is renewed each time it is used, and `doit prune --apply`
     removes the ones no run has used for UNUSED_DAYS (clean()): an index a source has replaced."""
 
@@ -102,8 +112,8 @@ class UpdateIndexes:
             texts = list(pool.map(self.apt.release_text, sources))
         releases = {source.label: sha256_bytes(text.encode()) for source, text in zip(sources, texts)}
 
-        def offers() -> tuple[tuple[str, dict[str, str]], ...]:
-            return tuple((source.label, self._newest_in(source, text, architecture))
+        def offers() -> Offers:
+            return tuple((source.label, self._versions_in(source, text, architecture))
                          for source, text in zip(sources, texts))
 
         return SourcesState(releases, offers)
@@ -122,35 +132,34 @@ class UpdateIndexes:
             write_atomically(cached, json.dumps(found))
             return found
 
-    def _newest_in(self, source: Repository, release_text: str, architecture: str) -> dict[str, str]:
+    def _versions_in(self, source: Repository, release_text: str, architecture: str) -> dict[str, list[str]]:
         dists = source.dists
         checksums = release_checksums(release_text, dists)
-        found: dict[str, str] = {}
+        found: dict[str, list[str]] = {}
         for component in source.components:
             stem = f"{component}/binary-{architecture}/Packages"
             digest = next((checksums[stem + suffix]["sha256"] for suffix in ("", ".xz", ".gz", ".bz2")
                            if stem + suffix in checksums), None)
             if digest is None:
                 raise PackageError(f"{dists}: Release lists no {stem} index")
-            cached = self.cache_dir / "indexes" / f"{digest}.json"
+            cached = self.cache_dir / "indexes" / f"{digest}.versions.json"
             try:
                 versions = json.loads(_used(cached).read_text(encoding="utf-8"))
             except (OSError, ValueError):
-                versions = newest_versions(self.apt.packages_index(dists, stem, checksums).decode("utf-8", "replace"))
+                versions = index_versions(self.apt.packages_index(dists, stem, checksums).decode("utf-8", "replace"))
                 write_atomically(cached, json.dumps(versions, sort_keys=True))
             if not found:
                 found = versions
                 continue
-            for name, version in versions.items():
-                if _newer(version, found.get(name)):
-                    found[name] = version
+            for name, offered in versions.items():
+                found.setdefault(name, []).extend(offered)
         return found
 
 
-def newest_versions(index: str) -> dict[str, str]:
-    """Package -> newest version in a Packages index. A plain scan of the two fields it needs:
+def index_versions(index: str) -> dict[str, list[str]]:
+    """Package -> every version in a Packages index. A plain scan of the two fields it needs:
     Debian's main index has 63,000 entries, which a full deb822 parse reads 5x slower."""
-    found: dict[str, str] = {}
+    found: dict[str, list[str]] = {}
     for entry in index.split("\n\n"):
         name = version = None
         for line in entry.split("\n"):
@@ -158,8 +167,8 @@ def newest_versions(index: str) -> dict[str, str]:
                 name = line[9:].strip()
             elif line.startswith("Version: "):
                 version = line[9:].strip()
-        if name and version and _newer(version, found.get(name)):
-            found[name] = version
+        if name and version:
+            found.setdefault(name, []).append(version)
     return found
 
 
