@@ -81,8 +81,9 @@ def _bake_locked(
     for leftover in provider.sweep(decision.bake):
         out.write(f"[{name}] removed {leftover}, left by a bake that never finished\n")
     job = _job(planner, provider, decision, now_utc())
-    if job.base_image is not None:  # a prune keeps what a running bake builds on
+    if job.base_image is not None:  # a prune keeps what a running bake builds on, here and on other runners
         note_base(lock_fd, job.base_image.image_id)
+        shared.note_base(job.base_image.image_id)
     out.write(f"[{name}] baking {job.image_id}{where}: {'; '.join(decision.reasons)}\n")
     try:
         image = _run(planner, provider, decision, job, lock_fd, shared, out)

@@ -102,6 +102,10 @@ class SharedHold(Protocol):
         """Raise if the lock was lost while baking (then nothing may be recorded)."""
         ...
 
+    def note_base(self, image_id: str) -> None:
+        """Tell the other runners which base image this bake builds on: a prune there keeps it."""
+        ...
+
 
 @dataclass
 class NotShared:
@@ -111,6 +115,9 @@ class NotShared:
 
     def check(self, bake: str) -> None:
         pass
+
+    def note_base(self, image_id: str) -> None:
+        pass  # the lock file says it (locks.note_base): only this machine runs bakes
 
 
 class Provider(Protocol):

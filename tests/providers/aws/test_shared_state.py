@@ -276,3 +276,44 @@ def test_a_stalled_runner_that_lost_its_lease_records_nothing_and_removes_what_i
         found = amis(env, region, "aws-base")
         assert [ami["tags"]["bakehouse:image"] for ami in found] == [image_id], (region, found)
     assert run_doit(first, "plan", "aws-base", env=env).returncode == 0
+
+
+def test_prune_on_one_runner_keeps_the_base_a_bake_on_another_runner_builds_on(
+    aws_repo: Path, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Runner A bakes aws-hello on the first base and is held after packer (its instance gone,
+    so no instance protects the base); runner B rebakes the base and prunes it to one image.
+    The base A builds on is kept, because A's lease names it; once A is done, it may go."""
+    env = shared_env(aws_env)
+    s3(env).create_bucket(Bucket=BUCKET)
+    first, second = runners(aws_repo, 2, lease="60s")  # long: A is stopped a while, and must keep it
+    run_doit(first, "bake:aws-base", env=env, check=True)
+    (old_base,) = {ami["tags"]["bakehouse:image"] for ami in amis(env, "us-east-1", "aws-base")}
+    later = {"BAKEHOUSE_NOW": "2030-01-01T00:00:00+00:00"}  # every image past min_age
+    events = tmp_path / "faults.jsonl"
+    proxy, url = start_fault_proxy(env["AWS_ENDPOINT_URL_S3"], {"faults": [
+        {"s3": "PutObject", "path": "provenance", "hold_seconds": 1}]}, events)
+    running = start(first, {**env, "AWS_ENDPOINT_URL_S3": url}, "runner-a", "bake:aws-hello")
+    try:
+        wait_until(lambda: events.exists() and '"held"' in events.read_text(), seconds=120)
+        os.killpg(running.pid, signal.SIGSTOP)
+        bake_file = second / "bakes" / "aws-base.toml"
+        bake_file.write_text(bake_file.read_text() + '\n[prune]\nkeep = 1\nmin_age = "1h"\n')
+        run_doit(second, "bake:aws-base", "--rebake", env={**env, "BAKEHOUSE_RUNNER": "runner-b"}, check=True)
+        pruned = run_doit(second, "prune", "--apply", "aws-base", env={**env, **later, "BAKEHOUSE_RUNNER": "runner-b"})
+        assert pruned.returncode == 0, pruned.output
+        assert re.search(rf"^aws-base\s+{old_base}\s.*keep\s+base of the running bake of aws-hello on runner-a$",
+                         pruned.output, re.M), pruned.output
+        assert old_base in {ami["tags"]["bakehouse:image"] for ami in amis(env, "us-east-1", "aws-base")}
+    finally:
+        os.killpg(running.pid, signal.SIGCONT)
+        code = running.wait(timeout=300)
+        proxy.kill()
+        proxy.wait(timeout=10)
+    assert code == 0, output(first)
+    assert "[aws-hello] baked " in output(first), output(first)
+    # A is done and its lease gone: the old base is kept now as the base of aws-hello's image.
+    pruned = run_doit(second, "prune", "aws-base", env={**env, **later, "BAKEHOUSE_RUNNER": "runner-b"})
+    assert pruned.returncode == 0, pruned.output
+    assert re.search(rf"^aws-base\s+{old_base}\s.*keep\s+base of aws-hello-\S+$", pruned.output, re.M), pruned.output
+    assert s3(env).list_objects_v2(Bucket=BUCKET, Prefix="state/locks/").get("KeyCount") == 0

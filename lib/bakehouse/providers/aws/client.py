@@ -247,6 +247,14 @@ class S3:
                 return False
             raise
 
+    def keys(self, bucket: str, prefix: str) -> list[str]:
+        """The keys of every object under `prefix`, all pages."""
+        found: list[str] = []
+        with _one_line_errors(self.region, "S3 ListObjectsV2"):
+            for page in self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                found += [str(item["Key"]) for item in page.get("Contents", [])]
+        return found
+
     def check_bucket(self, bucket: str) -> None:
         with _one_line_errors(self.region, f"S3 HeadBucket {bucket}"):
             self.client().head_bucket(Bucket=bucket)

@@ -190,11 +190,17 @@ class AwsRegistry:
 
     def used_outside(self, images: list[ImageRecord]) -> dict[str, list[str]]:
         """AMIs used by an instance not terminated, a launch template version or a launch
-        configuration, in each region the images are in."""
+        configuration, in each region the images are in; with shared state, also each image a
+        bake running on any runner builds on (its lease names it: shared.py)."""
         owner: dict[tuple[str, str], str] = {
             (region, ami): image.image_id for image in images for region, ami in image.locations.items()
         }
         used: dict[str, list[str]] = {}
+        if self.shared is not None:
+            wanted = {image.image_id for image in images}
+            for image_id, (bake, holder) in self.shared.running_bases().items():
+                if image_id in wanted:
+                    used.setdefault(image_id, []).append(f"base of the running bake of {bake} on {holder}")
         for region in sorted({region for region, _ in owner}):
             amis = sorted(ami for place, ami in owner if place == region)
             for ami, user in self._users(region, amis):

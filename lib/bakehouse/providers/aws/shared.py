@@ -34,6 +34,11 @@ lease (a paused VM, a long stall: another runner may have taken it over meanwhil
 image counts, a holder confirms the lease with one more conditional write (`Lease.check`):
 only the runner whose write succeeds still holds it. A holder that lost it records nothing,
 and its bake removes the AMIs it made (bake.py), so one key never has two images.
+
+The lease object is JSON: `holder`, `since`, `lease_seconds`, and, once the bake knows it,
+`base`: the image id of the base it builds on. `doit prune` on any runner reads the live
+leases (`running_bases`) and keeps those bases, so a base is never deleted under a running
+service bake elsewhere (registry.py, used_outside).
 """
 
 from __future__ import annotations
@@ -118,6 +123,7 @@ class Lease:
     renewed: float = field(default_factory=time.monotonic)  # the last write that held
     writing: threading.Lock = field(default_factory=threading.Lock)  # renewal and confirmation
     confirm: Callable[[Lease], bool] | None = None  # one more conditional write: still ours?
+    base: str | None = None  # the base image the bake builds on, written into the lease
 
     def check(self, bake: str) -> None:
         """Still held, confirmed by a conditional write now: else raise (nothing may count)."""
@@ -126,6 +132,17 @@ class Lease:
         if self.lost.is_set():
             raise AwsError(f"{bake}: lost the shared lock (its lease was taken over while baking); nothing was "
                            "recorded, and what this run made is removed")
+
+    def note_base(self, image_id: str) -> None:
+        """Name the base image in the lease at once (a prune on another runner keeps it); a
+        failed write is left to the next renewal, which writes the same."""
+        self.base = image_id
+        if self.confirm is not None:
+            try:
+                if not self.confirm(self):
+                    self.lost.set()
+            except AwsError:
+                pass
 
 
 class SharedState:
@@ -202,8 +219,28 @@ class SharedState:
         start = f"s3://{self.config.bucket}/" + (f"{self.config.prefix}/" if self.config.prefix else "")
         return url[len(start):] if url.startswith(start) else None
 
-    def _body(self, since: str) -> bytes:
-        return json.dumps({"holder": runner_name(), "since": since, "lease_seconds": self.config.lease_seconds}).encode()
+    def running_bases(self) -> dict[str, tuple[str, str]]:
+        """The base image each bake running on any runner builds on, as its live lease says:
+        image id -> (bake, holder). A lease older than its length (a runner that died) is not
+        running; a lease that cannot be read now is skipped (released meanwhile)."""
+        found: dict[str, tuple[str, str]] = {}
+        prefix = self.config.key("locks") + "/"
+        for key in self.s3.keys(self.config.bucket, prefix):
+            got = self.s3.get(self.config.bucket, key)
+            if got is None:
+                continue
+            body, _, written, server_now = got
+            if server_now > written + timedelta(seconds=self.config.lease_seconds):
+                continue
+            holder, _ = _holder(body)
+            base = _field(body, "base")
+            if base:
+                found[base] = (key[len(prefix):].split("/")[0], holder)
+        return found
+
+    def _body(self, since: str, base: str | None = None) -> bytes:
+        return json.dumps({"holder": runner_name(), "since": since, "lease_seconds": self.config.lease_seconds,
+                           **({"base": base} if base else {})}).encode()
 
     def _take(self, bake: str, key: str, out: TextIO) -> Lease:
         waited, said = False, None
@@ -252,7 +289,7 @@ class SharedState:
             if lease.lost.is_set():
                 return False
             try:
-                etag = self.s3.put(self.config.bucket, lease.key, self._body(lease.since), if_match=lease.etag)
+                etag = self.s3.put(self.config.bucket, lease.key, self._body(lease.since, lease.base), if_match=lease.etag)
             except AwsError as error:
                 if re.search(r": (NoSuchKey|404):", str(error)):
                     return False
@@ -266,13 +303,17 @@ class SharedState:
 def _holder(body: bytes) -> tuple[str, str]:
     """Who holds a lease and since when, as its object says; any other object (not JSON, not
     a JSON object: `[]`, `null`, a string) is still a lease, held by someone unknown."""
+    return _field(body, "holder") or "another runner", _field(body, "since") or "?"
+
+
+def _field(body: bytes, name: str) -> str | None:
+    """One text field of a lease object; None if absent, or if the object is not JSON's."""
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
-        return "another runner", "?"
-    if not isinstance(data, dict):
-        return "another runner", "?"
-    return str(data.get("holder") or "another runner"), str(data.get("since") or "?")
+        return None
+    value = data.get(name) if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value else None
 
 
 def contents_key(bake: str, image_id: str) -> str:
