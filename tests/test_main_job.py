@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from bakehouse.aptrepo import fetch_url, host_architecture, parse_sources, release_checksums
-from helpers import PROJECT, image_file, installed_version, records, run_doit
+from helpers import PROJECT, image_file, image_layers, installed_version, records, run_doit
 
 HOST_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 
@@ -60,3 +61,40 @@ def test_the_shipped_example_bakes_its_real_base_and_hello_then_nothing(tmp_path
     after = json.loads(run_doit(repo, "images", "--json", check=True).stdout)
     assert [(i["image_id"], i["digest"]) for b in ("base", "hello") for i in after[b]] == [
         (i["image_id"], i["digest"]) for b in ("base", "hello") for i in catalogue[b]]  # the registry as it was
+
+
+def test_a_service_on_the_real_base_installs_a_package_by_name_from_the_mirror(tmp_path: Path) -> None:
+    """The next thing a user does: add a package from Debian's mirror to hello. apt in the
+    service's chroot resolves the mirror with this machine's resolver, lent for the install:
+    nothing of it, nor apt's lists or downloads, lands in the layer. A resolver that cannot
+    answer is one line naming the host."""
+    repo = tmp_path / "clone"
+    mirror_before = mirror_packages()
+    for part in ("bakes", "templates", "packages"):
+        shutil.copytree(PROJECT / part, repo / part)
+    shutil.copy(PROJECT / "dodo.py", repo / "dodo.py")
+    hello_file = repo / "bakes" / "hello.toml"
+    hello_file.write_text(hello_file.read_text().replace("packages = [", 'packages = ["jq", ', 1))
+
+    run_doit(repo, check=True)
+    (hello,) = records(repo, "hello")
+    assert installed_version(image_file(repo, hello), "jq")
+    assert installed_version(image_file(repo, hello), "hello-svc") == "1.0.4"
+    with tarfile.open(image_layers(image_file(repo, hello))[-1]) as layer:
+        names = layer.getnames()
+    assert any(name.endswith("usr/bin/jq") for name in names), names
+    leaked = [name for name in names if re.search(r"etc/(resolv\.conf|hostname)|var/lib/apt/lists|var/cache/apt|tmp/", name)]
+    assert leaked == [], leaked
+    verified = run_doit(repo, "verify", "hello")  # and it is still reproducible, byte for byte
+    if verified.returncode != 0 and mirror_packages() != mirror_before:
+        pytest.skip("Debian's mirror published between the bake and its rebake: the rebake's packages differ")
+    assert verified.returncode == 0 and "hello: reproducible (" in verified.output, verified.output
+
+    unanswered = tmp_path / "resolv.conf"
+    unanswered.write_text("nameserver 127.0.0.254\n")  # loopback, where no DNS server listens
+    hello_file.write_text(hello_file.read_text().replace('"jq", ', '"jq", "tree", ', 1))
+    failed = run_doit(repo, "bake:hello", env={"BAKEHOUSE_RESOLV_CONF": str(unanswered)})
+    assert failed.returncode == 1, failed.output
+    assert re.search(r"^hello: apt cannot resolve [\w.-]+, which the image's apt sources name \(is DNS reachable from "
+                     r"this machine\?\); nothing was recorded; full log: ", failed.output, re.M), failed.output
+    assert records(repo, "hello") == [hello]

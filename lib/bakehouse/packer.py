@@ -93,6 +93,7 @@ def build(run: PackerRun, out: TextIO) -> None:
     argv = [run.packer, "build", "-color=false", str(run.template)]
     env = {**os.environ, "PACKER_CHECKPOINT_DISABLE": "1", "CHECKPOINT_DISABLE": "1"}
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    said: list[str] = []
     with run.log_path.open("a" if run.append_log else "w", encoding="utf-8") as log:
         log.write(f"$ {' '.join(argv)}\n")
         try:
@@ -106,7 +107,7 @@ def build(run: PackerRun, out: TextIO) -> None:
             raise _cannot_run(run.packer, error) from None
         deadline = _Deadline(process, run.timeout_seconds)
         try:
-            _stream(process, run.label, out, log, tail)
+            _stream(process, run.label, out, log, tail, said)
             returncode = process.wait()
         except KeyboardInterrupt:
             _note(f"cancelled: asking packer to clean up (up to {CLEANUP_GRACE_SECONDS}s; "
@@ -127,6 +128,8 @@ def build(run: PackerRun, out: TextIO) -> None:
         out.write(f"[{run.label}] packer failed; last lines:\n")
         for line in tail:
             out.write(f"[{run.label}]   {line}\n")
+        if said:  # a script of the bake said why, in one line: that is the error
+            raise PackerError(f"{run.label}: {said[-1]}; nothing was recorded; full log: {run.log_path}")
         failed_test = next((match for line in tail if (match := FAILED_TEST.search(line))), None)
         if failed_test is not None:  # the bake's own test said no: name it, not packer
             raise PackerError(
@@ -136,6 +139,8 @@ def build(run: PackerRun, out: TextIO) -> None:
         raise PackerError(f"{run.label}: packer exited {returncode}; full log: {run.log_path}")
 
 
+# How a bake's script (templates/scripts/) says why it failed, in one line for the user.
+SCRIPT_ERROR = re.compile(r"bakehouse: error: (.+)$")
 # How scripts/run-tests.sh reports a bake's test script that failed inside the image.
 FAILED_TEST = re.compile(r"test (\S+): FAILED \(exit (\d+)\)")
 
@@ -164,11 +169,18 @@ def _note(message: str, label: str, out: TextIO, log: TextIO) -> None:
     out.flush()
 
 
-def _stream(process: subprocess.Popen[str], label: str, out: TextIO, log: TextIO, tail: collections.deque[str]) -> None:
+def _stream(
+    process: subprocess.Popen[str], label: str, out: TextIO, log: TextIO, tail: collections.deque[str],
+    said: list[str] | None = None,
+) -> None:
+    """Show and log packer's output; keep its last lines in `tail`, and in `said` what the
+    bake's scripts said was wrong (SCRIPT_ERROR), wherever it came in the output."""
     assert process.stdout is not None
     for raw in process.stdout:
         line = raw.rstrip("\n")
         tail.append(line)
+        if said is not None and (error := SCRIPT_ERROR.search(line)):
+            said.append(error[1].strip())
         log.write(raw)
         log.flush()
         out.write(f"[{label}] {line}\n")

@@ -61,8 +61,18 @@ for spec in "$@"; do
 done
 
 if [ -n "$from_repository" ]; then
-    # apt waits for the lock itself, streaming its progress
-    apt-get -o DPkg::Lock::Timeout="$(left)" update -q
+    # apt waits for the lock itself. A source it cannot reach is only a warning to apt-get
+    # update, and then "Unable to locate package": name the host it could not resolve instead.
+    update_log=$(mktemp)
+    apt-get -o DPkg::Lock::Timeout="$(left)" update -q > "$update_log" 2>&1 || updated=$?
+    cat "$update_log"
+    unresolved=$(sed -n "s/.*\(Temporary failure resolving\|Could not resolve\) '\([^']*\)'.*/\2/p" "$update_log" | head -n 1)
+    rm -f "$update_log"
+    if [ -n "$unresolved" ]; then
+        echo "bakehouse: error: apt cannot resolve $unresolved, which the image's apt sources name (is DNS reachable from this machine?)" >&2
+        exit 1
+    fi
+    [ "${updated:-0}" = 0 ] || exit "$updated"
     # shellcheck disable=SC2086 # names and versions were validated; word splitting is wanted
     apt-get -o DPkg::Lock::Timeout="$(left)" install -y -q --no-install-recommends $debs $from_repository
 elif [ -n "$debs" ]; then

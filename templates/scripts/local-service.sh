@@ -40,8 +40,14 @@ else
 fi
 work=$(mktemp -d "$scratch/bakehouse-service.XXXXXX")
 root="$work/root"
+resolver="$root/etc/resolv.conf"
+unmount() {  # a busy mount (a process still leaving) is detached at once and goes when it is free
+    mountpoint -q "$1" 2>/dev/null || return 0
+    umount "$1" 2>/dev/null || umount -l "$1"
+}
 cleanup() {
-    if mountpoint -q "$root"; then umount "$root" || umount -l "$root"; fi
+    unmount "$resolver"  # the innermost first
+    unmount "$root"
     rm -rf "$work" "$OUTPUT.partial"
 }
 trap cleanup EXIT
@@ -62,10 +68,25 @@ cp "$INSTALL_SCRIPT" "$inbox/install-packages.sh"
 mapfile -t specs <<< "$PACKAGES"
 [ -n "${specs[0]:-}" ] || specs=()
 
+# apt in the chroot resolves its sources' hosts with this machine's resolver (or
+# BAKEHOUSE_RESOLV_CONF), lent for the install only: bind-mounted over the image's own file, or
+# over an empty stand-in removed afterwards, so nothing of it lands in the layer. An image
+# whose resolv.conf is a link is left as it is (the link may point out of the chroot).
+placeholder=""
+if [ ! -L "$resolver" ]; then
+    if [ ! -e "$resolver" ]; then
+        : > "$resolver"
+        placeholder=yes
+    fi
+    mount --bind -o ro "${BAKEHOUSE_RESOLV_CONF:-/etc/resolv.conf}" "$resolver"
+fi
+
 echo "local-service: installing ${specs[*]:-nothing}"
 # A clean environment: nothing of this host's (TMPDIR, HOME, locale, ...) reaches the image.
 env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 SOURCE_DATE_EPOCH="$SOURCE_DATE_EPOCH" \
     chroot "$root" /bin/sh /tmp/bakehouse/install-packages.sh /tmp/bakehouse/debs "${specs[@]}"
+unmount "$resolver"
+[ -z "$placeholder" ] || rm -f "$resolver"
 rm -rf "$inbox"
 
 mapfile -t tests <<< "$TESTS"
@@ -84,6 +105,13 @@ done
 (cd "$work/upper" && find . -name '*.pyc' -type f) | while IFS= read -r compiled; do
     rm -f "$root/$compiled"
 done
+
+# What apt fetched to install by name (the lists of its sources, the .debs it downloaded, its
+# caches) is not part of the image, as mmdebstrap leaves it out of a base: with the overlay
+# unmounted, those folders' changes are dropped from its upper directory, so the layer leaves
+# the base's as they were (no whiteout hides anything of the base).
+unmount "$root"
+rm -rf "$work/upper/var/lib/apt/lists" "$work/upper/var/cache/apt"
 
 "$IMAGE_TOOL" commit "$work" "$BASE_IMAGE" "$OUTPUT" --ref "$REF" --created "$CREATED" \
     --created-by "bakehouse: installed ${specs[*]:-nothing}" --source-date-epoch "$SOURCE_DATE_EPOCH"
