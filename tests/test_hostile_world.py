@@ -205,3 +205,21 @@ def test_a_small_dev_shm_falls_back_to_tmpdir(repo: Path, tmp_path: Path) -> Non
     assert run.returncode == 0, run.stdout
     assert f"MiB free; working in {scratch}" in run.stdout
     assert len(records(repo, "hello")) == 1 and list(scratch.iterdir()) == []
+
+
+@pytest.mark.parametrize("moment", ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00", "1969-12-31T23:59:59Z"])
+def test_a_clock_override_out_of_range_is_one_line(repo: Path, moment: str) -> None:
+    """Both ends, and just before the epoch: a time whose UTC is not a date datetime can
+    hold (year 10000, year 0) or a day before SOURCE_DATE_EPOCH's start."""
+    for command in ("plan", "prune", "images"):
+        run = run_doit(repo, command, env={"BAKEHOUSE_NOW": moment})
+        assert run.returncode == 3, run.output
+        one_line_error(run.output, f"BAKEHOUSE_NOW='{moment}' is out of range: give a time from 1970-01-01 to "
+                                   "9998-12-31 (UTC)")
+
+
+@pytest.mark.parametrize("moment", ["9998-12-31T23:59:59Z", "1970-01-01T00:00:00Z"])
+def test_a_clock_override_at_either_end_of_the_range_plans_and_prunes(repo: Path, moment: str) -> None:
+    for command in ("plan", "prune", "images", "info"):
+        run = run_doit(repo, command, *(["bake:hello"] if command == "info" else []), env={"BAKEHOUSE_NOW": moment})
+        assert run.returncode in (0, 1) and "Traceback" not in run.output, run.output

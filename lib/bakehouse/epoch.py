@@ -5,7 +5,9 @@ the current period, in UTC: the day from 00:00, the ISO week from Monday 00:00, 
 the 1st. A stale image is rebaked even though its inputs are the same; changing the schedule
 rebakes only an image that is too old under the new one.
 
-The clock is UTC. BAKEHOUSE_NOW (ISO 8601) overrides it, to check a schedule ahead of time.
+The clock is UTC. BAKEHOUSE_NOW (ISO 8601) overrides it, to check a schedule ahead of time;
+it must fall from 1970 to 9998 in UTC (EARLIEST, LATEST), so that every date computed from it
+(a period's start, an age, a time in an image id) is a date.
 """
 
 from __future__ import annotations
@@ -16,15 +18,25 @@ from datetime import UTC, datetime, timedelta
 from .errors import BakehouseError
 
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # the epoch: SOURCE_DATE_EPOCH and file times start there
+LATEST = datetime(9998, 12, 31, 23, 59, 59, tzinfo=UTC)  # a year short of datetime's end: a week's start, a date
+
+
 def now_utc() -> datetime:
     override = os.environ.get("BAKEHOUSE_NOW")
     if not override:
         return datetime.now(UTC)
     try:
         moment = datetime.fromisoformat(override)
+        moment = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
     except ValueError:
         raise BakehouseError(f"BAKEHOUSE_NOW={override!r} is not an ISO 8601 time such as 2026-11-30T00:00:00Z") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except OverflowError:
+        moment = None
+    if moment is None or not EARLIEST <= moment <= LATEST:
+        raise BakehouseError(f"BAKEHOUSE_NOW={override!r} is out of range: give a time from "
+                             f"{EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d} (UTC)")
+    return moment
 
 
 def epoch(period: str | None, now: datetime) -> str | None:
