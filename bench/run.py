@@ -17,6 +17,10 @@ Sections (all by default):
                  started at once over 1 base + M services, every runner running every bake
                  (the worst overlap) and as a plan-driven fan-out (one runner per service);
                  bakes per minute, and duplicate bakes (must be 0)
+  interrupts     (only when named) Ctrl-C at BAKEHOUSE_INTERRUPTS (default 20) moments spread
+                 over a bake of the shipped base and of hello (the real minbase base), with
+                 two busy loops beside them; each must leave no mount, scratch or process
+                 and say what it recorded (tests/interrupting.py)
   soak           (only when named) the shipped bakes as they are, on the real minbase base:
                  `doit bake:hello --rebake` BAKEHOUSE_SOAK_RUNS times (default 100); every
                  one must pass (a bake that fails by chance is a bug)
@@ -585,9 +589,30 @@ def serve(runs: int) -> list[str]:
             f"{planned.seconds * 1000:.0f} ms | {(posted.seconds - planned.seconds) * 1000:+.0f} ms |"]
 
 
+def interrupts(runs: int) -> list[str]:
+    """Ctrl-C anywhere in the shipped bakes, on a loaded machine (tests/interrupting.py)."""
+    sys.path.insert(0, str(PROJECT / "tests"))
+    from interrupting import interrupt_at_random, loaded, timed_run
+
+    count = int(os.environ.get("BAKEHOUSE_INTERRUPTS", "20"))
+    repo = shipped_repo("interrupts")
+    lines = ["| bake | Ctrl-C's | landed mid-bake | left something or said it wrong | bake alone |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    failures = []
+    with loaded(2):
+        for target in ("bake:base", "bake:hello"):
+            longest = timed_run(repo, target)
+            outcomes = interrupt_at_random(repo, target, WORK / "interrupts-scratch", count, longest, seed=1)
+            bad = [outcome for outcome in outcomes if outcome.problems]
+            failures += [f"{target} after {o.after:.2f}s: {o.problems[0]}" for o in bad]
+            lines.append(f"| `doit {target} --rebake` | {count} | {sum(o.code != 0 for o in outcomes)} | "
+                         f"{len(bad)} | {longest:.1f} s |")
+    return lines + [f"\n    {failure}" for failure in failures]
+
+
 SECTIONS = {"deciding": deciding, "aws-deciding": aws_deciding, "overhead": overhead, "parallel": parallel,
             "local": local, "runners": runners, "serve": serve}
-NAMED_ONLY = {"soak": soak}  # minutes long, and downloads the real base: run when asked for
+NAMED_ONLY = {"soak": soak, "interrupts": interrupts}  # minutes long, and downloads the real base: run when asked for
 
 
 def machine() -> str:

@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TextIO
 
-from . import packer
+from . import packer, scratch
 from .aptrepo import download
 from .contents import ContentsError, Manifest, parse_dpkg_query, partial_manifest, write_manifest
 from .context import template_context
@@ -18,6 +18,7 @@ from .decide import Decision, Planner
 from .epoch import now_utc
 from .errors import BakehouseError, PackageError, PackerError, RecordedError
 from .files import write_atomically
+from .interrupts import JOURNAL, deferred
 from .pins import LOCK_FILE
 from .locks import bake_lock, note_base
 from .logs import failure_note, write_failure
@@ -80,14 +81,20 @@ def _bake_locked(
     provider = planner.provider_of(name)
     for leftover in provider.sweep(decision.bake):
         out.write(f"[{name}] removed {leftover}, left by a bake that never finished\n")
+    for cleared in scratch.sweep(planner.project.root, name):  # a killed run's scratch, mounts and all
+        mounts = f" and unmounted {cleared.unmounted} mounts in it" if cleared.unmounted else ""
+        out.write(f"[{name}] removed {cleared.path}{mounts}, left by a bake that never finished\n")
     job = _job(planner, provider, decision, now_utc())
     if job.base_image is not None:  # a prune keeps what a running bake builds on, here and on other runners
         note_base(lock_fd, job.base_image.image_id)
         shared.note_base(job.base_image.image_id)
     out.write(f"[{name}] baking {job.image_id}{where}: {'; '.join(decision.reasons)}\n")
+    JOURNAL.baking = name
     try:
         image = _run(planner, provider, decision, job, lock_fd, shared, out)
     except BaseException as failure:
+        if not isinstance(failure, KeyboardInterrupt):
+            JOURNAL.baking = None  # failed, not interrupted: the run goes on to what else it can
         try:
             provider.discard(job, out)
         except BakehouseError as error:  # the bake's own failure is the one to report
@@ -102,6 +109,16 @@ def _bake_locked(
         except (BakehouseError, OSError) as error:
             out.write(f"[{name}] could not keep the failed bake's log: {error}\n")
         raise
+    # The image counts from here on: nothing below removes it, whatever fails or arrives.
+    provider.registry.settle(image, out)
+    if provider.out_of_line(decision.bake, image):
+        # Shared as the bake says once it counts; if sharing fails, the image stays (it is
+        # whole) and the next run shares it (`doit plan` says so), as for an older image.
+        try:
+            provider.bring_in_line(decision.bake, image, out)
+        except BakehouseError as error:
+            out.write(f"[{name}] {image.image_id} is recorded, but could not be shared as the bake says yet "
+                      f"({error}); the next run shares it\n")
     out.write(f"[{name}] baked {image.image_id} ({', '.join(f'{k}: {v}' for k, v in image.locations.items())})\n")
     return image
 
@@ -177,6 +194,7 @@ def _packer(
         packer.PackerRun(
             label=job.bake.name, template=template_path, log_path=job.log,
             timeout_seconds=job.bake.timeout_seconds, inherit_fds=(lock_fd,), append_log=retry,
+            scratch=scratch.new_run(planner.project.root, job.bake.name),
         ),
         out,
     )
@@ -229,7 +247,10 @@ def _run(
         provider.attest(job, image, out)  # what it was made from, kept with it
         provider.keep(job, None, out)  # its log and manifest where every runner can read them
         shared.check(job.bake.name)  # confirmed again just before it counts: the uploads took time
-        provider.registry.record(image, out)
+        with deferred():  # recorded and noted as one step: a signal waits, then finds it recorded
+            provider.registry.record(image, out)
+            JOURNAL.recorded.append(f"{image.image_id} ({image.bake})")
+            JOURNAL.baking = None
     except BaseException as failure:
         if isinstance(failure, RecordedError):
             raise  # it counts already; the registry shows it later
@@ -239,10 +260,6 @@ def _run(
         # so discarding the job (its caller) removes everything the run made.
         job.manifest.unlink(missing_ok=True)
         raise
-    if provider.out_of_line(decision.bake, image):
-        # Shared as the bake says once it counts; if sharing fails, the image stays (it is
-        # whole) and the next run shares it (`doit plan` says so), as for an older image.
-        provider.bring_in_line(decision.bake, image, out)
     return image
 
 

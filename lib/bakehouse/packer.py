@@ -24,7 +24,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import PackerError
+from . import scratch
+from .errors import BakehouseError, PackerError
 from .files import write_atomically
 
 CLEANUP_GRACE_SECONDS = 120
@@ -41,6 +42,7 @@ class PackerRun:
     packer: str = "packer"
     inherit_fds: tuple[int, ...] = ()  # e.g. the bake's lock, held by packer while it runs
     append_log: bool = False  # a retry of the same bake: its log goes on after the first
+    scratch: Path | None = None  # the run's own scratch folder (scratch.py): made, then cleared
 
 
 class Cancelled(KeyboardInterrupt):
@@ -86,12 +88,39 @@ def _ask_version(binary: str) -> tuple[int, ...]:
 
 
 def build(run: PackerRun, out: TextIO) -> None:
-    """`packer build` the template; returns when packer succeeded, raises otherwise."""
+    """`packer build` the template; returns when packer succeeded, raises otherwise. The
+    run's scratch folder is its scripts' (BAKEHOUSE_RUN_DIR), and is cleared when packer
+    ends, however it ends."""
     if shutil.which(run.packer) is None:
         raise PackerError(f"'{run.packer}' is not installed (Debian: apt-get install packer)")
+    env = {**os.environ, "PACKER_CHECKPOINT_DISABLE": "1", "CHECKPOINT_DISABLE": "1"}
+    if run.scratch is None:
+        _build(run, env, out)
+        return
+    run.scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        # Not packer's own TMPDIR: its plugins' sockets must keep a short path (108 bytes at most)
+        _build(run, {**env, scratch.RUN_VARIABLE: run.scratch.name, scratch.RUN_DIR_VARIABLE: str(run.scratch)}, out)
+    finally:
+        _clear(run.label, run.scratch, out)
+
+
+def _clear(label: str, run_scratch: Path, out: TextIO) -> None:
+    """Remove the run's scratch; say so when a step had left something there (a cancel)."""
+    try:
+        for cleared in scratch.clear(run_scratch):
+            if cleared.unmounted or cleared.path != run_scratch:
+                out.write(f"[{label}] removed {cleared.path}"
+                          f"{f' and unmounted {cleared.unmounted} mounts in it' if cleared.unmounted else ''}, "
+                          "left by the interrupted step\n")
+    except BakehouseError as error:  # the bake's own outcome is the one to report
+        out.write(f"[{label}] {error}\n")
+    out.flush()
+
+
+def _build(run: PackerRun, env: dict[str, str], out: TextIO) -> None:
     run.log_path.parent.mkdir(parents=True, exist_ok=True)
     argv = [run.packer, "build", "-color=false", str(run.template)]
-    env = {**os.environ, "PACKER_CHECKPOINT_DISABLE": "1", "CHECKPOINT_DISABLE": "1"}
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     said: list[str] = []
     with run.log_path.open("a" if run.append_log else "w", encoding="utf-8") as log:

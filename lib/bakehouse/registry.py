@@ -130,8 +130,13 @@ class Registry(Protocol):
         ...
 
     def record(self, image: ImageRecord, out: TextIO) -> None:
-        """Make `image` visible, atomically: it is either fully recorded or not at all
-        (`out` hears of anything that takes a while, such as waiting for AWS to catch up)."""
+        """Make `image` count, atomically: it is either fully recorded or not at all. Quick:
+        a bake's signals wait while it runs (interrupts.deferred)."""
+        ...
+
+    def settle(self, image: ImageRecord, out: TextIO) -> None:
+        """Once `image` counts, wait until the registry shows it (AWS is eventually
+        consistent; `out` hears of the wait); RecordedError when it does not in time."""
         ...
 
     def contents_path(self, bake: str, image_id: str) -> Path:

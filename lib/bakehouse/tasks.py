@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from doit.exceptions import InvalidCommand, InvalidDodoFile, TaskFailed
+from doit.reporter import ConsoleReporter
 from doit.tools import config_changed
 
 from .bake import bake_image
@@ -27,15 +28,26 @@ from .decide import Decision, Planner
 from .definitions import load_bakes
 from .epoch import now_utc
 from .errors import BakehouseError
+from .interrupts import JOURNAL, finished
 from .model import Bake, BakeGraph
 from .packages import is_artifact_spec
 from .project import Project
 from .providers import open_providers
 
+class Reporter(ConsoleReporter):
+    """doit's console reporter; once doit has finished the run, a signal cannot change its
+    outcome (interrupts.py): a bake recorded just before Ctrl-C stays a success."""
+
+    def complete_run(self) -> None:
+        super().complete_run()
+        finished()
+
+
 DOIT_CONFIG: dict[str, Any] = {
     "backend": "sqlite3",  # two doit processes at once cannot corrupt it
     "dep_file": ".doit.db",
     "verbosity": 2,  # stream packer's output as it comes
+    "reporter": Reporter,
 }
 
 
@@ -97,7 +109,7 @@ def _cancel_like_ctrl_c() -> None:
         if not issubclass(kind, KeyboardInterrupt):
             previous(kind, value, trace)
             return
-        sys.stderr.write("bakehouse: cancelled; finished bakes are recorded, the interrupted one is not\n")
+        sys.stderr.write(JOURNAL.cancelled_line() + "\n")
         sys.stdout.flush()
         sys.stderr.flush()
         # End as killed by SIGINT, so a calling shell or CI sees the interrupt (status 130).

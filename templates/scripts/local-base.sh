@@ -36,8 +36,11 @@ while IFS= read -r item; do
 done <<< "$INCLUDE"
 
 partial="$OUTPUT.rootfs.tar"  # uncompressed: the layer is compressed once, by bakehouse-image
-check=$(mktemp -d)
-trap 'rm -f "$partial"; rm -rf "$check" "$OUTPUT.partial"' EXIT
+# Scratch goes in the bake's run folder (BAKEHOUSE_RUN_DIR), which bakehouse unmounts and
+# removes if this script is stopped before its own clean-up is done.
+scratch=${BAKEHOUSE_RUN_DIR:-${TMPDIR:-/tmp}}
+check=$(mktemp -d "$scratch/check.XXXXXX")
+trap 'trap "" INT TERM; rm -f "$partial"; rm -rf "$check" "$OUTPUT.partial"' EXIT
 trap 'exit 130' INT TERM  # cancelled: the EXIT trap still removes what we made
 mkdir -p "$(dirname "$OUTPUT")"
 mapfile -t tests <<< "$TESTS"
@@ -59,7 +62,7 @@ echo "local-base: mmdebstrap ${args[*]} $SUITE (SOURCE_DATE_EPOCH=$SOURCE_DATE_E
 # SIGPIPE ignored (inherited), a write to that pipe fails instead of killing mmdebstrap
 # half-way through its cleanup; bakehouse waits for it to finish.
 trap '' PIPE
-mmdebstrap "${args[@]}" "$SUITE" "$partial" "$MIRROR"
+TMPDIR=$scratch mmdebstrap "${args[@]}" "$SUITE" "$partial" "$MIRROR"
 trap - PIPE
 
 # A wrong suite layout can "succeed" with an empty image: check what is really inside.

@@ -35,10 +35,17 @@ if [ -n "${BAKEHOUSE_SCRATCH:-}" ]; then
 elif roomy /dev/shm; then
     scratch=/dev/shm
 else
-    scratch=${TMPDIR:-/tmp}
+    scratch=${BAKEHOUSE_RUN_DIR:-${TMPDIR:-/tmp}}
     echo "local-service: /dev/shm has less than $(( need_kib / 1024 )) MiB free; working in $scratch"
 fi
-work=$(mktemp -d "$scratch/bakehouse-service.XXXXXX")
+# Named after the bake's run (BAKEHOUSE_RUN), so bakehouse removes it, mounts and all, if this
+# script is stopped before its own clean-up is done.
+if [ -n "${BAKEHOUSE_RUN:-}" ]; then
+    work="$scratch/$BAKEHOUSE_RUN"
+    mkdir -m 700 "$work"
+else
+    work=$(mktemp -d "$scratch/bakehouse-service.XXXXXX")
+fi
 root="$work/root"
 resolver="$root/etc/resolv.conf"
 unmount() {  # a busy mount (a process still leaving) is detached at once and goes when it is free
@@ -46,6 +53,7 @@ unmount() {  # a busy mount (a process still leaving) is detached at once and go
     umount "$1" 2>/dev/null || umount -l "$1"
 }
 cleanup() {
+    trap '' INT TERM  # a second signal must not cut the clean-up short
     unmount "$resolver"  # the innermost first
     unmount "$root"
     rm -rf "$work" "$OUTPUT.partial"

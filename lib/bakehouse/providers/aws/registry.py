@@ -304,17 +304,19 @@ class AwsRegistry:
         return removed
 
     def record(self, image: ImageRecord, out: TextIO) -> None:
-        """Packer made and tagged the AMIs; wait until AWS shows each one available with its
-        bakehouse tags (AWS is eventually consistent: a new AMI, its state and its tags show
-        late), asking for the new AMIs by id with back-off, for at most the settle budget,
-        then add them to the kept listing (not listing the account again: a run that bakes
-        many images would otherwise list every region once per bake). When the wait runs
-        out the AMIs are left as they are: the next run adopts them once they show.
-        The key tag is written first, and last of all the bake's steps: an AMI without it
-        never counts (packer's tags leave it out), so a bake that fails before this point
-        leaves nothing that passes for its image."""
+        """Packer made and tagged the AMIs; the key tag makes them count. It is written last
+        of all the bake's steps: an AMI without it never counts (packer's tags leave it out),
+        so a bake that fails before this point leaves nothing that passes for its image."""
         for region, ami_id in sorted(image.locations.items()):
             self.ec2.create_tags(region, [ami_id], {KEY_TAG: image.key})
+
+    def settle(self, image: ImageRecord, out: TextIO) -> None:
+        """Wait until AWS shows each AMI available with its bakehouse tags (AWS is eventually
+        consistent: a new AMI, its state and its tags show late), asking for the new AMIs by
+        id with back-off, for at most the settle budget, then add them to the kept listing
+        (not listing the account again: a run that bakes many images would otherwise list
+        every region once per bake). When the wait runs out the AMIs are left as they are:
+        they count, and the next run adopts them once they show."""
         waiting = dict(image.locations)
         deadline = self.clock() + self.settle_seconds
         delay, said = 1.0, False

@@ -193,6 +193,9 @@ class LocalRegistry:
         payload = json.dumps(image.to_json(), indent=2, sort_keys=True) + "\n"
         write_atomically(self.records_dir(image.bake) / f"{image.image_id}.json", payload, durable=True)
 
+    def settle(self, image: ImageRecord, out: TextIO) -> None:
+        pass  # a record on this machine shows at once
+
 
 def _image_id(name: str) -> str:
     """The image id a file or directory of the store belongs to (its layout, or a leftover)."""
