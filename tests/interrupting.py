@@ -1,6 +1,6 @@
 """Ctrl-C at random moments of a bake, with the machine loaded: what each interrupted run
 leaves must be nothing (no mount, no scratch file, no process), and what it says must match
-what it recorded. Used by tests/test_interrupts.py and bench/interrupts.py."""
+what it recorded. Used by tests/test_interrupts.py and bench/run.py interrupts."""
 
 from __future__ import annotations
 

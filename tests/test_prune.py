@@ -164,7 +164,7 @@ def test_an_interrupted_prune_is_finished_by_the_next(repo: Path) -> None:
 
 @pytest.mark.parametrize(("policy", "error"), [
     ("[prune]\nkeep = -1\n", "bakes/hello.toml: prune.keep must be a whole number of images, at least 1, not -1"),
-    ("[prune]\nmin_age = \"2 weeks\"\n", "bakes/hello.toml: prune.min_age: '2 weeks' is not an age such as"),
+    ("[prune]\nmin_age = \"2 weeks\"\n", "bakes/hello.toml: prune.min_age: '2 weeks' is not a duration such as"),
     ("[prune]\nkeeep = 3\n", "bakes/hello.toml: unknown key 'prune.keeep' (did you mean 'keep'?)"),
     ("[prune]\nmin_age = \"999999999d\"\n", "bakes/hello.toml: prune.min_age: '999999999d' is more than 100 years"),
 ])

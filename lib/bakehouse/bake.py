@@ -112,13 +112,9 @@ def _bake_locked(
     # The image counts from here on: nothing below removes it, whatever fails or arrives.
     provider.registry.settle(image, out)
     if provider.out_of_line(decision.bake, image):
-        # Shared as the bake says once it counts; if sharing fails, the image stays (it is
-        # whole) and the next run shares it (`doit plan` says so), as for an older image.
-        try:
-            provider.bring_in_line(decision.bake, image, out)
-        except BakehouseError as error:
-            out.write(f"[{name}] {image.image_id} is recorded, but could not be shared as the bake says yet "
-                      f"({error}); the next run shares it\n")
+        # Shared as the bake says once it counts; if sharing fails, the bake fails but the
+        # image stays (it is whole) and the next run shares it (`doit plan` says so).
+        provider.bring_in_line(decision.bake, image, out)
     out.write(f"[{name}] baked {image.image_id} ({', '.join(f'{k}: {v}' for k, v in image.locations.items())})\n")
     return image
 

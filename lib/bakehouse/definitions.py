@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .aptrepo import Repository
+from .durations import parse_duration
 from .errors import DefinitionError
 from .model import DEFAULT_TIMEOUT_SECONDS, Bake, BakeGraph, ProviderSettings, ProviderSource
 from .project import Project
@@ -21,7 +22,6 @@ from .tomlcheck import Getter, did_you_mean, reject_unknown, type_name
 
 REBUILD_PERIODS = ("day", "week", "month")
 BAKE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-DURATION = re.compile(r"^(\d+)(s|m|h)$")
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600  # a bake longer than a week is a mistake, and timers must hold it
 
 
@@ -188,10 +188,9 @@ def _parse_source(where: str, table: Any, provider: ProviderDefinition) -> Provi
 def _parse_duration(where: str, value: Any) -> int:
     if value is None:
         return DEFAULT_TIMEOUT_SECONDS
-    match = DURATION.match(value) if isinstance(value, str) else None
-    if match is None or int(match.group(1)) == 0:
-        raise DefinitionError(f"{where}: timeout: {value!r} is not a duration such as \"90s\", \"45m\" or \"2h\"")
-    seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
+    seconds = int(parse_duration(f"{where}: timeout", value).total_seconds())
+    if seconds == 0:
+        raise DefinitionError(f"{where}: timeout: {value!r} is no time at all; give at least \"1s\"")
     if seconds > MAX_TIMEOUT_SECONDS:
         raise DefinitionError(f"{where}: timeout: {value!r} is longer than a week (168h)")
     return seconds

@@ -83,7 +83,9 @@ def _ask_version(binary: str) -> tuple[int, ...]:
         raise _cannot_run(binary, error) from None
     match = re.search(r"v?(\d+)\.(\d+)\.(\d+)", output)
     if match is None:
-        raise PackerError(f"cannot tell the packer version from {output.strip()!r}")
+        said = output.strip().splitlines()[0][:80] if output.strip() else ""
+        raise PackerError(f"{binary} is not packer, or is broken: `{binary} version` printed "
+                          + (f"{said!r}, not a version such as 'Packer v1.6.6'" if said else "nothing"))
     return tuple(int(part) for part in match.groups())
 
 
@@ -99,10 +101,17 @@ def build(run: PackerRun, out: TextIO) -> None:
         return
     run.scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
-        # Not packer's own TMPDIR: its plugins' sockets must keep a short path (108 bytes at most)
-        _build(run, {**env, scratch.RUN_VARIABLE: run.scratch.name, scratch.RUN_DIR_VARIABLE: str(run.scratch)}, out)
+        env = {**env, scratch.RUN_VARIABLE: run.scratch.name, scratch.RUN_DIR_VARIABLE: str(run.scratch)}
+        if len(str(run.scratch)) <= SOCKET_ROOM:  # packer's own files too (its log, if it is killed)
+            env["TMPDIR"] = str(run.scratch)
+        _build(run, env, out)
     finally:
         _clear(run.label, run.scratch, out)
+
+
+# packer's plugins listen on unix sockets in its TMPDIR (`packer-plugin<10 digits>`), whose path
+# may be 108 bytes at most: a longer scratch path than this stays out of packer's own TMPDIR.
+SOCKET_ROOM = 80
 
 
 def _clear(label: str, run_scratch: Path, out: TextIO) -> None:

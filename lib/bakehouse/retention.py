@@ -15,11 +15,11 @@ and deletes.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from .durations import parse_duration
 from .errors import DefinitionError
 from .model import Bake
 from .project import Project
@@ -30,7 +30,6 @@ from .tomlcheck import reject_unknown, type_name
 DEFAULT_KEEP = 5
 DEFAULT_MIN_AGE = timedelta(days=14)
 POLICY_KEYS = ("keep", "min_age")
-AGE = re.compile(r"^(\d+)(h|d|w)$")
 MAX_AGE_HOURS = 100 * 366 * 24
 
 
@@ -65,14 +64,10 @@ def parse_policy(where: str, table: Any, default: Policy) -> Policy:
 
 
 def _age(where: str, value: Any) -> timedelta:
-    match = AGE.match(value) if isinstance(value, str) else None
-    if match is None:
-        raise DefinitionError(f"{where}: prune.min_age: {value!r} is not an age such as \"36h\", \"14d\" or \"2w\"")
-    amount, unit = int(match.group(1)), match.group(2)
-    hours = amount * {"h": 1, "d": 24, "w": 168}[unit]
-    if hours > MAX_AGE_HOURS:
+    age = parse_duration(f"{where}: prune.min_age", value)
+    if age > timedelta(hours=MAX_AGE_HOURS):
         raise DefinitionError(f"{where}: prune.min_age: {value!r} is more than 100 years")
-    return timedelta(hours=hours)
+    return age
 
 
 def policy_of(bake: Bake, default: Policy) -> Policy:

@@ -14,6 +14,7 @@ digest first, and one that does not match makes the image NOT reproducible, nami
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -81,9 +82,18 @@ def scratch_repository(planner: Planner, into: Path) -> Path:
 
 
 def rebake(scratch: Path, name: str, say: Callable[[str], None]) -> None:
-    """`doit bake:NAME` in the scratch repository; CannotVerify with doit's own last word."""
-    run = subprocess.run([sys.executable, "-m", "doit", f"bake:{name}"], cwd=scratch, text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    """`doit bake:NAME` in the scratch repository, saying which bake starts and ends as it
+    goes (a rebake takes as long as the bakes); CannotVerify with doit's own last word."""
+    say(f"{name}: rebaking it and what it builds on in {scratch}")
+    output: list[str] = []
+    with subprocess.Popen([sys.executable, "-m", "doit", f"bake:{name}"], cwd=scratch, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+            if re.match(r"\[[\w-]+\] (baking|baked) ", line):
+                say(f"  {line.rstrip()}")
+    run = subprocess.CompletedProcess(process.args, process.returncode, "".join(output))
     lines = [line for line in run.stdout.splitlines() if line.strip()]
     (scratch / "rebake.log").write_text(run.stdout, encoding="utf-8")
     if run.returncode != 0:

@@ -42,6 +42,9 @@ scratch=${BAKEHOUSE_RUN_DIR:-${TMPDIR:-/tmp}}
 check=$(mktemp -d "$scratch/check.XXXXXX")
 trap 'trap "" INT TERM; rm -f "$partial"; rm -rf "$check" "$OUTPUT.partial"' EXIT
 trap 'exit 130' INT TERM  # cancelled: the EXIT trap still removes what we made
+# bakehouse-image finishes what it started (a mount, an image written whole) before a Ctrl-C
+# is acted on: it runs with SIGINT ignored, and this script's trap acts as soon as it is done.
+uninterrupted() { (trap '' INT; exec "$@"); }
 mkdir -p "$(dirname "$OUTPUT")"
 mapfile -t tests <<< "$TESTS"
 [ -n "${tests[0]:-}" ] || tests=()
@@ -87,6 +90,6 @@ sh "$CONTENTS_SCRIPT" "$check" > "$CONTENTS"
 mkdir -p "$LAYER_CACHE"
 exec 9>>"$LAYER_CACHE/.in-use"
 flock -s 9
-"$IMAGE_TOOL" base "$partial" "$OUTPUT" --ref "$REF" --created "$CREATED" --architecture "$ARCHITECTURE" \
+uninterrupted "$IMAGE_TOOL" base "$partial" "$OUTPUT" --ref "$REF" --created "$CREATED" --architecture "$ARCHITECTURE" \
     --created-by "bakehouse: mmdebstrap --variant=$VARIANT $SUITE" --cache "$LAYER_CACHE"
 echo "local-base: $count packages in $OUTPUT"

@@ -59,13 +59,16 @@ cleanup() {
     rm -rf "$work" "$OUTPUT.partial"
 }
 trap cleanup EXIT
+# bakehouse-image finishes what it started (a mount, an image written whole) before a Ctrl-C
+# is acted on: it runs with SIGINT ignored, and this script's trap acts as soon as it is done.
+uninterrupted() { (trap '' INT; exec "$@"); }
 trap 'exit 130' INT TERM  # cancelled: the EXIT trap still unmounts and removes what we made
 
 # Held shared while the base's layers are mounted: a clean-up of the cache waits for it.
 mkdir -p "$LAYER_CACHE"
 exec 9>>"$LAYER_CACHE/.in-use"
 flock -s 9
-"$IMAGE_TOOL" root "$BASE_IMAGE" "$work" --cache "$LAYER_CACHE"
+uninterrupted "$IMAGE_TOOL" root "$BASE_IMAGE" "$work" --cache "$LAYER_CACHE"
 
 inbox="$root/tmp/bakehouse"
 mkdir -p "$inbox/debs"
@@ -121,6 +124,6 @@ done
 unmount "$root"
 rm -rf "$work/upper/var/lib/apt/lists" "$work/upper/var/cache/apt"
 
-"$IMAGE_TOOL" commit "$work" "$BASE_IMAGE" "$OUTPUT" --ref "$REF" --created "$CREATED" \
+uninterrupted "$IMAGE_TOOL" commit "$work" "$BASE_IMAGE" "$OUTPUT" --ref "$REF" --created "$CREATED" \
     --created-by "bakehouse: installed ${specs[*]:-nothing}" --source-date-epoch "$SOURCE_DATE_EPOCH"
 echo "local-service: wrote $OUTPUT"

@@ -6,27 +6,72 @@ and the registries through it, and never reach into a provider."""
 from __future__ import annotations
 
 import getopt
+import re
 from typing import Any
 
 from doit.cmd_base import DoitCmdBase
-from doit.cmdparse import CmdParseError
+from doit.cmdparse import CmdOption, CmdParseError
 
 
 class Command(DoitCmdBase):
-    """A bakehouse command: doit's, with a bad option said in one line. doit's own message
+    """A bakehouse command: doit's, with its options taken before or after the names (doit
+    reads them only before the first), and a bad option said in one line. doit's own message
     lists the repr of every option it parsed with (a screenful for `doit images --sbom`)."""
 
+    options_anywhere = True  # doit's own `run` keeps options after a task's name for that task
+
     def parse_execute(self, in_args: list[str]) -> Any:
+        if self.options_anywhere:
+            in_args = options_first(in_args, self.get_options())
         try:
             return super().parse_execute(in_args)
         except CmdParseError as error:
             cause = error.__context__  # getopt's own message, which doit wraps
+            command = "doit" if self.name == "run" else f"doit {self.name}"
+            if isinstance(cause, ValueError) and (bad := _bad_value(str(error), in_args, self.get_options())):
+                raise CmdParseError(f"{command}: {bad}") from None
             if not isinstance(cause, getopt.GetoptError):
                 raise
             if str(error).startswith("Error parsing Task"):  # an option after a task's name
                 raise CmdParseError(f"doit: {cause.msg} for a task; `doit help TASK` lists its options") from None
-            command = "doit" if self.name == "run" else f"doit {self.name}"
             raise CmdParseError(f"{command}: {cause.msg}; `doit help {self.name}` lists its options") from None
+
+
+def options_first(args: list[str], options: list[CmdOption]) -> list[str]:
+    """The arguments with every option (and the value of one that takes a value) moved before
+    the names, in their order; after `--`, everything is a name."""
+    takes_value = {f"--{o.long}" for o in options if o.long and o.type is not bool}
+    takes_value |= {f"-{o.short}" for o in options if o.short and o.type is not bool}
+    flags: list[str] = []
+    names: list[str] = []
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--":
+            names += list(rest)
+            break
+        if arg.startswith("-") and arg != "-":
+            flags.append(arg)
+            value = next(rest, None) if arg in takes_value else None
+            if value is not None:
+                flags.append(value)
+            continue
+        names.append(arg)
+    return flags + names
+
+
+def _bad_value(message: str, args: list[str], options: list[CmdOption]) -> str | None:
+    """`--port must be a whole number, not 'abc'` for doit's `Error parsing parameter 'port'
+    <class 'int'>`; None for any other message."""
+    found = re.match(r"Error parsing parameter '(\w+)' <class '(int|float)'>", message)
+    option = next((o for o in options if found and o.name == found[1]), None)
+    if found is None or option is None:
+        return None
+    flag = f"--{option.long}" if option.long else f"-{option.short}"
+    given = next((arg.split("=", 1)[1] for arg in args if arg.startswith(flag + "=")), None)
+    if given is None and flag in args and args.index(flag) + 1 < len(args):
+        given = args[args.index(flag) + 1]
+    kind = "a whole number" if found[2] == "int" else "a number"
+    return f"{flag} must be {kind}, not {given!r}" if given is not None else f"{flag} must be {kind}"
 
 
 def trailing_flag(pos_args: list[str] | None, flag: str) -> tuple[bool, list[str]]:

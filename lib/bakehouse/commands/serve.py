@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -86,11 +87,26 @@ class ServeCommand(Command):
         from ..serve.runs import Runner
 
         project = planner_from_tasks(self.task_list).project
+        listening = listen(host, port)  # before saying so: a busy port is one line, not a log
         runner = Runner(project.root, project.state_dir, lambda name: views.outcome(project.root, name), parallel)
         sys.stderr.write(f"bakehouse: serving {project.root} on http://{host}:{port}/"
                          + (" (POSTs need the token)" if token else "") + "\n")
         config = uvicorn.Config(create_app(project.root, runner, token, (*allowed, host)), host=host, port=port,
                                 log_level="info", timeout_graceful_shutdown=5)
         logging.getLogger("uvicorn.access").addFilter(MaskToken())  # after uvicorn set up its logging
-        uvicorn.Server(config).run()
+        uvicorn.Server(config).run(sockets=[listening])
         return 0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound and listening on host:port, as uvicorn would make it; one line if not."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listening = socket.socket(family, socket.SOCK_STREAM)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind((host, port))
+        listening.listen(2048)
+    except OSError as error:
+        raise InvalidCommand(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    listening.set_inheritable(True)
+    return listening

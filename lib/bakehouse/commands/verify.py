@@ -36,6 +36,9 @@ class VerifyCommand(Command):
             names = [name for name in names if planner.graph[name].provider == "local"]
         # the last of each chain: a service's rebake bakes its base too
         leaves = [name for name in names if not any(planner.graph[other].base == name for other in names)]
+        if not leaves:  # only local images are rebaked and compared
+            self.outstream.write("nothing to verify: bakes/ has no local bakes (doit verify rebakes local images)\n")
+            return EXIT_SAME
         codes, seen = [EXIT_SAME], set()
         say = lambda line: sys.stderr.write(line + "\n")  # noqa: E731 - progress goes to stderr
         for name in leaves:

@@ -133,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     except (BakehouseError, OSError, subprocess.CalledProcessError) as error:
         print(f"bakehouse-image {args.command}: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # what it wrote is left partial, and removed by its caller
+        print(f"bakehouse-image {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
+from ...durations import parse_duration
 from ...errors import DefinitionError
 from ...project import Project
 from ...projectfile import PROJECT_FILE, project_table
@@ -95,8 +96,8 @@ def read_config(project: Project) -> SharedConfig | None:
     region = get.string("region") or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
     if not region:
         raise DefinitionError(f"{PROJECT_FILE}: shared.region is required (the bucket's region), or set AWS_DEFAULT_REGION")
-    lease = get.matching("lease", r"^\d+[sm]$", "a duration such as \"60s\" or \"5m\"", default=f"{DEFAULT_LEASE_SECONDS}s")
-    seconds = int(lease[:-1]) * (60 if lease.endswith("m") else 1)
+    lease = table.get("lease", f"{DEFAULT_LEASE_SECONDS}s")
+    seconds = int(parse_duration(f"{PROJECT_FILE}: shared.lease", lease).total_seconds())
     if not 3 <= seconds <= MAX_LEASE_SECONDS:
         raise DefinitionError(f"{PROJECT_FILE}: shared.lease must be from 3s to 60m, not {lease!r}")
     return SharedConfig(match[1], (match[2] or "").strip("/"), region, seconds)

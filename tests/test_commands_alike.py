@@ -1,0 +1,81 @@
+"""The commands behave alike: options before or after the names, a misspelt task answered with
+the nearest one, one vocabulary of durations, each bad value named with what is expected, and
+nothing done in silence (verify with nothing to verify, a busy port)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from helpers import free_port, run_doit, write
+
+
+@pytest.mark.parametrize("args", [["bake:helo"], ["hello"], ["bake", "hello"]])
+def test_a_task_that_does_not_exist_gets_the_nearest_one(repo: Path, args: list[str]) -> None:
+    run = run_doit(repo, *args)
+    wanted = "bake:helo" if args == ["bake:helo"] else "hello"
+    assert run.returncode == 3
+    assert run.output == f"ERROR: doit: no task {wanted}; did you mean bake:hello?\n"
+
+
+@pytest.mark.parametrize("command", ["images", "plan", "prune"])
+def test_options_may_come_after_the_names(repo: Path, command: str) -> None:
+    before = run_doit(repo, command, "--json", "hello")
+    after = run_doit(repo, command, "hello", "--json")
+    assert after.returncode == before.returncode and before.returncode in (0, 1), after.output
+    assert json.loads(after.stdout) == json.loads(before.stdout)
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["serve", "--port", "abc"], "doit serve: --port must be a whole number, not 'abc'"),
+    (["images", "--limit=x"], "doit images: --limit must be a whole number, not 'x'"),
+])
+def test_a_value_of_the_wrong_kind_is_named_with_what_is_expected(repo: Path, args: list[str], line: str) -> None:
+    run = run_doit(repo, *args)
+    assert run.returncode == 3
+    assert run.output == f"ERROR: {line}\n"
+
+
+@pytest.mark.parametrize(("setting", "line"), [
+    ('timeout = "30d"', "bakes/hello.toml: timeout: '30d' is longer than a week (168h)"),
+    ('timeout = "soon"', "bakes/hello.toml: timeout: 'soon' is not a duration such as \"90s\", \"45m\", \"2h\", \"14d\" or \"2w\""),
+    ('timeout = "0m"', "bakes/hello.toml: timeout: '0m' is no time at all; give at least \"1s\""),
+])
+def test_durations_share_one_vocabulary(repo: Path, setting: str, line: str) -> None:
+    hello = repo / "bakes" / "hello.toml"
+    text = hello.read_text()
+    hello.write_text(f"{setting}\n{text}")
+    run = run_doit(repo, "plan")
+    assert run.returncode == 3 and run.output == f"ERROR: {line}\n", run.output
+    for good in ('timeout = "2d"', 'timeout = "90m"', 'timeout = "1w"'):  # the units min_age knows, too
+        hello.write_text(f"{good}\n{text}")
+        assert run_doit(repo, "plan").returncode in (0, 1)
+
+
+def test_verify_with_no_local_bake_says_so(empty_repo: Path) -> None:
+    run = run_doit(empty_repo, "verify")
+    assert run.returncode == 0
+    assert run.output == "nothing to verify: bakes/ has no local bakes (doit verify rebakes local images)\n"
+
+
+def test_serve_on_a_busy_port_is_one_line_and_never_says_serving(repo: Path) -> None:
+    port = free_port()
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", port))
+        taken.listen(1)
+        run = run_doit(repo, "serve", "--port", str(port))
+    assert run.returncode == 3
+    assert run.output == f"ERROR: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+
+
+def test_a_program_named_packer_that_prints_no_version_is_named(repo: Path, tmp_path: Path) -> None:
+    fake = write(tmp_path / "bin" / "packer", "#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    run = run_doit(repo, "bake:hello", "--rebake", env={"PATH": f"{fake.parent}:{os.environ['PATH']}"})
+    assert run.returncode != 0 and "Traceback" not in run.output
+    assert f"{fake} is not packer, or is broken: `{fake} version` printed nothing" in run.output, run.output
