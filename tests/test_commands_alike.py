@@ -56,8 +56,8 @@ def test_durations_share_one_vocabulary(repo: Path, setting: str, line: str) -> 
         assert run_doit(repo, "plan").returncode in (0, 1)
 
 
-def test_verify_with_no_local_bake_says_so(empty_repo: Path) -> None:
-    run = run_doit(empty_repo, "verify")
+def test_verify_with_no_local_bake_says_so(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    run = run_doit(aws_repo, "verify", env=aws_env)  # AMI bakes only: nothing is rebaked
     assert run.returncode == 0
     assert run.output == "nothing to verify: bakes/ has no local bakes (doit verify rebakes local images)\n"
 
