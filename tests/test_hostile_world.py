@@ -223,3 +223,19 @@ def test_a_clock_override_at_either_end_of_the_range_plans_and_prunes(repo: Path
     for command in ("plan", "prune", "images", "info"):
         run = run_doit(repo, command, *(["bake:hello"] if command == "info" else []), env={"BAKEHOUSE_NOW": moment})
         assert run.returncode in (0, 1) and "Traceback" not in run.output, run.output
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    ([""], "doit: argument 1 is empty; an unset variable? Give it a value, or leave the argument out"),
+    (["plan", "--matrix", ""], "doit: argument 3 is empty (the value of --matrix); an unset variable? Give it a "
+                               "value, or leave the argument out"),
+    (["bake:hello", ""], "doit: argument 2 is empty; an unset variable? Give it a value, or leave the argument out"),
+])
+def test_an_empty_argument_is_one_line(repo: Path, args: list[str], line: str) -> None:
+    """doit itself indexes every argument's first character before any command runs; the
+    repository's pyproject.toml names bakehouse's loader, which doit imports first."""
+    write(repo / "pyproject.toml", '[tool.doit]\nloader = "bakehouse"\n')
+    run = run_doit(repo, *args)
+    assert run.returncode == 3
+    assert run.output == f"ERROR: {line}\n"
+    assert run_doit(repo, "plan").returncode in (0, 1)  # the loader loads dodo.py as doit's own does
