@@ -63,3 +63,18 @@ def test_a_version_pinned_by_name_that_the_mirror_lacks_is_refused_at_plan_time(
     assert found, plan.output
     hello.write_text(re.sub(r"packages = \[", f'packages = ["busybox={found[1]}", ', text, count=1))
     assert "no such version" not in run_doit(repo, "plan", "hello").output
+
+
+def test_a_suite_the_mirror_does_not_have_is_one_line_at_plan_time(repo: Path) -> None:
+    """Debian's real mirror answers 404 for dists/bookwrom/: the plan says so, with the suite
+    meant, and the bake stops there (before, mmdebstrap failed minutes in)."""
+    base = repo / "bakes" / "base.toml"
+    base.write_text(base.read_text().replace('suite = "bookworm"', 'suite = "bookwrom"'))
+    line = (r"bakes/base\.toml: source\.suite: 'bookwrom' is not on the mirror http://\S+ \(it has no "
+            r"dists/bookwrom/InRelease or Release\); did you mean 'bookworm'\?")
+    plan = run_doit(repo, "plan")
+    assert plan.returncode == 2, plan.output
+    assert re.search(rf"^base\s+error\s+-\s+{line}$", plan.output, re.M), plan.output
+    baked = run_doit(repo, "bake:base")
+    assert baked.returncode != 0 and re.search(line, baked.output) and "mmdebstrap" not in baked.output, baked.output
+    assert len(records(repo, "base")) == 1  # the session's base only

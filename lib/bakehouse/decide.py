@@ -186,7 +186,10 @@ class Planner:
             self._decide_places(bake, provider, packages, images, places, source, base_part, forced)
             for places, source, base_part in self._groups(bake, provider, base_decision)
         )
-        return parts[0] if len(parts) == 1 else _combined(bake, parts)
+        decision = parts[0] if len(parts) == 1 else _combined(bake, parts)
+        if not decision.up_to_date:
+            provider.preflight(bake)  # what can be told now to make the bake fail: one line here
+        return decision
 
     def _groups(
         self, bake: Bake, provider: Provider, base_decision: Decision | None

@@ -145,6 +145,11 @@ class Provider(Protocol):
         looking inside it (a local base's mirror); () where the image names its own."""
         ...
 
+    def preflight(self, bake: Bake) -> None:
+        """Before a bake that is due: raise (one line) what can be told now to make it fail
+        (a suite its mirror does not have); a check that cannot be made now is skipped."""
+        ...
+
     def os_name(self, bake: Bake) -> str:
         """The OS a base bake's images are (a Debian suite, an AMI bake's `os`), as Spinnaker's
         `base_os` names it (doit serve)."""

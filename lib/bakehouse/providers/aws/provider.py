@@ -180,6 +180,9 @@ class AwsProvider:
     def package_sources(self, bake: Bake) -> tuple[Repository, ...]:
         return ()  # an AMI names its own: listed inside it over SSH (contents.py)
 
+    def preflight(self, bake: Bake) -> None:
+        pass  # the source AMI is found when planning (source()); the rest only AWS can tell
+
     def attest(self, job: BakeJob, image: ImageRecord, out: TextIO) -> None:
         """The provenance (provenance.py) of the AMIs this run made: one statement about them
         (by id: AWS holds an AMI's bytes, so no digest of them exists), written beside the

@@ -3,6 +3,7 @@ packer's manifest into the OCI image it made, and removing what a failed bake le
 
 from __future__ import annotations
 
+import difflib
 import re
 import shutil
 import sysconfig
@@ -11,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, TextIO
 
-from ...aptrepo import Repository, host_architecture, parse_sources
+from ...aptrepo import MissingIndex, Repository, fetch_url, host_architecture, parse_sources
 from ...epoch import now_utc
 from ...errors import PackageError, PackerError
 from ...files import remove_path
@@ -65,6 +66,22 @@ class LocalProvider:
             except OSError as error:
                 raise PackageError(f"{bake.where}: source.mirror: cannot read {mirror}: {error.strerror}") from None
         return parse_sources(mirror, source.suite, f"{bake.where}: source.mirror")
+
+    def preflight(self, bake: Bake) -> None:
+        """A base's suite must be on its mirror: a misspelt one (`bookwrom`) is one line at plan
+        time, not an mmdebstrap failure minutes in. Only a mirror's plain "no such file" (404)
+        counts; a mirror that cannot be reached now is the bake's to report."""
+        source = bake.source
+        if not isinstance(source, LocalSource):
+            return
+        for repository in self.package_sources(bake):
+            if repository.suite != source.suite:
+                continue  # -updates, -security: they follow the suite
+            if _suite_missing(repository):
+                near = difflib.get_close_matches(source.suite, KNOWN_SUITES, n=1)
+                raise PackageError(f"{bake.where}: source.suite: '{source.suite}' is not on the mirror {repository.url} "
+                                   f"(it has no dists/{source.suite}/InRelease or Release)"
+                                   + (f"; did you mean '{near[0]}'?" if near else ""))
 
     def attest(self, job: BakeJob, image: ImageRecord, out: TextIO) -> None:
         made = read_image(self._image_path(job))
@@ -199,6 +216,24 @@ class LocalProvider:
 
     def _image_path(self, job: BakeJob) -> Path:
         return self.registry.image_path(job.bake.name, job.image_id)
+
+
+# Debian's and Ubuntu's suite names, for a did-you-mean when a mirror lacks the one asked for.
+KNOWN_SUITES = ("buster", "bullseye", "bookworm", "trixie", "forky", "duke", "sid", "stable", "testing", "unstable",
+                "oldstable", "oldoldstable", "experimental", "focal", "jammy", "noble", "oracular", "plucky")
+
+
+def _suite_missing(repository: Repository) -> bool:
+    """Whether the mirror answers 404 for both the suite's InRelease and its Release."""
+    for name in ("InRelease", "Release"):
+        try:
+            fetch_url(f"{repository.dists}/{name}")
+            return False
+        except MissingIndex:
+            continue
+        except PackageError:
+            return False  # not reachable now: not this check's to say
+    return True
 
 
 def host_mirror(suite: str) -> str:
