@@ -123,6 +123,7 @@ def test_read_routes_answer_json_and_errors_are_one_clear_line(server: Server, r
     newest = server.get("/amis/base?limit=1")["images"]
     assert len(newest) == 1 and newest[0]["image_id"] == amis[0]["image"]["image_id"]
     assert newest[0]["digest"].startswith("sha256:") and newest[0]["oci"].endswith(":base")  # as doit images
+    assert amis[0]["image"] == {**newest[0], "age": amis[0]["image"]["age"]}  # /amis: the same fields
     plan = server.get("/plan")
     assert plan == json.loads(run_doit(repo, "plan", "--json").stdout)  # what `doit plan` says
     assert [row["bake"] for row in server.get("/plan/base")["bakes"]] == ["base"]

@@ -51,13 +51,14 @@ def image_json(image: ImageRecord, now: datetime) -> dict[str, Any]:
 
 
 def amis(p: Planner) -> list[dict[str, Any]]:
-    """The image in use of every bake, bases first (the graph's order)."""
+    """The image in use of every bake, bases first (the graph's order), with the fields
+    `/amis/{bake}` gives each image (a local image's digest, layers and sizes too)."""
     rows = []
     for name in p.graph.names:
         bake = p.graph[name]
         image = in_use(p.images(name))
-        rows.append({"bake": name, "base": bake.base, "provider": bake.provider,
-                     "image": None if image is None else image_json(image, p.now)})
+        shown = None if image is None else {**image_json(image, p.now), **p.provider_of(name).registry.facts(image)}
+        rows.append({"bake": name, "base": bake.base, "provider": bake.provider, "image": shown})
     return rows
 
 
