@@ -144,6 +144,7 @@ def test_a_bake_streams_its_output_as_it_happens_and_ends_with_its_image(server:
     items = list(stream(server, "/bake/hello"))
     first, run_id = items[0][1], items[0][1]["bake_id"]
     assert first["bake"] == "hello"
+    assert re.fullmatch(r"run\.hello\.\d{8}T\d{6}Z\.[0-9a-f]{8}", run_id)  # never taken for an image id
     outputs = [(moment, item["output"]) for moment, item in items if "output" in item]
     ended_at, last = items[-1]
     assert outputs and outputs[0][0] < ended_at - 0.5  # lines came before the end, not all at once

@@ -66,6 +66,12 @@ def _versions_key(versions: dict[str, str] | None) -> str:
     return json.dumps(versions or {}, sort_keys=True)
 
 
+def new_run_id(bake: str) -> str:
+    """`run.hello.20261206T103000Z.1a2b3c4d`: dots, which no image id holds, so a run is never
+    taken for an image (`hello-20261206T103000Z-<key>`)."""
+    return f"run.{bake}.{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.{secrets.token_hex(4)}"
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -144,7 +150,7 @@ class Runner:
                 None if rebake else self.active.get((bake, True, pinned)))
             if running is not None:
                 return running, False
-            run_id = f"{bake}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+            run_id = new_run_id(bake)
             run = Run(RunState(run_id, bake, rebake, QUEUED, _now(), versions=dict(versions or {})),
                       self.folder / f"{run_id}.log")
             self.runs[run_id] = run
@@ -188,7 +194,7 @@ class Runner:
                 if run.state.bake == bake and run.state.state == SUCCEEDED and made and made.image == outcome.image:
                     return run
             now = _now()
-            run_id = f"{bake}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+            run_id = new_run_id(bake)
             run = Run(RunState(run_id, bake, False, SUCCEEDED, now, now, now, "up to date", 0, outcome),
                       self.folder / f"{run_id}.log")
             run.log_path.write_text(f"[{bake}] up to date: {outcome.image}\n", encoding="utf-8")
