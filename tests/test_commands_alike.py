@@ -79,3 +79,12 @@ def test_a_program_named_packer_that_prints_no_version_is_named(repo: Path, tmp_
     run = run_doit(repo, "bake:hello", "--rebake", env={"PATH": f"{fake.parent}:{os.environ['PATH']}"})
     assert run.returncode != 0 and "Traceback" not in run.output
     assert f"{fake} is not packer, or is broken: `{fake} version` printed nothing" in run.output, run.output
+
+
+def test_rebake_before_the_names_rebakes_every_bake_of_the_run(repo: Path) -> None:
+    run = run_doit(repo, "--rebake")
+    assert run.returncode == 0, run.output
+    assert "[base] baking " in run.output and "[hello] baking " in run.output
+    assert "forced (--rebake)" in run.output
+    again = run_doit(repo)  # the option is the run's, not remembered
+    assert "baking" not in again.output

@@ -196,7 +196,7 @@ class ImageUpToDate:
         self.error: BakehouseError | None = None
 
     def __call__(self, task: Any, values: dict[str, Any]) -> bool:
-        forced = bool((task.options or {}).get("rebake"))
+        forced = bool((task.options or {}).get("rebake")) or rebake_all()
         try:
             self.decision = planner_for(self.root).decide(self.name, forced)
         except BakehouseError as error:
@@ -233,12 +233,20 @@ class ImageUpToDate:
         ) + "     "
 
 
+REBAKE_ALL_VARIABLE = "BAKEHOUSE_REBAKE_ALL"  # set by `doit --rebake` (commands/run.py)
+
+
+def rebake_all() -> bool:
+    """`doit --rebake`: every bake of the run is baked again, as each `--rebake` would."""
+    return os.environ.get(REBAKE_ALL_VARIABLE) == "1"
+
+
 def _bake(root: str, name: str, rebake: bool = False) -> TaskFailed | None:
     reconfigure = getattr(sys.stdout, "reconfigure", None)
     if reconfigure is not None:  # each line as it happens, also into a pipe or a CI log
         reconfigure(line_buffering=True)
     try:
-        bake_image(planner_for(Path(root)), name, rebake, sys.stdout)
+        bake_image(planner_for(Path(root)), name, rebake or rebake_all(), sys.stdout)
     except BakehouseError as error:
         return TaskFailed(str(error))
     return None

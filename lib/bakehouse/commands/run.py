@@ -4,11 +4,13 @@ a name that is no task answered with the nearest task's name."""
 from __future__ import annotations
 
 import difflib
+import os
 from typing import Any
 
 from doit.cmd_run import Run
 from doit.exceptions import InvalidCommand
 
+from ..tasks import REBAKE_ALL_VARIABLE
 from . import Command
 
 
@@ -20,8 +22,15 @@ class RunCommand(Command, Run):
 
     name = "run"
     options_anywhere = False
+    cmd_options = (*Run.cmd_options, {
+        "name": "rebake_all", "long": "rebake", "type": bool, "default": False,
+        "help": "bake every image of the run again, even those up to date (after a task's name, "
+                "--rebake is that task's alone)",
+    })
 
     def execute(self, params: Any, args: list[str]) -> Any:
+        if params.get("rebake_all"):
+            os.environ[REBAKE_ALL_VARIABLE] = "1"  # read by each bake's up-to-date check and action
         try:
             return super().execute(params, args)
         except InvalidCommand as error:
