@@ -17,10 +17,13 @@ import json
 import sys
 from typing import Any
 
+from doit.exceptions import InvalidCommand
+
 from ..contents import manifest_text
 from ..decide import Planner
 from ..errors import BakehouseError
 from ..lookup import find_image, manifest_of
+from ..oci.listing import image_files, listing
 from ..provenance import PREDICATE_TYPE
 from ..registry import ImageRecord, created_at
 from ..sbom import cyclonedx_json
@@ -91,11 +94,15 @@ class ImagesCommand(Command):
          "help": "print IMAGE's packages as a CycloneDX 1.6 JSON SBOM"},
         {"name": "provenance", "long": "provenance", "type": str, "default": "",
          "help": "print IMAGE's provenance: the in-toto statement (SLSA provenance v1) kept with it"},
+        {"name": "files", "long": "files", "type": str, "default": "",
+         "help": "list the files inside local IMAGE (under the PATH given as a name, else all), as ls -l does"},
     )
 
-    def _execute(self, limit: int, as_json: bool, packages: str, sbom: str, provenance: str,
+    def _execute(self, limit: int, as_json: bool, packages: str, sbom: str, provenance: str, files: str,
                  pos_args: list[str]) -> int:
         planner = planner_from_tasks(self.task_list)
+        if files:
+            return self._files(planner, files, pos_args)
         if provenance:
             return self._provenance(planner, provenance)
         if packages or sbom:
@@ -120,6 +127,26 @@ class ImagesCommand(Command):
         self.outstream.write(catalogue_text(catalogue, launch, facts) + prunable(planner, shown) + "\n")
         return 0
 
+
+    def _files(self, planner: Planner, name: str, paths: list[str]) -> int:
+        """The files of a local image, its layers applied (oci/listing.py)."""
+        if len(paths) > 1:
+            raise InvalidCommand(f"doit images --files IMAGE takes one PATH, not {' '.join(paths)}")
+        try:
+            image = find_image(planner, name)
+            if image.provider != "local":
+                raise BakehouseError(f"{image.image_id} is an AMI: its files are inside AWS, not here "
+                                     "(doit images --packages lists its packages)")
+            found = image_files(planner.provider_of(image.bake).registry.oci_image(image))
+        except BakehouseError as error:
+            sys.stderr.write(f"ERROR: {error}\n")
+            return 2
+        lines = listing(found, paths[0] if paths else "/")
+        if not lines:
+            sys.stderr.write(f"ERROR: {image.image_id} has no {paths[0]}\n")
+            return 2
+        self.outstream.write("".join(line + "\n" for line in lines))
+        return 0
 
     def _provenance(self, planner: Planner, name: str) -> int:
         try:

@@ -193,3 +193,24 @@ def test_a_file_capability_a_service_bake_sets_is_in_its_layer(repo: Path, tmp_p
     shown = subprocess.run(["getcap", str(unpacked / "usr" / "local" / "bin" / "pinger")], check=True,
                            capture_output=True, text=True).stdout
     assert "cap_net_raw=ep" in shown
+
+
+def test_images_files_lists_the_tree_umoci_unpacks(repo: Path, tmp_path: Path) -> None:
+    """`doit images --files` applies the layers as the image spec says: hello's postinst
+    removes a file of the base (a whiteout in its layer), and the listing agrees with umoci's
+    unpacking of the same image, path for path."""
+    postinst = repo / "packages" / "hello-svc" / "DEBIAN" / "postinst"
+    postinst.write_text(postinst.read_text() + "rm -f /etc/debian_version\n")
+    run_doit(repo, "bake:hello", check=True)
+    (record,) = records(repo, "hello")
+    listed = run_doit(repo, "images", "--files", "hello", check=True).stdout.splitlines()
+    paths = {line.split(" /", 1)[1].split(" -> ")[0].split(" link to ")[0] for line in listed}
+    root = unpack_image(image_file(repo, record), "hello", tmp_path / "unpacked")
+    unpacked = {str(path.relative_to(root)) for path in root.rglob("*")}
+    assert paths == unpacked
+    assert "etc/debian_version" not in paths and "opt/hello-svc/VERSION" in paths
+    (version_line,) = run_doit(repo, "images", "--files", "hello", "/opt/hello-svc/VERSION", check=True).stdout.splitlines()
+    assert re.fullmatch(r"-rw-r--r--\s+0\s+0\s+\d+ 1970-01-01 00:00 /opt/hello-svc/VERSION", version_line)
+    missing = run_doit(repo, "images", "--files", "hello", "/etc/debian_version")
+    assert missing.returncode == 2
+    assert missing.output == f"ERROR: {record['image_id']} has no /etc/debian_version\n"
