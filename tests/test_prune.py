@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -269,3 +270,32 @@ def _instance(env: dict[str, str]) -> str:
     reservations = ec2(env, "us-west-2").describe_instances(
         Filters=[{"Name": "instance-state-name", "Values": ["running"]}])["Reservations"]
     return reservations[0]["Instances"][0]["InstanceId"]
+
+
+def stored_bytes(folder: Path) -> int:
+    """What a tree holds on disk, each file (inode) once: the truth a prune's total must match."""
+    seen: dict[tuple[int, int], int] = {}
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            status = path.lstat()
+            seen[(status.st_dev, status.st_ino)] = status.st_size
+    return sum(seen.values())
+
+
+def test_a_prune_says_the_bytes_it_frees_counting_a_shared_layer_once(repo: Path) -> None:
+    """The old base's layer is hard-linked into the old hello: deleting both frees it once,
+    and the total says so (before, each image counted only its unshared blobs: KiB, not MiB)."""
+    run_doit(repo, check=True)                                   # hello A on base 1
+    run_doit(repo, "--rebake", check=True)                       # base 2, hello B on it
+    for bake in ("base", "hello"):
+        add_policy(repo / "bakes" / f"{bake}.toml", keep=1, min_age="1h")
+    images = repo / ".bakehouse" / "images"
+    before = stored_bytes(images)
+    planned = prune(repo)
+    assert planned["delete"] == 2
+    applied = prune(repo, "--apply")
+    freed = before - stored_bytes(images)
+    assert freed > 1_000_000  # the tiny base's layer is MiBs
+    assert planned["bytes"] == applied["bytes"] == freed
+    listing = run_doit(repo, "images", "base", check=True).stdout
+    assert re.search(r"1 layer, [\d.]+ KiB own, [\d.]+ MiB shared with other images, [\d.]+ MiB in all", listing), listing

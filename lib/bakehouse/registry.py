@@ -159,6 +159,11 @@ class Registry(Protocol):
         """What keeping `image` costs, in bytes (AMIs: their snapshots' volume sizes)."""
         ...
 
+    def freed(self, images: list[ImageRecord]) -> int:
+        """The bytes deleting all of `images` together frees: what they share with each other
+        counted once, and only when the last of its users is among them."""
+        ...
+
     def facts(self, image: ImageRecord) -> dict[str, Any]:
         """What `doit images` shows of `image` beyond its record (a digest, sizes); may be {}."""
         ...

@@ -30,7 +30,7 @@ from ..sbom import cyclonedx_json
 from ..tasks import planner_from_tasks
 from . import Command
 from .plan import selected
-from .prune import rows, size_text, to_delete, verdicts
+from .prune import freed_by, rows, size_text, to_delete, verdicts
 
 DEFAULT_LIMIT = 10
 
@@ -72,7 +72,8 @@ def catalogue_text(catalogue: dict[str, list[ImageRecord]], launch: dict[str, st
             known = (facts or {}).get(image.image_id) or {}
             if "digest" in known:
                 layers = f"{known['layers']} layer{'s' if known['layers'] != 1 else ''}"
-                lines.append(f"      {known['digest']}  {layers}, {size_text(known['own_bytes'])} own, "
+                shared = f"{size_text(known['shared_bytes'])} shared with other images, " if known.get("shared_bytes") else ""
+                lines.append(f"      {known['digest']}  {layers}, {size_text(known['own_bytes'])} own, {shared}"
                              f"{size_text(known['total_bytes'])} in all  {known['oci']}")
     return "\n".join(lines) + "\n"
 
@@ -184,10 +185,12 @@ class ImagesCommand(Command):
 def prunable(planner: Planner, names: list[str]) -> str:
     """What retention would delete, so what old images cost is in sight."""
     try:
-        table = rows(planner, verdicts(planner, names))
+        found = verdicts(planner, names)
+        table = rows(planner, found)
+        freed = freed_by(planner, found)
     except BakehouseError as error:
         return f"prunable: cannot tell ({error})"
-    count, size = to_delete(table)
+    count, size = to_delete(table, freed)
     if not count:
         return "prunable: nothing (retention keeps every image)"
     return f"prunable: {count} images, {size_text(size)} (`doit prune` lists them)"

@@ -116,14 +116,14 @@ def size_text(size: int) -> str:
     return f"{size / 2**20:.1f} MiB"
 
 
-def prune_table(table: list[PruneRow], applied: bool) -> str:
+def prune_table(table: list[PruneRow], applied: bool, freed: int | None = None) -> str:
     lines = [("BAKE", "IMAGE", "AGE", "SIZE", "WHERE", "ACTION", "WHY")] + [
         (row.bake, row.image, row.age, size_text(row.bytes), ",".join(row.places), row.action, _why(row.why))
         for row in table
     ]
     widths = [max(len(line[column]) for line in lines) for column in range(6)]
     text = ["  ".join(cell.ljust(width) for cell, width in zip(line[:6], widths)) + "  " + line[6] for line in lines]
-    return "\n".join(line.rstrip() for line in text) + "\n" + total(table, applied) + "\n"
+    return "\n".join(line.rstrip() for line in text) + "\n" + total(table, applied, freed) + "\n"
 
 
 def _why(why: list[str]) -> str:
@@ -131,14 +131,26 @@ def _why(why: list[str]) -> str:
     return shown + (f"; and {len(why) - 3} more" if len(why) > 3 else "")
 
 
-def to_delete(table: list[PruneRow]) -> tuple[int, int]:
-    """How many images the rows delete, and how many bytes that frees."""
+def to_delete(table: list[PruneRow], freed: int | None = None) -> tuple[int, int]:
+    """How many images the rows delete, and how many bytes that frees (`freed`, counted over
+    them together, where known; else the sum of each row's own bytes)."""
     gone = [row for row in table if row.action == "delete"]
-    return len(gone), sum(row.bytes for row in gone)
+    return len(gone), sum(row.bytes for row in gone) if freed is None else freed
 
 
-def total(table: list[PruneRow], applied: bool) -> str:
-    count, size = to_delete(table)
+def freed_by(planner: Planner, found: list[Verdict]) -> int:
+    """What deleting every image the verdicts delete frees, each registry counting its
+    images together: a base's layer, shared with the services deleted with it, counts once."""
+    by_registry: dict[int, tuple[Any, list[ImageRecord]]] = {}
+    for verdict in found:
+        if verdict.delete:
+            registry = planner.provider_of(verdict.image.bake).registry
+            by_registry.setdefault(id(registry), (registry, []))[1].append(verdict.image)
+    return sum(registry.freed(images) for registry, images in by_registry.values())
+
+
+def total(table: list[PruneRow], applied: bool, freed: int | None = None) -> str:
+    count, size = to_delete(table, freed)
     verb = "deleted" if applied else "to delete"
     return f"{len(table)} images: {count} {verb} ({size_text(size)}), {len(table) - count} kept"
 
@@ -172,18 +184,19 @@ class PruneCommand(Command):
                         locks.enter_context(bake_lock(planner.project.state_dir / "locks", name, out))
                 found = verdicts(planner, names, frozenset(names) if apply else frozenset())
                 table = rows(planner, found)
+                freed = freed_by(planner, found)  # before anything is deleted
                 deleted = self._delete(planner, names, found, out) if apply else []
         except BakehouseError as error:
             sys.stderr.write(f"ERROR: cannot prune: {error}\n")
             return EXIT_CANNOT_PRUNE
         if as_json:
-            count, size = to_delete(table)
+            count, size = to_delete(table, freed)
             self.outstream.write(json.dumps({
                 "images": [vars(row) for row in table], "applied": apply, "deleted": deleted,
                 "delete": count, "bytes": size,
             }, indent=2) + "\n")
         else:
-            self.outstream.write(prune_table(table, apply))
+            self.outstream.write(prune_table(table, apply, freed))
         return EXIT_DONE
 
     def _delete(self, planner: Planner, names: list[str], found: list[Verdict], out: Any) -> list[str]:

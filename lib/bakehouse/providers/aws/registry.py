@@ -157,6 +157,9 @@ class AwsRegistry:
             gib += sum(int((mapping.get("Ebs") or {}).get("VolumeSize") or 0) for mapping in ami.get("BlockDeviceMappings") or [])
         return gib * 2**30
 
+    def freed(self, images: list[ImageRecord]) -> int:
+        return sum(self.size(image) for image in images)  # an AMI's snapshots are its own
+
     def attestations(self, image: ImageRecord) -> list[dict[str, Any]]:
         """The provenance statements its AMIs are tagged with (one per bake run that made some
         of them), each from this machine or shared state, checked against its tag; [] for an

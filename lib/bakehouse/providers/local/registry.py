@@ -98,6 +98,22 @@ class LocalRegistry:
         except OSError:
             return 0
 
+    def freed(self, images: list[ImageRecord]) -> int:
+        """A blob is a file hard-linked into every layout that holds it (a base's layer is in
+        each service's): its bytes are freed when every one of its links is deleted."""
+        links: dict[tuple[int, int], list[int]] = {}  # (device, inode) -> [size, links in all, links deleted]
+        for image in images:
+            try:
+                path = self.artifact(image)
+                files = [path] if path.is_file() else [found for found in path.rglob("*") if found.is_file()]
+                for file in files:
+                    status = file.lstat()
+                    entry = links.setdefault((status.st_dev, status.st_ino), [status.st_size, status.st_nlink, 0])
+                    entry[2] += 1
+            except OSError:
+                continue  # gone meanwhile: frees nothing
+        return sum(size for size, nlink, deleted in links.values() if deleted >= nlink)
+
     def attestations(self, image: ImageRecord) -> list[dict[str, Any]]:
         try:
             return statements(self.oci_image(image))
@@ -111,8 +127,8 @@ class LocalRegistry:
         except (RegistryError, LayoutError):
             return {}
         own, total = own_size(oci.layout)
-        return {"digest": oci.manifest.digest, "layers": len(oci.layers), "own_bytes": own, "total_bytes": total,
-                "oci": oci.transport}
+        return {"digest": oci.manifest.digest, "layers": len(oci.layers), "own_bytes": own,
+                "shared_bytes": total - own, "total_bytes": total, "oci": oci.transport}
 
     def used_outside(self, images: list[ImageRecord]) -> dict[str, list[str]]:
         """Nothing outside bakehouse runs a local image file."""
