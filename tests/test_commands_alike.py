@@ -88,3 +88,15 @@ def test_rebake_before_the_names_rebakes_every_bake_of_the_run(repo: Path) -> No
     assert "forced (--rebake)" in run.output
     again = run_doit(repo)  # the option is the run's, not remembered
     assert "baking" not in again.output
+
+
+def test_an_unreachable_endpoint_is_never_a_silent_wait(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    """Each attempt boto3 will make again is said as it fails; the last is the one-line error."""
+    env = {**aws_env, "AWS_ENDPOINT_URL_EC2": "http://127.0.0.1:9", "BAKEHOUSE_AWS_MAX_ATTEMPTS": "3"}
+    run = run_doit(aws_repo, "plan", env=env)
+    assert run.returncode == 2, run.output
+    said = [line for line in run.output.splitlines() if line.startswith("waiting for AWS:")]
+    assert said[:2] == [
+        f"waiting for AWS: EC2 DescribeImages in us-east-1 at http://127.0.0.1:9: Could not connect to the endpoint "
+        f"URL; attempt {n} of 3, trying again" for n in (1, 2)], run.output
+    assert "attempt 3 of 3" not in run.output  # the last attempt's failure is the error, not a wait

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 import urllib.parse
 from datetime import UTC, datetime
@@ -69,6 +70,7 @@ class Ec2:
                 self._session = self._session_factory()
             ec2_endpoint()  # a malformed endpoint is one line here, not boto3's ValueError
             client = self._session.client("ec2", region_name=region, config=self._config())
+            say_retries(client)
             if os.environ.get(CALL_LOG_VARIABLE):
                 client.meta.events.register("before-parameter-build.ec2", _log_call)
             self._clients[region] = client
@@ -124,6 +126,7 @@ class Ec2:
         if name not in self._clients:
             self.client(region)  # the session, and the endpoint check
             self._clients[name] = self._session.client(service, region_name=region, config=self._config())
+            say_retries(self._clients[name])
         return self._clients[name]
 
     def copy_image(self, region: str, source_region: str, source: dict[str, Any], wait_seconds: int,
@@ -198,6 +201,7 @@ class S3:
                 s3={"addressing_style": "path"} if custom else None,
             )
             self._client = self._session_factory().client("s3", region_name=self.region, config=config)
+            say_retries(self._client)
         return self._client
 
     def put(self, bucket: str, key: str, body: bytes, if_absent: bool = False, if_match: str | None = None) -> str | None:
@@ -258,6 +262,33 @@ class S3:
     def check_bucket(self, bucket: str) -> None:
         with _one_line_errors(self.region, f"S3 HeadBucket {bucket}"):
             self.client().head_bucket(Bucket=bucket)
+
+
+def say_retries(client: Any, say: Callable[[str], None] | None = None) -> None:
+    """Never wait in silence: each failed attempt that boto3 will try again is one line on
+    stderr (`waiting for AWS: EC2 DescribeImages in us-east-1 at http://...: cannot connect;
+    attempt 1 of 15, trying again`), so an unreachable endpoint or throttling shows as it
+    happens instead of as a long pause. Observes only: boto3's retry handler decides."""
+    limit = _budget().max_attempts
+    service = client.meta.service_model.service_name.upper()
+    tell = say or (lambda line: (sys.stderr.write(line + "\n"), sys.stderr.flush()))
+
+    def observe(attempts: int = 0, caught_exception: Any = None, response: Any = None, operation: Any = None,
+                **_: Any) -> None:
+        if attempts >= limit:
+            return  # the last attempt: its error is the caller's to report
+        status = (response[0].status_code if response and response[0] is not None else None)
+        if caught_exception is not None:
+            why = type(caught_exception).__name__ if not str(caught_exception) else str(caught_exception).split(":")[0]
+        elif status is not None and (status >= 500 or status == 429):
+            why = f"HTTP {status}"
+        else:
+            return
+        name = getattr(operation, "name", "a call")
+        tell(f"waiting for AWS: {service} {name} in {client.meta.region_name} at {client.meta.endpoint_url}: "
+             f"{why}; attempt {attempts} of {limit}, trying again")
+
+    client.meta.events.register_first(f"needs-retry.{client.meta.service_model.service_id.hyphenize()}", observe)
 
 
 def _log_call(params: Any, model: Any, context: Any, **_: Any) -> None:
