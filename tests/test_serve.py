@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from helpers import HeldInstalls, bump_hello, free_port, processes_mentioning, run_doit
+from helpers import HeldInstalls, Running, bump_hello, free_port, processes_mentioning, records, run_doit
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -127,7 +127,7 @@ def test_read_routes_answer_json_and_errors_are_one_clear_line(server: Server, r
     plan = server.get("/plan")
     assert plan == json.loads(run_doit(repo, "plan", "--json").stdout)  # what `doit plan` says
     assert [row["bake"] for row in server.get("/plan/base")["bakes"]] == ["base"]
-    assert server.get("/status") == {"running": [], "queued": []}
+    assert server.get("/status") == {"running": [], "queued": [], "elsewhere": []}
 
     assert server.request("GET", "/amis/nope") [:2] == (404, {"error": "no bake 'nope' in bakes/"})
     assert server.request("POST", "/bake/../../etc")[0] == 404
@@ -259,7 +259,7 @@ def test_a_web_page_can_neither_start_bakes_nor_read_by_a_rebound_name(server: S
     assert server.request("POST", "/bake/hello", headers={"Sec-Fetch-Site": "cross-site"})[0] == 403
     status, answer, _ = server.request("GET", "/amis", headers={"Host": f"evil.example:{server.port}"})
     assert status == 421 and "is not a name this server answers to" in answer["error"], answer
-    assert server.get("/status") == {"running": [], "queued": []}  # nothing was started
+    assert server.get("/status") == {"running": [], "queued": [], "elsewhere": []}  # nothing was started
 
     own = {"Origin": f"http://localhost:{server.port}", "Host": f"localhost:{server.port}"}
     assert server.request("POST", "/api/v1/bakes/delete-requests", headers=own)[0] == 200
@@ -537,7 +537,7 @@ def test_hostile_bodies_and_damaged_run_files_are_one_clear_answer(repo: Path) -
         assert status == 400 and "lone surrogate" in answer["message"], answer
         status, answer, _ = server.request("POST", "/api/v1/local/bake", raw=b"[" * 10_000 + b"]" * 10_000)
         assert status == 400 and "nested too deeply" in answer["message"], answer
-        assert server.get("/status") == {"running": [], "queued": []}
+        assert server.get("/status") == {"running": [], "queued": [], "elsewhere": []}
     finally:
         stop(server)
     assert "Traceback" not in server.log.read_text()
@@ -563,3 +563,38 @@ def test_stopping_the_server_mid_bake_cancels_it_as_ctrl_c_does(repo: Path, tmp_
     log = (repo / ".bakehouse" / "serve" / f"{run_id}.log").read_text()
     assert "cancelled" in log and "Broken pipe" not in log, log
     assert run_doit(repo, "plan").returncode == 1  # nothing was recorded
+
+
+def test_a_bake_started_from_the_command_line_shows_on_the_page_and_in_status(server: Server, repo: Path,
+                                                                             tmp_path: Path) -> None:
+    """A terminal's `doit bake:hello`, held while it installs: /status lists it with who holds
+    it, the page shows it running with its log as it grows, and once it ends the page shows
+    the new image without being reloaded."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    installs = HeldInstalls(repo, tmp_path / "scratch")
+    terminal = Running(repo, "bake:hello", env=installs.env)
+    driver = browser()
+    try:
+        installs.wait_until_held(1)
+        (other,) = server.get("/status")["elsewhere"]
+        assert other["bake"] == "hello" and re.fullmatch(r"pid \d+ on \S+ since \d\d:\d\d:\d\dZ", other["holder"])
+        assert "local-service: installing" in server.get(other["log"])
+        driver.get(f"http://127.0.0.1:{server.port}/")
+        state = driver.find_element(By.CSS_SELECTOR, "tr[data-bake=hello] td.state")
+        assert state.text == f"running ({other['holder']})"
+        driver.find_element(By.CSS_SELECTOR, "tr[data-bake=hello] button.watch-button").click()
+        WebDriverWait(driver, 30).until(lambda _: "local-service: installing" in driver.find_element(By.ID, "log").text)
+        installs.release()
+        assert terminal.finish(120) == 0, terminal.output
+        (record,) = records(repo, "hello")
+        WebDriverWait(driver, 30).until(  # refreshed in place: no reload
+            lambda _: driver.find_element(By.CSS_SELECTOR, "tr[data-bake=hello] code").text == record["image_id"])
+        assert driver.find_element(By.CSS_SELECTOR, "tr[data-bake=hello] td.state").text == "keep"
+        assert driver.find_element(By.ID, "summary").text == "0 to bake, 2 up to date"
+        WebDriverWait(driver, 30).until(lambda _: driver.find_element(By.ID, "result").text == "hello: no longer running")
+        assert server.get("/status")["elsewhere"] == []
+    finally:
+        installs.release()
+        driver.quit()

@@ -20,7 +20,7 @@ from .errors import BakehouseError, PackageError, PackerError, RecordedError
 from .files import write_atomically
 from .interrupts import JOURNAL, deferred
 from .pins import LOCK_FILE
-from .locks import bake_lock, note_base
+from .locks import bake_lock, note_base, note_log
 from .logs import failure_note, write_failure
 from .providers import BakeJob, NotShared, Provider, SharedHold
 from .registry import ImageRecord, next_sequence, timestamp
@@ -85,6 +85,7 @@ def _bake_locked(
         mounts = f" and unmounted {cleared.unmounted} mounts in it" if cleared.unmounted else ""
         out.write(f"[{name}] removed {cleared.path}{mounts}, left by a bake that never finished\n")
     job = _job(planner, provider, decision, now_utc())
+    note_log(lock_fd, job.log)  # `doit serve` shows a bake started anywhere, with its log
     if job.base_image is not None:  # a prune keeps what a running bake builds on, here and on other runners
         note_base(lock_fd, job.base_image.image_id)
         shared.note_base(job.base_image.image_id)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,6 +66,7 @@ def bake_lock(locks_dir: Path, bake: str, out: TextIO) -> Iterator[Held]:
 
 
 BASE_NOTE = "base: "
+LOG_NOTE = "log: "
 
 
 def note_base(fd: int, image_id: str) -> None:
@@ -73,24 +74,48 @@ def note_base(fd: int, image_id: str) -> None:
     os.write(fd, f"{BASE_NOTE}{image_id}\n".encode())
 
 
-def running_bases(locks_dir: Path, skip: set[str]) -> dict[str, str]:
-    """image id -> the bake building on it now, from the lock files of bakes held by a live
-    process on this machine (except the bakes in `skip`: the caller holds those itself)."""
+def note_log(fd: int, log: Path) -> None:
+    """Say in the held lock's file where the bake's log grows (`doit serve` shows it)."""
+    os.write(fd, f"{LOG_NOTE}{log}\n".encode())
+
+
+@dataclass(frozen=True)
+class RunningBake:
+    """A bake whose lock a live process on this machine holds, as its lock file says."""
+
+    bake: str
+    holder: str  # "pid 1234 on host since 11:34:02Z"
+    base: str | None
+    log: Path | None
+
+
+def running_bakes(locks_dir: Path, skip: Collection[str] = ()) -> list[RunningBake]:
+    """The bakes held by a live process on this machine, wherever it started (a terminal, CI,
+    the bake service), except those in `skip` (the caller holds them itself)."""
     held = _held_inodes()
-    found: dict[str, str] = {}
+    found = []
     for path in sorted(locks_dir.glob("*.lock")) if locks_dir.is_dir() else []:
         bake = path.name.removesuffix(".lock")
         try:
             status = path.stat()
             if bake in skip or (os.major(status.st_dev), os.minor(status.st_dev), status.st_ino) not in held:
                 continue
-            text = path.read_text(encoding="utf-8", errors="replace")
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError:
             continue
-        for line in text.splitlines():
-            if line.startswith(BASE_NOTE):
-                found[line.removeprefix(BASE_NOTE).strip()] = bake
+        if not lines:
+            continue  # taken an instant ago: its note is being written
+        notes = {prefix: line.removeprefix(prefix).strip() for line in lines[1:]
+                 for prefix in (BASE_NOTE, LOG_NOTE) if line.startswith(prefix)}
+        log = notes.get(LOG_NOTE)
+        found.append(RunningBake(bake, lines[0].strip(), notes.get(BASE_NOTE), Path(log) if log else None))
     return found
+
+
+def running_bases(locks_dir: Path, skip: set[str]) -> dict[str, str]:
+    """image id -> the bake building on it now, from the lock files of bakes held by a live
+    process on this machine (except the bakes in `skip`: the caller holds those itself)."""
+    return {running.base: running.bake for running in running_bakes(locks_dir, skip) if running.base}
 
 
 def _held_inodes() -> set[tuple[int, int, int]]:

@@ -28,6 +28,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..decide import Planner
 from ..errors import BakehouseError
+from ..locks import running_bakes
+from ..project import Project
 from . import page, spinnaker, views
 from .guard import Guard
 from .runs import Run, Runner
@@ -38,6 +40,7 @@ MAX_BODY = 64 * 1024  # a bake request is a few hundred bytes; Spinnaker's stage
 class Settings:
     def __init__(self, root: Path, runner: Runner, token: str | None) -> None:
         self.root, self.runner, self.token = root, runner, token
+        self.state_dir = Project.at(root).state_dir
 
 
 def error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -82,9 +85,30 @@ async def healthcheck(request: Request) -> Response:
 
 
 async def status(request: Request) -> Response:
-    runs = [run.state.to_json() for run in settings_of(request).runner.all() if not run.ended]
+    """This server's runs, and the bakes running on this machine that it did not start (a
+    terminal's `doit`, a CI job), each with where its log grows."""
+    settings = settings_of(request)
+    runs = [run.state.to_json() for run in settings.runner.all() if not run.ended]
+    ours = {run["bake"] for run in runs}
+    elsewhere = [{"bake": other.bake, "holder": other.holder, "base": other.base,
+                  "log": f"/running/{other.bake}/log" if other.log else None}
+                 for other in running_bakes(settings.state_dir / "locks") if other.bake not in ours]
     return JSONResponse({"running": [r for r in runs if r["state"] == "running"],
-                         "queued": [r for r in runs if r["state"] == "queued"]})
+                         "queued": [r for r in runs if r["state"] == "queued"], "elsewhere": elsewhere})
+
+
+async def running_log(request: Request) -> Response:
+    """The log of a bake running on this machine, wherever it started, as far as it has grown."""
+    settings = settings_of(request)
+    bake = request.path_params["bake"]
+    found = next((other for other in running_bakes(settings.state_dir / "locks") if other.bake == bake), None)
+    logs = (settings.state_dir / "logs").resolve()
+    if found is None or found.log is None or not found.log.resolve().is_relative_to(logs):
+        return error(404, f"no bake of '{bake}' is running on this machine")
+    try:
+        return PlainTextResponse(found.log.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return error(404, f"no log of the running bake of '{bake}' yet")
 
 
 async def all_amis(request: Request) -> Response:
@@ -166,7 +190,10 @@ async def home(request: Request) -> Response:
     rows = await run_in_threadpool(views.amis, p)
     planned = await run_in_threadpool(views.plan_of, p, [])
     active = {run.state.bake: run.state for run in settings.runner.all() if not run.ended}
-    return HTMLResponse(page.render(rows, planned, active, token_required=settings.token is not None))
+    elsewhere = {other.bake: other.holder for other in running_bakes(settings.state_dir / "locks")
+                 if other.bake not in active}
+    return HTMLResponse(page.render(rows, planned, active, token_required=settings.token is not None,
+                                    elsewhere=elsewhere))
 
 
 # --- errors and limits ---
@@ -212,6 +239,7 @@ def create_app(root: Path, runner: Runner, token: str | None, allowed_hosts: tup
         Route("/ping", ping),
         Route("/healthcheck", healthcheck),
         Route("/status", status),
+        Route("/running/{bake}/log", running_log),
         Route("/amis", all_amis),
         Route("/amis/{bake}", amis_of),
         Route("/plan", plan_all),

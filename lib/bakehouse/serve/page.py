@@ -10,6 +10,7 @@ from typing import Any
 from .runs import RunState
 
 ROW_HEIGHT, COLUMN_WIDTH, BOX_WIDTH, BOX_HEIGHT = 46, 190, 160, 30
+REFRESH_SECONDS = 3  # how often the page asks what changed
 
 STYLE = """
 body { font: 15px/1.4 system-ui, sans-serif; margin: 2em; color: #1d2733; }
@@ -49,6 +50,51 @@ async function bake(name) {
     }
   }
 }
+async function watchElsewhere(bake) {
+  result.textContent = 'watching the bake of ' + bake + ' started elsewhere...';
+  for (;;) {
+    const answer = await fetch('/running/' + encodeURIComponent(bake) + '/log');
+    if (!answer.ok) { result.textContent = bake + ': no longer running'; refresh(); return; }
+    log.textContent = await answer.text(); log.scrollTop = log.scrollHeight;
+    await new Promise(done => setTimeout(done, 1000));
+  }
+}
+function watchButton(cell, onclick) {
+  let button = cell.querySelector('.watch-button');
+  if (!onclick) { if (button) button.remove(); return; }
+  if (!button) {
+    button = document.createElement('button'); button.type = 'button'; button.className = 'watch-button';
+    button.textContent = 'Watch'; cell.append(' ', button);
+  }
+  button.onclick = onclick;
+}
+// What changes (images, ages, states, reasons, runs started anywhere) is refreshed in place.
+async function refresh() {
+  let amis, plan, status;
+  try {
+    [amis, plan, status] = await Promise.all(['/amis', '/plan', '/status'].map(
+      path => fetch(path).then(answer => answer.json())));
+  } catch (error) { return; }
+  const planned = Object.fromEntries(plan.bakes.map(row => [row.bake, row]));
+  const ours = Object.fromEntries(status.running.concat(status.queued).map(run => [run.bake, run]));
+  const others = Object.fromEntries(status.elsewhere.map(run => [run.bake, run]));
+  for (const row of amis.bakes) {
+    const tr = document.querySelector('#bakes tr[data-bake="' + CSS.escape(row.bake) + '"]');
+    if (!tr) continue;
+    const cells = tr.querySelectorAll('td'), wanted = planned[row.bake] || {};
+    const action = wanted.action || 'error', run = ours[row.bake], other = others[row.bake];
+    cells[1].querySelector('code').textContent = row.image ? row.image.image_id : 'none yet';
+    cells[2].textContent = row.image ? row.image.age : '-';
+    cells[3].textContent = run ? run.state : other ? 'running (' + other.holder + ')' : action;
+    cells[3].className = action + ' state';
+    cells[4].textContent = wanted.error || (wanted.reasons || []).join('; ') || 'up to date';
+    watchButton(cells[5], run ? () => watch(run.id) : other ? () => watchElsewhere(row.bake) : null);
+  }
+  const counts = plan.counts, toBake = counts.bake + counts['bake-missing'];
+  document.getElementById('summary').textContent = toBake + ' to bake, ' + counts.keep + ' up to date' +
+    (counts.error ? ', ' + counts.error + ' cannot be planned' : '');
+}
+setInterval(refresh, REFRESH_MS);
 async function watch(id) {
   result.textContent = 'watching ' + id + '...';
   for (;;) {
@@ -67,9 +113,12 @@ async function watch(id) {
 
 
 def render(rows: list[dict[str, Any]], planned: dict[str, Any], active: dict[str, RunState],
-           token_required: bool) -> str:
+           token_required: bool, elsewhere: dict[str, str] | None = None) -> str:
+    """`elsewhere`: bake -> who holds it, for bakes running on this machine that this server
+    did not start (a terminal's `doit`, a CI job)."""
     plan_rows = {row["bake"]: row for row in planned["bakes"]}
-    table = "".join(_row(row, plan_rows.get(row["bake"], {}), active.get(row["bake"])) for row in rows)
+    table = "".join(_row(row, plan_rows.get(row["bake"], {}), active.get(row["bake"]), (elsewhere or {}).get(row["bake"]))
+                    for row in rows)
     token = ('<p><label>Token <input id="token" type="password" autocomplete="off"></label></p>'
              if token_required else "")
     return f"""<!doctype html>
@@ -77,7 +126,7 @@ def render(rows: list[dict[str, Any]], planned: dict[str, Any], active: dict[str
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>
 <body>
 <h1>bakehouse</h1>
-<p>{_summary(planned)}</p>
+<p id="summary">{_summary(planned)}</p>
 {token}
 <table id="bakes">
 <thead><tr><th>Bake</th><th>Image in use</th><th>Age</th><th>State</th><th>Why</th><th></th></tr></thead>
@@ -88,7 +137,7 @@ def render(rows: list[dict[str, Any]], planned: dict[str, Any], active: dict[str
 <h2>Log</h2>
 <p id="result"></p>
 <pre id="log"></pre>
-<script>{SCRIPT}</script>
+<script>const REFRESH_MS = {REFRESH_SECONDS * 1000};{SCRIPT}</script>
 </body></html>
 """
 
@@ -100,14 +149,16 @@ def _summary(planned: dict[str, Any]) -> str:
                   (f", {counts['error']} cannot be planned" if counts["error"] else ""))
 
 
-def _row(row: dict[str, Any], planned: dict[str, Any], running: RunState | None) -> str:
+def _row(row: dict[str, Any], planned: dict[str, Any], running: RunState | None, holder: str | None) -> str:
     name = escape(row["bake"])
     image = row["image"]
     action = planned.get("action", "error")
-    state = f"{running.state}" if running else action
+    state = f"{running.state}" if running else f"running ({holder})" if holder else action
     why = planned.get("error") or "; ".join(planned.get("reasons") or []) or "up to date"
     watch = (f' <button type="button" class="watch-button" onclick="watch(\'{escape(running.id)}\')">Watch</button>'
-             if running else "")
+             if running else
+             f' <button type="button" class="watch-button" onclick="watchElsewhere(\'{name}\')">Watch</button>'
+             if holder else "")
     return (f'<tr data-bake="{name}"><td>{name}</td>'
             f'<td><code>{escape(image["image_id"]) if image else "none yet"}</code></td>'
             f'<td>{escape(image["age"]) if image else "-"}</td>'
