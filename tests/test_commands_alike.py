@@ -100,3 +100,18 @@ def test_an_unreachable_endpoint_is_never_a_silent_wait(aws_repo: Path, aws_env:
         f"waiting for AWS: EC2 DescribeImages in us-east-1 at http://127.0.0.1:9: Could not connect to the endpoint "
         f"URL; attempt {n} of 3, trying again" for n in (1, 2)], run.output
     assert "attempt 3 of 3" not in run.output  # the last attempt's failure is the error, not a wait
+
+
+def test_ssh_against_an_emulator_is_said_before_packer_waits_for_it(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    """The shipped AWS example logs in over SSH; against moto (not AWS) packer would wait for
+    SSH for minutes. The plan says why it cannot work, in one line; `none` bakes."""
+    base = aws_repo / "bakes" / "aws-base.toml"
+    base.write_text(base.read_text().replace('communicator = "none"', 'communicator = "ssh"', 1))
+    endpoint = aws_env["AWS_ENDPOINT_URL_EC2"]
+    line = (f'bakes/aws-base.toml: communicator = "ssh" against {endpoint}, which is not AWS: an emulator\'s '
+            "instances run nothing to log in to, so packer would wait for SSH until it gives up; set "
+            'communicator = "none" to bake against it')
+    plan = run_doit(aws_repo, "plan", "aws-base", env=aws_env)
+    assert plan.returncode == 2 and line in plan.output, plan.output
+    baked = run_doit(aws_repo, "bake:aws-base", env=aws_env)
+    assert baked.returncode != 0 and line in baked.output and "Waiting for SSH" not in baked.output, baked.output

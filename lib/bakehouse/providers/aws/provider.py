@@ -24,6 +24,7 @@ import re
 import shlex
 import sys
 import secrets
+import urllib.parse
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -63,6 +64,9 @@ TRANSIENT = re.compile(
     r"|InternalError|InternalFailure|ServiceUnavailable|Unavailable|RequestExpired|RequestTimeout(?:Exception)?"
     r"|connection reset by peer|i/o timeout)\b"
 )
+
+
+AWS_HOST_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")  # AWS's own endpoints
 
 
 class AwsProvider:
@@ -181,7 +185,19 @@ class AwsProvider:
         return ()  # an AMI names its own: listed inside it over SSH (contents.py)
 
     def preflight(self, bake: Bake) -> None:
-        pass  # the source AMI is found when planning (source()); the rest only AWS can tell
+        """An endpoint that is not AWS's own (an emulator such as moto on 127.0.0.1) runs no
+        instance anyone can log in to: with communicator = "ssh", packer would wait for SSH
+        until it gives up, minutes later. Said first, in one line. (The source AMI is found when
+        planning, by source(); the rest only AWS can tell.)"""
+        endpoint = ec2_endpoint()
+        if endpoint is None or settings_of(bake).communicator != "ssh":
+            return
+        host = urllib.parse.urlsplit(endpoint).hostname or ""
+        if host.endswith(AWS_HOST_SUFFIXES):
+            return  # a VPC or FIPS endpoint of AWS itself: its instances are real
+        raise AwsError(f"{bake.where}: communicator = \"ssh\" against {endpoint}, which is not AWS: an emulator's "
+                       "instances run nothing to log in to, so packer would wait for SSH until it gives up; "
+                       "set communicator = \"none\" to bake against it")
 
     def attest(self, job: BakeJob, image: ImageRecord, out: TextIO) -> None:
         """The provenance (provenance.py) of the AMIs this run made: one statement about them
