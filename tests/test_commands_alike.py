@@ -104,7 +104,8 @@ def test_an_unreachable_endpoint_is_never_a_silent_wait(aws_repo: Path, aws_env:
 
 def test_ssh_against_an_emulator_is_said_before_packer_waits_for_it(aws_repo: Path, aws_env: dict[str, str]) -> None:
     """The shipped AWS example logs in over SSH; against moto (not AWS) packer would wait for
-    SSH for minutes. The plan says why it cannot work, in one line; `none` bakes."""
+    SSH for minutes. The bake says why it cannot work, in one line, before packer starts; the
+    plan (and the key) stay as they are."""
     base = aws_repo / "bakes" / "aws-base.toml"
     base.write_text(base.read_text().replace('communicator = "none"', 'communicator = "ssh"', 1))
     endpoint = aws_env["AWS_ENDPOINT_URL_EC2"]
@@ -112,6 +113,41 @@ def test_ssh_against_an_emulator_is_said_before_packer_waits_for_it(aws_repo: Pa
             "instances run nothing to log in to, so packer would wait for SSH until it gives up; set "
             'communicator = "none" to bake against it')
     plan = run_doit(aws_repo, "plan", "aws-base", env=aws_env)
-    assert plan.returncode == 2 and line in plan.output, plan.output
+    assert plan.returncode == 1 and line not in plan.output, plan.output
     baked = run_doit(aws_repo, "bake:aws-base", env=aws_env)
     assert baked.returncode != 0 and line in baked.output and "Waiting for SSH" not in baked.output, baked.output
+
+
+def _on_a_terminal(repo: Path, args: list[str], env: dict[str, str]) -> str:
+    """`doit ARGS` with its output on a pseudo-terminal, as in an interactive shell."""
+    import pty
+    import sys
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: doit, on the terminal
+        os.chdir(repo)
+        os.execve(sys.executable, [sys.executable, "-m", "doit", *args], {**os.environ, **env})
+    output = b""
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # the terminal closed: doit ended
+            break
+        if not data:
+            break
+        output += data
+    os.waitpid(pid, 0)
+    return output.decode(errors="replace")
+
+
+def test_a_bake_says_which_step_of_how_many_it_is_at_in_colour_only_on_a_terminal(repo: Path) -> None:
+    piped = run_doit(repo, "bake:hello", "--rebake", check=True).output
+    steps = [line for line in piped.splitlines() if " step " in line and line.startswith("[hello] step")]
+    assert [line.rsplit(" (", 1)[0] for line in steps] == [
+        "[hello] step 1/3 mounting the base", "[hello] step 2/3 installing packages", "[hello] step 3/3 writing the image"]
+    assert all(line.endswith(")") and line.rsplit(" (", 1)[1][:-1].count(":") == 1 for line in steps)  # elapsed m:ss
+    assert "\x1b[" not in piped  # piped: no colour
+    shown = _on_a_terminal(repo, ["bake:hello", "--rebake"], {})
+    assert "\x1b[1;36m[hello] step 1/3 mounting the base (" in shown
+    plain = _on_a_terminal(repo, ["bake:hello", "--rebake"], {"NO_COLOR": "1"})
+    assert "[hello] step 1/3 mounting the base (" in plain and "\x1b[" not in plain

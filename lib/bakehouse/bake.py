@@ -20,6 +20,7 @@ from .errors import BakehouseError, PackageError, PackerError, RecordedError
 from .files import write_atomically
 from .interrupts import JOURNAL, deferred
 from .pins import LOCK_FILE
+from .progress import steps_of
 from .locks import bake_lock, note_base, note_log
 from .logs import failure_note, write_failure
 from .providers import BakeJob, NotShared, Provider, SharedHold
@@ -79,6 +80,7 @@ def _bake_locked(
         base = decision.bake.base
         raise BakehouseError(f"{name}: its base '{base}' has no current image; bake it first: doit bake:{base}")
     provider = planner.provider_of(name)
+    provider.before_packer(decision.bake)  # what would make packer fail or hang, in one line first
     for leftover in provider.sweep(decision.bake):
         out.write(f"[{name}] removed {leftover}, left by a bake that never finished\n")
     for cleared in scratch.sweep(planner.project.root, name):  # a killed run's scratch, mounts and all
@@ -191,7 +193,7 @@ def _packer(
         packer.PackerRun(
             label=job.bake.name, template=template_path, log_path=job.log,
             timeout_seconds=job.bake.timeout_seconds, inherit_fds=(lock_fd,), append_log=retry,
-            scratch=scratch.new_run(planner.project.root, job.bake.name),
+            scratch=scratch.new_run(planner.project.root, job.bake.name), steps=steps_of(decision.bake.template),
         ),
         out,
     )

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import scratch
+from .progress import Progress, Step, coloured
 from .errors import BakehouseError, PackerError
 from .files import write_atomically
 
@@ -43,6 +44,7 @@ class PackerRun:
     inherit_fds: tuple[int, ...] = ()  # e.g. the bake's lock, held by packer while it runs
     append_log: bool = False  # a retry of the same bake: its log goes on after the first
     scratch: Path | None = None  # the run's own scratch folder (scratch.py): made, then cleared
+    steps: tuple[Step, ...] = ()  # the template's steps, for progress lines (progress.py)
 
 
 class Cancelled(KeyboardInterrupt):
@@ -145,7 +147,7 @@ def _build(run: PackerRun, env: dict[str, str], out: TextIO) -> None:
             raise _cannot_run(run.packer, error) from None
         deadline = _Deadline(process, run.timeout_seconds)
         try:
-            _stream(process, run.label, out, log, tail, said)
+            _stream(process, run.label, out, log, tail, said, Progress(run.label, run.steps, coloured(out)))
             returncode = process.wait()
         except KeyboardInterrupt:
             _note(f"cancelled: asking packer to clean up (up to {CLEANUP_GRACE_SECONDS}s; "
@@ -163,7 +165,7 @@ def _build(run: PackerRun, env: dict[str, str], out: TextIO) -> None:
             f"cancelled; full log: {run.log_path}"
         )
     if returncode != 0:
-        out.write(f"[{run.label}] packer failed; last lines:\n")
+        out.write(Progress(run.label, (), coloured(out)).failed(f"[{run.label}] packer failed; last lines:") + "\n")
         for line in tail:
             out.write(f"[{run.label}]   {line}\n")
         if said:  # a script of the bake said why, in one line: that is the error
@@ -209,7 +211,7 @@ def _note(message: str, label: str, out: TextIO, log: TextIO) -> None:
 
 def _stream(
     process: subprocess.Popen[str], label: str, out: TextIO, log: TextIO, tail: collections.deque[str],
-    said: list[str] | None = None,
+    said: list[str] | None = None, progress: Progress | None = None,
 ) -> None:
     """Show and log packer's output; keep its last lines in `tail`, and in `said` what the
     bake's scripts said was wrong (SCRIPT_ERROR), wherever it came in the output."""
@@ -219,6 +221,9 @@ def _stream(
         tail.append(line)
         if said is not None and (error := SCRIPT_ERROR.search(line)):
             said.append(error[1].strip())
+        step = progress.line(line) if progress is not None else None
+        if step is not None:
+            out.write(step + "\n")
         log.write(raw)
         log.flush()
         out.write(f"[{label}] {line}\n")

@@ -90,6 +90,7 @@ sh "$CONTENTS_SCRIPT" "$check" > "$CONTENTS"
 mkdir -p "$LAYER_CACHE"
 exec 9>>"$LAYER_CACHE/.in-use"
 flock -s 9
+echo "local-base: writing the image"
 uninterrupted "$IMAGE_TOOL" base "$partial" "$OUTPUT" --ref "$REF" --created "$CREATED" --architecture "$ARCHITECTURE" \
     --created-by "bakehouse: mmdebstrap --variant=$VARIANT $SUITE" --cache "$LAYER_CACHE"
 echo "local-base: $count packages in $OUTPUT"

@@ -68,6 +68,7 @@ trap 'exit 130' INT TERM  # cancelled: the EXIT trap still unmounts and removes 
 mkdir -p "$LAYER_CACHE"
 exec 9>>"$LAYER_CACHE/.in-use"
 flock -s 9
+echo "local-service: mounting the base image"
 uninterrupted "$IMAGE_TOOL" root "$BASE_IMAGE" "$work" --cache "$LAYER_CACHE"
 
 inbox="$root/tmp/bakehouse"
@@ -124,6 +125,7 @@ done
 unmount "$root"
 rm -rf "$work/upper/var/lib/apt/lists" "$work/upper/var/cache/apt"
 
+echo "local-service: writing the image"
 uninterrupted "$IMAGE_TOOL" commit "$work" "$BASE_IMAGE" "$OUTPUT" --ref "$REF" --created "$CREATED" \
     --created-by "bakehouse: installed ${specs[*]:-nothing}" --source-date-epoch "$SOURCE_DATE_EPOCH"
 echo "local-service: wrote $OUTPUT"

@@ -150,6 +150,12 @@ class Provider(Protocol):
         (a suite its mirror does not have); a check that cannot be made now is skipped."""
         ...
 
+    def before_packer(self, bake: Bake) -> None:
+        """Just before packer runs: raise (one line) what can be told now to make packer fail
+        or hang (SSH asked of an emulator's instances). Not at plan time: such a bake's plan
+        and key stay what they are."""
+        ...
+
     def os_name(self, bake: Bake) -> str:
         """The OS a base bake's images are (a Debian suite, an AMI bake's `os`), as Spinnaker's
         `base_os` names it (doit serve)."""

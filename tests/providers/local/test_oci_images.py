@@ -59,7 +59,7 @@ def test_images_are_oci_layouts_and_a_service_holds_only_its_own_layer(repo: Pat
 
     listing = run_doit(repo, "images", check=True).output
     assert hello_seen["Digest"] in listing and base_seen["Digest"] in listing
-    assert re.search(r"2 layers, [\d.]+ KiB own, [\d.]+ MiB in all", listing), listing
+    assert re.search(r"2 layers, [\d.]+ KiB own, [\d.]+ MiB shared with other images, [\d.]+ MiB in all", listing), listing
 
     copy = tmp_path / "copy"
     subprocess.run(["skopeo", "copy", f"oci:{hello_layout}:hello", f"oci:{copy}:hello"], check=True,

@@ -185,10 +185,12 @@ class AwsProvider:
         return ()  # an AMI names its own: listed inside it over SSH (contents.py)
 
     def preflight(self, bake: Bake) -> None:
+        pass  # the source AMI is found when planning (source()); the rest only AWS can tell
+
+    def before_packer(self, bake: Bake) -> None:
         """An endpoint that is not AWS's own (an emulator such as moto on 127.0.0.1) runs no
         instance anyone can log in to: with communicator = "ssh", packer would wait for SSH
-        until it gives up, minutes later. Said first, in one line. (The source AMI is found when
-        planning, by source(); the rest only AWS can tell.)"""
+        until it gives up, minutes later. Said first, in one line."""
         endpoint = ec2_endpoint()
         if endpoint is None or settings_of(bake).communicator != "ssh":
             return

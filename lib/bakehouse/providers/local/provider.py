@@ -83,6 +83,9 @@ class LocalProvider:
                                    f"(it has no dists/{source.suite}/InRelease or Release)"
                                    + (f"; did you mean '{near[0]}'?" if near else ""))
 
+    def before_packer(self, bake: Bake) -> None:
+        pass  # what can be told is told at plan time (preflight)
+
     def attest(self, job: BakeJob, image: ImageRecord, out: TextIO) -> None:
         made = read_image(self._image_path(job))
         built_on = [] if job.base_image is None else [
