@@ -104,23 +104,21 @@ def build(run: PackerRun, out: TextIO) -> None:
     run.scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         env = {**env, scratch.RUN_VARIABLE: run.scratch.name, scratch.RUN_DIR_VARIABLE: str(run.scratch)}
-        if len(str(run.scratch)) <= SOCKET_ROOM:  # packer's own files too (its log, if it is killed)
-            env["TMPDIR"] = str(run.scratch)
+        own = scratch.packer_tmp(run.scratch)  # packer's own files too (its log, if it is killed)
+        if own is not None:
+            own.mkdir(mode=0o700, parents=True, exist_ok=True)
+            env["TMPDIR"] = str(own)
         _build(run, env, out)
     finally:
         _clear(run.label, run.scratch, out)
 
 
-# packer's plugins listen on unix sockets in its TMPDIR (`packer-plugin<10 digits>`), whose path
-# may be 108 bytes at most: a longer scratch path than this stays out of packer's own TMPDIR.
-SOCKET_ROOM = 80
-
-
 def _clear(label: str, run_scratch: Path, out: TextIO) -> None:
     """Remove the run's scratch; say so when a step had left something there (a cancel)."""
+    ours = {run_scratch, scratch.packer_tmp(run_scratch)}  # made by bakehouse for the run: expected
     try:
         for cleared in scratch.clear(run_scratch):
-            if cleared.unmounted or cleared.path != run_scratch:
+            if cleared.unmounted or cleared.path not in ours:
                 out.write(f"[{label}] removed {cleared.path}"
                           f"{f' and unmounted {cleared.unmounted} mounts in it' if cleared.unmounted else ''}, "
                           "left by the interrupted step\n")

@@ -29,6 +29,11 @@ from pathlib import Path
 
 from .errors import BakehouseError
 
+# packer's plugins listen on unix sockets in packer's TMPDIR (`packer-plugin<10 digits>`), whose
+# path may be 107 bytes at most: packer's TMPDIR is the run's folder when its path leaves room,
+# else a folder of the same name in /tmp, else left as it is.
+SOCKET_ROOM = 80
+SHORT_ROOT = Path("/tmp")
 RUN_VARIABLE = "BAKEHOUSE_RUN"  # the run's folder name, for a script that works elsewhere
 RUN_DIR_VARIABLE = "BAKEHOUSE_RUN_DIR"  # the run's folder: its scripts' TMPDIR
 
@@ -54,11 +59,16 @@ def new_run(root: Path, bake: str) -> Path:
     return temporary_root() / f"{_prefix(root, bake)}{secrets.token_hex(4)}"
 
 
+def packer_tmp(run: Path) -> Path | None:
+    """Where packer's own temporary files go for this run: a path short enough for its sockets."""
+    return next((path for path in (run, SHORT_ROOT / run.name) if len(str(path)) <= SOCKET_ROOM), None)
+
+
 def clear(run: Path) -> list[Cleared]:
     """Remove the run's folder and its work folders elsewhere; what was there, and how many
     mounts each held. CannotClear if something stays mounted (then nothing there is removed)."""
     found = []
-    for path in [run, *(place / run.name for place in work_places())]:
+    for path in dict.fromkeys([run, SHORT_ROOT / run.name, *(place / run.name for place in work_places())]):
         if path.exists() or path.is_symlink():
             found.append(Cleared(path, remove_tree(path)))
     return found
@@ -69,7 +79,7 @@ def sweep(root: Path, bake: str) -> list[Cleared]:
     caller holds the bake's lock, so no run of it is using any of these."""
     prefix = _prefix(root, bake)
     found = []
-    for place in {temporary_root(), *work_places()}:
+    for place in {temporary_root(), SHORT_ROOT, *work_places()}:
         try:
             leftovers = sorted(entry for entry in place.iterdir() if entry.name.startswith(prefix))
         except OSError:
