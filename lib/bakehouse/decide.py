@@ -268,9 +268,7 @@ class Planner:
         return self._sources_state(bake, self.provider_of(bake.name), manifest).releases
 
     def _sources_state(self, bake: Bake, provider: Provider, manifest: Manifest) -> SourcesState:
-        sources: list[Repository] = []
-        for step in self.graph.chain(bake.name):
-            sources += [*self.provider_of(step.name).package_sources(step), *step.repositories]
+        sources = list(self._chain_sources(bake))
         if manifest.sources:
             sources += parse_sources("\n".join(manifest.sources), "", f"{manifest.image_id}: its apt sources")
         try:
@@ -278,31 +276,33 @@ class Planner:
         except PackageError as error:
             raise PackageError(f"{bake.name}: checking for updates: {error}") from None
 
+    def _chain_sources(self, bake: Bake) -> tuple[Repository, ...]:
+        """The apt sources bakehouse knows before looking inside the image: those of the
+        bakes it builds on and its own (a local base's mirror, every `[[repository]]`)."""
+        return tuple(source for step in self.graph.chain(bake.name)
+                     for source in (*self.provider_of(step.name).package_sources(step), *step.repositories))
+
     def _check_offered(self, bake: Bake, provider: Provider, packages: tuple[ResolvedPackage, ...]) -> None:
         """A version a bake pins by name (apt takes it from the image's sources) must be one
         those sources offer: refused here, in one line, not by apt minutes into the bake. The
         sources are known when the chain starts from a mirror (a local base); an AMI's own are
         known only inside it, and apt answers there."""
         pinned = [package for package in packages if package.origin == "pinned" and package.version is not None]
-        chain = self.graph.chain(bake.name)
-        if not pinned or not self.provider_of(chain[0].name).package_sources(chain[0]):
+        root = self.graph.chain(bake.name)[0]
+        if not pinned or not self.provider_of(root.name).package_sources(root):
             return
-        sources = tuple(source for step in chain
-                        for source in (*self.provider_of(step.name).package_sources(step), *step.repositories))
+        sources = self._chain_sources(bake)
         try:
             state = self.updates.state(sources, provider.architecture(bake))
-            for package in pinned:
-                assert package.version is not None
-                if state.offers_version(package.name, package.version):
-                    continue
-                newest = state.newest(package.name)
-                offered = f"the newest there is {newest.version}" if newest else "none has it at all"
-                raise PackageError(f"{bake.where}: packages: {package.spec}: no such version in its sources "
-                                   f"({'; '.join(source.label for source in sources)}): {offered}")
+            missing = [package for package in pinned if not state.offers_version(package.name, str(package.version))]
+            newest = {package.name: state.newest(package.name) for package in missing}
         except PackageError as error:
-            if str(error).startswith(bake.where):
-                raise
             raise PackageError(f"{bake.name}: checking its pinned versions: {error}") from None
+        for package in missing:
+            found = newest[package.name]
+            offered = f"the newest there is {found.version}" if found else "none has it at all"
+            raise PackageError(f"{bake.where}: packages: {package.spec}: no such version in its sources "
+                               f"({'; '.join(source.label for source in sources)}): {offered}")
 
     def _why(
         self, bake: Bake, provider: Provider, missing: tuple[str, ...], matching: list[ImageRecord],

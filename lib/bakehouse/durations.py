@@ -26,11 +26,3 @@ def parse_duration(where: str, value: Any) -> timedelta:
     except OverflowError:  # beyond any range a key allows: its caller says how long it may be
         return timedelta.max
 
-
-def describe(length: timedelta) -> str:
-    """A length as a user writes one, in its largest whole unit: 2w, 14d, 36h, 45m, 90s."""
-    seconds = int(length.total_seconds())
-    for unit, size in sorted(UNITS.items(), key=lambda item: -item[1]):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"

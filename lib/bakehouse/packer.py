@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import scratch
+from .interrupts import CANCELLING, deferred
 from .progress import Progress, Step, coloured
 from .errors import BakehouseError, PackerError
 from .files import write_atomically
@@ -134,16 +135,19 @@ def _build(run: PackerRun, env: dict[str, str], out: TextIO) -> None:
     said: list[str] = []
     with run.log_path.open("a" if run.append_log else "w", encoding="utf-8") as log:
         log.write(f"$ {' '.join(argv)}\n")
-        try:
-            process = subprocess.Popen(
-                argv, cwd=run.template.parent, env=env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-                start_new_session=True,  # our Ctrl-C reaches packer only through us, as SIGINT
-                pass_fds=run.inherit_fds, preexec_fn=_cancel_when_parent_dies,
-            )
-        except OSError as error:
-            raise _cannot_run(run.packer, error) from None
-        deadline = _Deadline(process, run.timeout_seconds)
+        # Started as one step: a Ctrl-C that arrives while packer starts waits until the
+        # `except KeyboardInterrupt` below can cancel it, instead of leaving it running.
+        with deferred():
+            try:
+                process = subprocess.Popen(
+                    argv, cwd=run.template.parent, env=env, stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                    start_new_session=True,  # our Ctrl-C reaches packer only through us, as SIGINT
+                    pass_fds=run.inherit_fds, preexec_fn=_cancel_when_parent_dies,
+                )
+            except OSError as error:
+                raise _cannot_run(run.packer, error) from None
+            deadline = _Deadline(process, run.timeout_seconds)
         try:
             _stream(process, run.label, out, log, tail, said, Progress(run.label, run.steps, coloured(out)))
             returncode = process.wait()
@@ -198,6 +202,7 @@ def _cancel_when_parent_dies() -> None:
     what it makes. What its scripts leave is swept by the next bake (Provider.sweep)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, CANCELLING)  # held by the parent while it starts us
 
 
 def _note(message: str, label: str, out: TextIO, log: TextIO) -> None:

@@ -93,10 +93,10 @@ def rebake(scratch: Path, name: str, say: Callable[[str], None]) -> None:
             output.append(line)
             if re.match(r"\[[\w-]+\] (baking|baked) ", line):
                 say(f"  {line.rstrip()}")
-    run = subprocess.CompletedProcess(process.args, process.returncode, "".join(output))
-    lines = [line for line in run.stdout.splitlines() if line.strip()]
-    (scratch / "rebake.log").write_text(run.stdout, encoding="utf-8")
-    if run.returncode != 0:
+    text = "".join(output)
+    lines = [line for line in text.splitlines() if line.strip()]
+    (scratch / "rebake.log").write_text(text, encoding="utf-8")
+    if process.returncode != 0:
         failed = [lines[at + 1] for at, line in enumerate(lines[:-1]) if line.startswith("TaskFailed - taskid:")]
         raise CannotVerify(f"{name}: the rebake failed: {(failed or lines or ['no output'])[-1]} "
                            f"(its log: {scratch / 'rebake.log'})")

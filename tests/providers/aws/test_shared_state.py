@@ -12,6 +12,8 @@ import signal
 import hashlib
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
@@ -52,6 +54,26 @@ def start(repo: Path, env: dict[str, str], name: str, *args: str) -> subprocess.
 
 def output(repo: Path) -> str:
     return (repo / "runner.log").read_text()
+
+
+@contextmanager
+def stalled_after_packer(repo: Path, env: dict[str, str], tmp_path: Path, target: str) -> Iterator[subprocess.Popen[str]]:
+    """Runner A's `doit TARGET`, its statement's upload held (packer is done, its instance
+    gone) and the runner stopped there (SIGSTOP, a paused VM); when the block ends it resumes,
+    is waited for, and the fault proxy in front of S3 is stopped by its own pid."""
+    events = tmp_path / "faults.jsonl"
+    proxy, url = start_fault_proxy(env["AWS_ENDPOINT_URL_S3"], {"faults": [
+        {"s3": "PutObject", "path": "provenance", "hold_seconds": 1}]}, events)
+    process = start(repo, {**env, "AWS_ENDPOINT_URL_S3": url}, "runner-a", target)
+    try:
+        wait_until(lambda: events.exists() and '"held"' in events.read_text(), seconds=120)
+        os.killpg(process.pid, signal.SIGSTOP)
+        yield process
+    finally:
+        os.killpg(process.pid, signal.SIGCONT)
+        process.wait(timeout=300)
+        proxy.kill()
+        proxy.wait(timeout=10)
 
 
 def test_one_bake_started_on_three_runners_at_once_bakes_once_and_all_finish_with_its_ami(
@@ -254,20 +276,10 @@ def test_a_stalled_runner_that_lost_its_lease_records_nothing_and_removes_what_i
     env = shared_env(aws_env)
     s3(env).create_bucket(Bucket=BUCKET)
     first, second = runners(aws_repo, 2, lease="4s")
-    events = tmp_path / "faults.jsonl"
-    proxy, url = start_fault_proxy(env["AWS_ENDPOINT_URL_S3"], {"faults": [
-        {"s3": "PutObject", "path": "provenance", "hold_seconds": 1}]}, events)
-    stalled = start(first, {**env, "AWS_ENDPOINT_URL_S3": url}, "runner-a", "bake:aws-base")
-    try:
-        wait_until(lambda: events.exists() and '"held"' in events.read_text(), seconds=120)
-        os.killpg(stalled.pid, signal.SIGSTOP)
+    with stalled_after_packer(first, env, tmp_path, "bake:aws-base") as stalled:
         taken = run_doit(second, "bake:aws-base", env={**env, "BAKEHOUSE_RUNNER": "runner-b"}, check=True)
         assert "held by runner-a" in taken.output and "[aws-base] baked " in taken.output, taken.output
-    finally:
-        os.killpg(stalled.pid, signal.SIGCONT)
-        code = stalled.wait(timeout=300)
-        proxy.kill()
-        proxy.wait(timeout=10)
+    code = stalled.returncode
     assert code != 0, output(first)
     assert "lost the shared lock" in output(first), output(first)
     assert "[aws-base] baked " not in output(first), output(first)
@@ -290,13 +302,7 @@ def test_prune_on_one_runner_keeps_the_base_a_bake_on_another_runner_builds_on(
     run_doit(first, "bake:aws-base", env=env, check=True)
     (old_base,) = {ami["tags"]["bakehouse:image"] for ami in amis(env, "us-east-1", "aws-base")}
     later = {"BAKEHOUSE_NOW": "2030-01-01T00:00:00+00:00"}  # every image past min_age
-    events = tmp_path / "faults.jsonl"
-    proxy, url = start_fault_proxy(env["AWS_ENDPOINT_URL_S3"], {"faults": [
-        {"s3": "PutObject", "path": "provenance", "hold_seconds": 1}]}, events)
-    running = start(first, {**env, "AWS_ENDPOINT_URL_S3": url}, "runner-a", "bake:aws-hello")
-    try:
-        wait_until(lambda: events.exists() and '"held"' in events.read_text(), seconds=120)
-        os.killpg(running.pid, signal.SIGSTOP)
+    with stalled_after_packer(first, env, tmp_path, "bake:aws-hello") as running:
         bake_file = second / "bakes" / "aws-base.toml"
         bake_file.write_text(bake_file.read_text() + '\n[prune]\nkeep = 1\nmin_age = "1h"\n')
         run_doit(second, "bake:aws-base", "--rebake", env={**env, "BAKEHOUSE_RUNNER": "runner-b"}, check=True)
@@ -305,11 +311,7 @@ def test_prune_on_one_runner_keeps_the_base_a_bake_on_another_runner_builds_on(
         assert re.search(rf"^aws-base\s+{old_base}\s.*keep\s+base of the running bake of aws-hello on runner-a$",
                          pruned.output, re.M), pruned.output
         assert old_base in {ami["tags"]["bakehouse:image"] for ami in amis(env, "us-east-1", "aws-base")}
-    finally:
-        os.killpg(running.pid, signal.SIGCONT)
-        code = running.wait(timeout=300)
-        proxy.kill()
-        proxy.wait(timeout=10)
+    code = running.returncode
     assert code == 0, output(first)
     assert "[aws-hello] baked " in output(first), output(first)
     # A is done and its lease gone: the old base is kept now as the base of aws-hello's image.
