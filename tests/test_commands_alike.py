@@ -151,3 +151,22 @@ def test_a_bake_says_which_step_of_how_many_it_is_at_in_colour_only_on_a_termina
     assert "\x1b[1;36m[hello] step 1/3 mounting the base (" in shown
     plain = _on_a_terminal(repo, ["bake:hello", "--rebake"], {"NO_COLOR": "1"})
     assert "[hello] step 1/3 mounting the base (" in plain and "\x1b[" not in plain
+
+
+def test_commands_find_the_repository_from_a_folder_below_it(repo: Path) -> None:
+    below = repo / "bakes"
+    at_root = run_doit(repo, "plan", "hello")
+    from_below = run_doit(below, "plan", "hello")
+    assert from_below.returncode == at_root.returncode == 1, from_below.output  # hello is not baked yet
+    assert from_below.output == at_root.output
+    assert "bake:hello" in run_doit(below, "list", "--all", check=True).output
+    assert "-- bake:base" in run_doit(below, "bake:base", check=True).output  # up to date, as at the root
+    assert not (below / ".bakehouse").exists() and not list(below.glob(".doit.db*"))
+
+
+def test_outside_any_repository_is_one_line(tmp_path: Path) -> None:
+    for args in (["plan"], [], ["list"]):
+        run = run_doit(tmp_path, *args)
+        assert run.returncode == 3
+        assert run.output == ("ERROR: doit: no dodo.py here or in any folder above; run doit inside a "
+                              "bakehouse repository (`doit init` makes one in an empty folder)\n"), args

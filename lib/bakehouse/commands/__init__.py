@@ -11,6 +11,10 @@ from typing import Any
 
 from doit.cmd_base import DoitCmdBase
 from doit.cmdparse import CmdOption, CmdParseError
+from doit.exceptions import InvalidDodoFile
+
+NO_REPOSITORY = ("doit: no dodo.py here or in any folder above; run doit inside a bakehouse "
+                 "repository (`doit init` makes one in an empty folder)")
 
 
 class Command(DoitCmdBase):
@@ -19,6 +23,23 @@ class Command(DoitCmdBase):
     lists the repr of every option it parsed with (a screenful for `doit images --sbom`)."""
 
     options_anywhere = True  # doit's own `run` keeps options after a task's name for that task
+
+    def get_options(self) -> list[CmdOption]:
+        """doit's options, but dodo.py is sought upwards by default (doit's `-k`), as git finds
+        its repository: `doit plan` works from `bakes/` or any folder below the repository."""
+        options = super().get_options()
+        for option in options:
+            if option.name == "seek_file":
+                option.default = True
+        return options
+
+    def execute(self, params: Any, args: list[str]) -> Any:
+        try:
+            return super().execute(params, args)
+        except InvalidDodoFile as error:
+            if not str(error).startswith("Could not find dodo file 'dodo.py'"):
+                raise
+            raise InvalidDodoFile(NO_REPOSITORY) from None
 
     def parse_execute(self, in_args: list[str]) -> Any:
         if self.options_anywhere:
