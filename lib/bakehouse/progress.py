@@ -41,6 +41,11 @@ AMAZON_EBS: tuple[Step, ...] = (
     (r"Copying AMI|Waiting for AMI copy", "copying to other regions"),
     (r"Adding tags to AMI", "tagging"),
 )
+# Lines within a step worth a line of their own: amazon-ebs names each region it copies to.
+DETAILS: tuple[Step, ...] = (
+    (r"Copying to: (\S+)", "copying to {0}"),
+    (r"Waiting for all copies to complete", "waiting for the copies"),
+)
 BY_TEMPLATE = {"local-base": LOCAL_BASE, "local-service": LOCAL_SERVICE, "amazon-ebs": AMAZON_EBS}
 
 BOLD_CYAN, RED, RESET = "\x1b[1;36m", "\x1b[31m", "\x1b[0m"
@@ -72,9 +77,15 @@ class Progress:
         for number, (pattern, doing) in enumerate(self.steps, 1):
             if number > self.at and re.search(pattern, text):
                 self.at = number
-                shown = f"[{self.label}] step {number}/{len(self.steps)} {doing} ({self.elapsed()})"
-                return f"{BOLD_CYAN}{shown}{RESET}" if self.colour else shown
+                return self._shown(f"step {number}/{len(self.steps)} {doing}")
+        for pattern, doing in DETAILS if self.steps else ():
+            if found := re.search(pattern, text):
+                return self._shown(f"step {self.at}/{len(self.steps)} {doing.format(*found.groups())}")
         return None
+
+    def _shown(self, what: str) -> str:
+        shown = f"[{self.label}] {what} ({self.elapsed()})"
+        return f"{BOLD_CYAN}{shown}{RESET}" if self.colour else shown
 
     def elapsed(self) -> str:
         seconds = int(time.monotonic() - self.started)

@@ -223,6 +223,7 @@ def test_copy_mode_bakes_once_and_copies(aws_repo: Path, aws_env: dict[str, str]
     run = run_doit(aws_repo, env=aws_env, check=True)
     assert baked(run.output) == ["aws-base", "aws-hello"]
     assert "amazon-ebs.us_west_2" not in run.output  # one source block, in us-east-1
+    assert re.search(r"\[aws-hello\] step \d+/\d+ copying to us-west-2 \(\d+:\d\d\)", run.output), run.output
     east, west = (amis(aws_env, region, "aws-hello")[0] for region in REGIONS)
     assert east["tags"]["bakehouse:image"] == west["tags"]["bakehouse:image"]
     assert west["tags"]["base_ami_id"] == amis(aws_env, "us-east-1", "aws-base")[0]["ImageId"]  # copied from east
