@@ -1,4 +1,5 @@
-"""The bake graph of this repository (see README.md): `doit bake:<name>`, `doit info`, `doit`."""
+"""The bake graph of this repository: `doit bake:<name>`, `doit info bake:<name>`, `doit plan`,
+`doit` (bakes in bakes/, packages in packages/, own templates in templates/; see bakehouse's docs)."""
 
 from pathlib import Path
 

@@ -29,7 +29,7 @@ moto's server (tests/moto_ec2.py, which needs the test extra) stands in for AWS:
 AWS account here, so AWS's own latency is not measured, only what bakehouse and packer add.
 
 Each measurement is the median of N runs (default 5). Every repository is generated under
-$BAKEHOUSE_BENCH_DIR (default /tmp/bakehouse-bench) from this checkout's templates/ and
+$BAKEHOUSE_BENCH_DIR (default /tmp/bakehouse-bench) from this checkout's built-in templates and
 packages/, on a tiny busybox base baked once. Results print as Markdown; copy them, with
 the machine, into bench/RESULTS.md.
 """
@@ -37,6 +37,7 @@ the machine, into bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import os
@@ -59,6 +60,7 @@ sys.path.insert(0, str(PROJECT / "lib"))
 
 from bakehouse.decide import Planner  # noqa: E402
 from bakehouse.definitions import load_bakes  # noqa: E402
+from bakehouse.project import BUILT_IN_TEMPLATES  # noqa: E402
 from bakehouse.epoch import now_utc  # noqa: E402
 from bakehouse.project import Project  # noqa: E402
 from bakehouse.providers import open_providers  # noqa: E402
@@ -147,8 +149,7 @@ def new_repo(name: str, base: str) -> Path:
     repo = WORK / name
     shutil.rmtree(repo, ignore_errors=True)
     repo.mkdir(parents=True)
-    for part in ("templates", "packages"):
-        shutil.copytree(PROJECT / part, repo / part)
+    shutil.copytree(PROJECT / "packages", repo / "packages")
     shutil.copy(PROJECT / "dodo.py", repo / "dodo.py")
     (repo / "bakes").mkdir()
     (repo / "bakes" / "base.toml").write_text(base)
@@ -157,16 +158,27 @@ def new_repo(name: str, base: str) -> Path:
 
 def base_repo() -> Path:
     """A repository whose tiny base is baked (once; reused by later runs of the benchmarks
-    while this checkout's templates are the ones it was baked with)."""
+    while this checkout's built-in templates are the ones it was baked with)."""
     repo = WORK / "base-repo"
-    if not (repo / ".bakehouse" / "records" / "base").is_dir() or _templates_of(repo) != _templates_of(PROJECT):
+    if not _baked_with_these_templates(repo):
         run(doit("bake:base"), new_repo("base-repo", BASE))
+        _note_templates(repo)
     return repo
 
 
-def _templates_of(repo: Path) -> dict[str, bytes]:
-    folder = repo / "templates"
-    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+def _templates_now() -> str:
+    folder = BUILT_IN_TEMPLATES
+    return json.dumps({str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+                       for path in sorted(folder.rglob("*")) if path.is_file()}, sort_keys=True)
+
+
+def _baked_with_these_templates(repo: Path) -> bool:
+    stamp = repo / ".bench-templates.json"
+    return (repo / ".bakehouse" / "records" / "base").is_dir() and stamp.is_file() and stamp.read_text() == _templates_now()
+
+
+def _note_templates(repo: Path) -> None:
+    (repo / ".bench-templates.json").write_text(_templates_now())
 
 
 def repo_with_services(name: str, services: int) -> Path:
@@ -270,6 +282,7 @@ WAITING_TEST = f"#!/bin/sh\n# stands in for what an AMI bake waits on (an instan
 def waiting_repo() -> Path:
     """8 services whose bake waits WAIT_SECONDS inside the provisioner (a test script that sleeps)."""
     repo = repo_with_services("parallel-waiting", 8)
+    (repo / "templates" / "scripts").mkdir(parents=True, exist_ok=True)
     (repo / "templates" / "scripts" / "wait.sh").write_text(WAITING_TEST)
     for n in range(1, 9):
         bake = repo / "bakes" / f"svc{n}.toml"
@@ -340,13 +353,14 @@ def _aws_parallel_repo() -> list[tuple[str, Path, dict[str, str]]]:
 def shipped_repo(name: str) -> Path:
     """The shipped bakes as they are (the real minbase base from the host's mirror), baked once."""
     repo = WORK / name
-    if not (repo / ".bakehouse" / "records" / "base").is_dir() or _templates_of(repo) != _templates_of(PROJECT):
+    if not _baked_with_these_templates(repo):
         shutil.rmtree(repo, ignore_errors=True)
         repo.mkdir(parents=True)
-        for part in ("templates", "packages", "bakes"):
+        for part in ("packages", "bakes"):
             shutil.copytree(PROJECT / part, repo / part)
         shutil.copy(PROJECT / "dodo.py", repo / "dodo.py")
         run(doit(), repo)
+        _note_templates(repo)
     return repo
 
 

@@ -35,9 +35,8 @@ variant = "busybox"
 
 
 def new_repo(root: Path) -> Path:
-    """A repository with the shipped templates, packages and hello bake, on a tiny base."""
+    """A repository with the shipped packages and hello bake (the built-in templates), on a tiny base."""
     root.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(PROJECT / "templates", root / "templates")
     shutil.copytree(PROJECT / "packages", root / "packages")
     shutil.copy(PROJECT / "dodo.py", root / "dodo.py")
     shutil.copy(PROJECT / "bakes" / "hello.toml", write(root / "bakes" / "base.toml", TINY_BASE).parent / "hello.toml")
@@ -63,9 +62,9 @@ def repo(baked_base: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def empty_repo(tmp_path: Path) -> Path:
-    """A repository with the shipped templates and no bakes yet."""
+    """A repository with no bakes yet (the built-in templates)."""
     root = tmp_path / "repo"
-    shutil.copytree(PROJECT / "templates", root / "templates")
+    root.mkdir()
     shutil.copy(PROJECT / "dodo.py", root / "dodo.py")
     (root / "bakes").mkdir()
     return root
@@ -109,7 +108,6 @@ def aws_repo(tmp_path: Path) -> Path:
     tries it against moto: the same bakes with communicator = "none" (the one change moto
     needs; the example itself logs in over SSH, as a bake in a real account does)."""
     root = tmp_path / "repo"
-    shutil.copytree(PROJECT / "templates", root / "templates")
     shutil.copytree(PROJECT / "packages", root / "packages")
     shutil.copytree(PROJECT / "examples" / "aws" / "bakes", root / "bakes")
     shutil.copy(PROJECT / "examples" / "aws" / "dodo.py", root / "dodo.py")
@@ -122,10 +120,10 @@ def aws_repo(tmp_path: Path) -> Path:
 
 BAKE_FIXTURES = {"baked_base", "repo", "target_tarball"}
 AWS_FIXTURES = {"moto_url"}
-BAKE_MODULES = {"test_main_job.py"}  # bakes the shipped example from scratch
+BAKE_MODULES = {"test_main_job.py", "test_install.py", "test_docs.py"}  # bake the shipped example from scratch
 # The longest test (the shipped example: two minbase bakes, then its verify, two minutes) starts
 # first, so no worker begins it when the others are nearly done.
-LONGEST_FIRST = ("test_main_job.py",)
+LONGEST_FIRST = ("test_main_job.py", "test_install.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -36,6 +36,18 @@ def run_doit(repo: Path, *args: str, env: dict[str, str] | None = None, check: b
     return result
 
 
+def own_template(repo: Path, name: str) -> Path:
+    """The repository's own copy of the built-in template or script `name` (as a user makes one
+    to change it: templates/NAME overrides the built-in file), made if it is not there yet."""
+    from bakehouse.project import BUILT_IN_TEMPLATES
+
+    path = repo / "templates" / name
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(BUILT_IN_TEMPLATES / name, path)
+    return path
+
+
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(text))

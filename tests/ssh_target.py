@@ -110,8 +110,9 @@ class SshTarget:
 
 
 def templates_with_target(work: Path) -> Path:
-    """The project's templates plus the tests' SSH target template, in one directory."""
+    """A templates directory holding the tests' SSH target template (the built-in templates
+    and scripts are found after it, as in a repository)."""
     templates = work / "templates"
-    shutil.copytree(PROJECT / "templates", templates)
+    templates.mkdir(parents=True)
     shutil.copy(PROJECT / "tests" / "templates" / "ssh-target.pkr.hcl.j2", templates)
     return templates

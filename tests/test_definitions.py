@@ -29,7 +29,7 @@ suite = "bookworm"
         ({"base.toml": "rebuild_every = \"weekly\"\n" + BASE},
          "bakes/base.toml: rebuild_every: 'weekly' is not one of day, week, month (did you mean 'week'?)"),
         ({"base.toml": BASE.replace("local-base", "local-bsae")},
-         "bakes/base.toml: template: no file templates/local-bsae.pkr.hcl.j2 (did you mean 'local-base.pkr.hcl.j2'?)"),
+         "bakes/base.toml: template: no template local-bsae.pkr.hcl.j2, built in or under templates/ (did you mean 'local-base.pkr.hcl.j2'?)"),
         ({"base.toml": BASE, "hello.toml": "template = \"local-service.pkr.hcl.j2\"\nbase = \"bsae\"\n"},
          "bakes/hello.toml: base: 'bsae' is not a bake in bakes/ (did you mean 'base'?)"),
         ({"a.toml": "template = \"local-service.pkr.hcl.j2\"\nbase = \"b\"\n",

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import PROJECT, records, run_doit, serve_directory, write
+from bakehouse import __version__
+from helpers import PROJECT, own_template, records, run_doit, serve_directory, write
 
 
 def one_line_error(output: str, expected: str) -> None:
@@ -130,6 +131,7 @@ def test_doit_info_of_a_bake_reads_like_a_dry_run(repo: Path) -> None:
     assert run.output.splitlines() == [
         "bake:hello: hello-svc on the base image",
         "builds on: base",
+        f"template: local-service.pkr.hcl.j2 (built in, bakehouse {__version__})",
         "status: would bake because:",
         "  - no image yet",
     ]
@@ -185,7 +187,7 @@ def test_a_control_file_in_another_encoding_is_one_line(repo: Path) -> None:
 
 
 def test_a_template_expression_that_fails_on_this_bakes_values_is_one_line(repo: Path) -> None:
-    template = repo / "templates" / "local-service.pkr.hcl.j2"
+    template = own_template(repo, "local-service.pkr.hcl.j2")
     template.write_text(template.read_text() + "# {{ (vars.environment | length) / 0 }}\n")
     run = run_doit(repo, "bake:hello")
     assert run.returncode == 1
@@ -239,3 +241,20 @@ def test_an_empty_argument_is_one_line(repo: Path, args: list[str], line: str) -
     assert run.returncode == 3
     assert run.output == f"ERROR: {line}\n"
     assert run_doit(repo, "plan").returncode in (0, 1)  # the loader loads dodo.py as doit's own does
+
+
+def test_a_repository_s_own_template_file_overrides_the_built_in_one_and_info_says_so(repo: Path) -> None:
+    run_doit(repo, "bake:hello", check=True)
+    script = own_template(repo, "scripts/install-packages.sh")  # the same bytes: nothing to rebake yet
+    assert run_doit(repo, "plan", "hello").returncode == 0
+    info = run_doit(repo, "info", "bake:hello").output.splitlines()
+    assert "own files: templates/scripts/install-packages.sh (the repository's own, in place of the built-in one)" in info
+    shebang, rest = script.read_text().split("\n", 1)
+    script.write_text(f'{shebang}\necho "installed by our own script"\n{rest}')
+    plan = run_doit(repo, "plan", "hello")
+    assert plan.returncode == 1 and "template file scripts/install-packages.sh changed" in plan.output
+    run_doit(repo, "bake:hello", check=True)
+    log = run_doit(repo, "log", records(repo, "hello")[0]["image_id"], check=True)
+    assert "installed by our own script" in log.output  # the own file is the one packer ran
+    script.unlink()  # back to the built-in script: the image of its bytes is the one in use again
+    assert run_doit(repo, "plan", "hello").returncode == 0

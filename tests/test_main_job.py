@@ -32,7 +32,7 @@ def mirror_packages() -> dict[str, str]:
 def test_the_shipped_example_bakes_its_real_base_and_hello_then_nothing(tmp_path: Path) -> None:
     repo = tmp_path / "clone"
     mirror_before = mirror_packages()
-    for part in ("bakes", "templates", "packages"):
+    for part in ("bakes", "packages"):
         shutil.copytree(PROJECT / part, repo / part)
     shutil.copy(PROJECT / "dodo.py", repo / "dodo.py")
 
@@ -70,7 +70,7 @@ def test_a_service_on_the_real_base_installs_a_package_by_name_from_the_mirror(t
     answer is one line naming the host."""
     repo = tmp_path / "clone"
     mirror_before = mirror_packages()
-    for part in ("bakes", "templates", "packages"):
+    for part in ("bakes", "packages"):
         shutil.copytree(PROJECT / part, repo / part)
     shutil.copy(PROJECT / "dodo.py", repo / "dodo.py")
     hello_file = repo / "bakes" / "hello.toml"
@@ -97,4 +97,11 @@ def test_a_service_on_the_real_base_installs_a_package_by_name_from_the_mirror(t
     assert failed.returncode == 1, failed.output
     assert re.search(r"^hello: apt cannot resolve [\w.-]+, which the image's apt sources name \(is DNS reachable from "
                      r"this machine\?\); nothing was recorded; full log: ", failed.output, re.M), failed.output
+    assert records(repo, "hello") == [hello]
+
+    hello_file.write_text(hello_file.read_text().replace('"tree", ', '"jqq", ', 1))  # a misspelt name
+    failed = run_doit(repo, "bake:hello")
+    assert failed.returncode == 1, failed.output
+    assert re.search(r"^hello: no package 'jqq' in the image's apt sources \(misspelt\? in another suite or "
+                     r"repository\?\); nothing was recorded; full log: ", failed.output, re.M), failed.output
     assert records(repo, "hello") == [hello]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import PROJECT, run_doit
+from helpers import PROJECT, own_template, run_doit
 
 WORKFLOWS = {"github-actions.yml": "vendor.github-workflows", "gitlab-ci.yml": "vendor.gitlab-ci"}
 
@@ -31,7 +31,7 @@ def test_the_example_workflows_are_valid_for_their_ci_system(workflow: str) -> N
 def test_a_base_and_three_services_fan_out_in_two_stages(repo: Path, tmp_path: Path) -> None:
     for name in ("hello2", "hello3"):
         shutil.copy(repo / "bakes" / "hello.toml", repo / "bakes" / f"{name}.toml")
-    with (repo / "templates" / "scripts" / "local-base.sh").open("a") as script:
+    with own_template(repo, "scripts/local-base.sh").open("a") as script:
         script.write("# edited: the base rebakes\n")
     full = json.loads(run_doit(repo, "plan", "--matrix", "github", check=True).stdout)
     assert full == {"bakes": 4, "stages": [

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from helpers import (
+    own_template,
     HeldInstalls, wait_until, Running, amis, ec2, processes_mentioning, records, run_doit, slow_postinst, write,
 )
 
@@ -30,7 +31,7 @@ def test_a_cancelled_bake_stops_packer_records_nothing_and_keeps_what_finished(r
     same cancellation, so they cancel the service alone (a base bake is 10 s)."""
     base_first = how == "ctrl-c"
     if base_first:
-        script = repo / "templates" / "scripts" / "local-base.sh"
+        script = own_template(repo, "scripts/local-base.sh")
         script.write_text(script.read_text() + "# edited: base rebakes first\n")
     slow_postinst(repo, 60)
     bases_before = len(records(repo, "base"))
@@ -156,7 +157,7 @@ def test_a_failure_leaves_independent_bakes_to_continue(repo: Path) -> None:
 
 
 def test_a_template_without_a_manifest_records_nothing(repo: Path) -> None:
-    template = (repo / "templates" / "local-service.pkr.hcl.j2").read_text()
+    template = own_template(repo, "local-service.pkr.hcl.j2").read_text()
     without = re.sub(r'\n    post-processor "manifest" \{.*?\n    \}', "", template, flags=re.S)
     assert "manifest" not in without.split("post-processors")[1]
     write(repo / "templates" / "no-manifest.pkr.hcl.j2", without)
@@ -169,7 +170,7 @@ def test_a_template_without_a_manifest_records_nothing(repo: Path) -> None:
 
 
 def test_an_undefined_template_value_is_one_line(repo: Path) -> None:
-    template = repo / "templates" / "local-service.pkr.hcl.j2"
+    template = own_template(repo, "local-service.pkr.hcl.j2")
     template.write_text(template.read_text() + "# {{ vars.region | hcl }}\n")
     run = run_doit(repo, "bake:hello")
     assert run.returncode == 1
@@ -193,7 +194,7 @@ def test_a_cancelled_ami_bake_leaves_no_instance_key_pair_group_or_ami(aws_repo:
     """moto stands in for AWS (no AWS account here); packer's amazon-ebs runs for real."""
     run_doit(aws_repo, "bake:aws-base", env=aws_env, check=True)
     # A template that waits once the instances are up, so the cancel lands mid-bake.
-    template = (aws_repo / "templates" / "amazon-ebs.pkr.hcl.j2").read_text()
+    template = own_template(aws_repo, "amazon-ebs.pkr.hcl.j2").read_text()
     slow = re.sub(r"(\n  sources = [^\n]+\n)", r'\1  provisioner "shell-local" {\n'
                   r'    inline = ["echo bakehouse-test: instances are up", "sleep 60"]\n  }\n', template, count=1)
     write(aws_repo / "templates" / "amazon-ebs-slow.pkr.hcl.j2", slow)

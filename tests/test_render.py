@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from bakehouse.errors import TemplateError
+from bakehouse.project import BUILT_IN_TEMPLATES
 from bakehouse.render import Templates
 
 HOSTILE = [
@@ -103,10 +104,9 @@ def aws_context(communicator: str, required_plugins: bool = False, deb: str = "/
 
 @pytest.mark.parametrize("communicator", ["ssh", "none"])
 def test_the_amazon_ebs_template_is_valid_for_packer(tmp_path: Path, communicator: str) -> None:
-    project = Path(__file__).resolve().parent.parent
     deb = tmp_path / "hello-svc_1.0.4_all.deb"
     deb.write_bytes(b"!<arch>\n")
-    rendered = Templates(project / "templates").render("amazon-ebs.pkr.hcl.j2", aws_context(communicator, deb=str(deb)))
+    rendered = Templates(BUILT_IN_TEMPLATES).render("amazon-ebs.pkr.hcl.j2", aws_context(communicator, deb=str(deb)))
     (tmp_path / "t.pkr.hcl").write_text(rendered)
     result = subprocess.run(["packer", "validate", "t.pkr.hcl"], cwd=tmp_path, capture_output=True, text=True,
                             env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CHECKPOINT_DISABLE": "1"})
@@ -115,7 +115,7 @@ def test_the_amazon_ebs_template_is_valid_for_packer(tmp_path: Path, communicato
     assert remote_steps == ((True, True) if communicator == "ssh" else (False, False))
     if communicator == "ssh":
         assert "sudo sh /tmp/bakehouse/install-packages.sh /tmp/bakehouse/debs hello-svc=1.0.4 curl" in rendered
-        assert str(project / "templates" / "scripts" / "install-packages.sh") in rendered
+        assert str(BUILT_IN_TEMPLATES / "scripts" / "install-packages.sh") in rendered
         assert "sudo sh /tmp/bakehouse/run-tests.sh / /tmp/bakehouse/tests/*/*" in rendered
         assert 'direction   = "download"' in rendered and '"/repo/build/hello/c.tsv"' in rendered
     assert "required_plugins" not in rendered
@@ -130,7 +130,6 @@ def packer_validate(tmp_path: Path, rendered: str) -> None:
 
 @pytest.mark.parametrize("subnet", ["id", "tags"])
 def test_an_account_s_placement_and_encryption_keys_are_valid_for_packer(tmp_path: Path, subnet: str) -> None:
-    project = Path(__file__).resolve().parent.parent
     context = aws_context("none")
     placement = {
         "subnet_id": "subnet-0123456789abcdef0" if subnet == "id" else None,
@@ -144,7 +143,7 @@ def test_an_account_s_placement_and_encryption_keys_are_valid_for_packer(tmp_pat
     east["placement"] = west["placement"] = placement
     east.update(kms_key_id="alias/images", copy_to=["us-west-2"], region_kms_key_ids={"us-west-2": "alias/images-west"})
     west.update(kms_key_id=None, region_kms_key_ids={})
-    rendered = Templates(project / "templates").render("amazon-ebs.pkr.hcl.j2", context)
+    rendered = Templates(BUILT_IN_TEMPLATES).render("amazon-ebs.pkr.hcl.j2", context)
     packer_validate(tmp_path, rendered)
     for line in ('iam_instance_profile = "bakery"', "encrypt_boot = true", 'kms_key_id = "alias/images"',
                  'region_kms_key_ids = { "us-west-2" = "alias/images-west" }', "associate_public_ip_address = false"):
@@ -155,7 +154,6 @@ def test_an_account_s_placement_and_encryption_keys_are_valid_for_packer(tmp_pat
 
 @pytest.mark.parametrize("reach", ["bastion", "session_manager"])
 def test_ssh_through_a_bastion_or_session_manager_is_valid_for_packer(tmp_path: Path, reach: str) -> None:
-    project = Path(__file__).resolve().parent.parent
     deb = tmp_path / "hello-svc_1.0.4_all.deb"
     deb.write_bytes(b"!<arch>\n")
     key = tmp_path / "bastion-key"  # packer validate reads the key: a real one, made here
@@ -166,7 +164,7 @@ def test_ssh_through_a_bastion_or_session_manager_is_valid_for_packer(tmp_path: 
             instance_profile="bakery", ssh_interface="session_manager" if reach == "session_manager" else "private_ip",
             bastion={"host": "bastion.example.com", "username": None, "key_file": str(key)} if reach == "bastion" else None,
         )
-    rendered = Templates(project / "templates").render("amazon-ebs.pkr.hcl.j2", context)
+    rendered = Templates(BUILT_IN_TEMPLATES).render("amazon-ebs.pkr.hcl.j2", context)
     packer_validate(tmp_path, rendered)
     if reach == "bastion":
         assert 'ssh_bastion_host             = "bastion.example.com"' in rendered
@@ -176,26 +174,23 @@ def test_ssh_through_a_bastion_or_session_manager_is_valid_for_packer(tmp_path: 
 
 
 def test_imdsv2_is_rendered_for_packer_that_can_set_it() -> None:
-    project = Path(__file__).resolve().parent.parent
     context = aws_context("none", True)
     for build in context["aws"]["builds"]:
         build["placement"]["imdsv2"] = True
-    rendered = Templates(project / "templates").render("amazon-ebs.pkr.hcl.j2", context)
+    rendered = Templates(BUILT_IN_TEMPLATES).render("amazon-ebs.pkr.hcl.j2", context)
     assert 'http_tokens                 = "required"' in rendered
 
 
 def test_imdsv2_with_packer_1_6_6_is_a_first_step_that_is_valid_for_packer(tmp_path: Path) -> None:
-    project = Path(__file__).resolve().parent.parent
     context = aws_context("none")
     context["aws"]["imdsv2_command"] = "/venv/bin/python -m bakehouse.providers.aws.client require-imdsv2"
     for build in context["aws"]["builds"]:
         build["placement"]["imdsv2"] = True
-    rendered = Templates(project / "templates").render("amazon-ebs.pkr.hcl.j2", context)
+    rendered = Templates(BUILT_IN_TEMPLATES).render("amazon-ebs.pkr.hcl.j2", context)
     packer_validate(tmp_path, rendered)
     assert "metadata_options {" not in rendered and "source.name, build.ID" in rendered
 
 
 def test_required_plugins_only_for_packer_that_needs_them() -> None:
-    project = Path(__file__).resolve().parent.parent
-    rendered = Templates(project / "templates").render("amazon-ebs.pkr.hcl.j2", aws_context("none", True))
+    rendered = Templates(BUILT_IN_TEMPLATES).render("amazon-ebs.pkr.hcl.j2", aws_context("none", True))
     assert 'source  = "github.com/hashicorp/amazon"' in rendered

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from apt_repository import AptRepository
 from conftest import new_repo
+from bakehouse import __version__
+from bakehouse.project import BUILT_IN_TEMPLATES
 from helpers import build_hello_deb, image_layers, provenance_statements, run_doit, write
 from test_apt_repository import repository_bake
 
@@ -79,7 +81,7 @@ def test_each_image_carries_its_provenance_as_an_in_toto_slsa_statement(repo: Pa
 
     git = ["git", "-C", str(repo), "-c", "user.name=bakehouse tests", "-c", "user.email=tests@example.invalid"]
     subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "bakes", "templates", "packages", "dodo.py"], check=True)
+    subprocess.run([*git, "add", "bakes", "packages", "dodo.py"], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "the example"], check=True)
     head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
     run_doit(repo, check=True)
@@ -97,9 +99,11 @@ def test_each_image_carries_its_provenance_as_an_in_toto_slsa_statement(repo: Pa
     import hashlib
     assert dependencies["hello-svc"].digest["sha256"] == hashlib.sha256(deb.read_bytes()).hexdigest()
     assert dependencies["hello-svc"].uri == "pkg:deb/debian/hello-svc@1.0.4?arch=amd64"
-    script = repo / "templates" / "scripts" / "install-packages.sh"
+    script = BUILT_IN_TEMPLATES / "scripts" / "install-packages.sh"  # built in: named by the package it came with
     assert dependencies["templates/scripts/install-packages.sh"].digest["sha256"] == hashlib.sha256(
         script.read_bytes()).hexdigest()
+    assert dependencies["templates/scripts/install-packages.sh"].uri == (
+        f"pkg:pypi/bakehouse@{__version__}#templates/scripts/install-packages.sh")
     base = next(dep for name, dep in dependencies.items() if name.startswith("base image "))
     assert "sha256:" + base.digest["sha256"] == images["base"][1]
     assert dependencies["repository"].digest["gitCommit"] == head

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import amis, bump_hello, ec2, records, run_doit
+from helpers import amis, bump_hello, ec2, own_template, records, run_doit, write
 
 Env = dict[str, str]
 Change = Callable[[Path, Env], Env]  # makes the edit; returns the environment to plan and run with
@@ -90,7 +90,7 @@ def revert_then_rebuild(repo: Path, env: Env) -> Env:
 
 def edit_script(name: str) -> Change:
     def change(repo: Path, env: Env) -> Env:
-        append(repo / "templates" / "scripts" / name, "# edited\n")
+        append(own_template(repo, f"scripts/{name}"), "# edited\n")
         return env
     return change
 
@@ -116,7 +116,7 @@ def not_content(repo: Path, env: Env) -> Env:
     bake = repo / "bakes" / "hello.toml"
     edit(bake, 'description = "', 'description = "Edited: ')
     bake.write_text("# a comment\ntimeout = \"2h\"\n" + bake.read_text())
-    (repo / "templates" / "unused.pkr.hcl.j2").write_text("# no bake uses this\n")
+    write(repo / "templates" / "unused.pkr.hcl.j2", "# no bake uses this\n")
     for dep_file in repo.glob(".doit.db*"):  # and a fresh clone's missing dep file
         dep_file.unlink()
     return env
@@ -134,7 +134,7 @@ def image_deleted(repo: Path, env: Env) -> Env:
 
 
 def add_a_test(repo: Path, env: Env) -> Env:
-    (repo / "templates" / "scripts" / "check-hello.sh").write_text("#!/bin/sh\n/opt/hello-svc/bin/hello-svc\n")
+    write(repo / "templates" / "scripts" / "check-hello.sh", "#!/bin/sh\n/opt/hello-svc/bin/hello-svc\n")
     bake = repo / "bakes" / "hello.toml"
     bake.write_text('tests = ["scripts/check-hello.sh"]\n' + bake.read_text())
     return env
@@ -326,13 +326,15 @@ def undone(repo: Path) -> Iterator[None]:
     """The repository's bakes, templates and packages as they were, after the block."""
     saved = repo.parent / "saved"
     for folder in ("bakes", "templates", "packages"):
-        shutil.copytree(repo / folder, saved / folder, symlinks=True)
+        if (repo / folder).exists():
+            shutil.copytree(repo / folder, saved / folder, symlinks=True)
     try:
         yield
     finally:
         for folder in ("bakes", "templates", "packages"):
-            shutil.rmtree(repo / folder)
-            shutil.copytree(saved / folder, repo / folder, symlinks=True)
+            shutil.rmtree(repo / folder, ignore_errors=True)
+            if (saved / folder).exists():
+                shutil.copytree(saved / folder, repo / folder, symlinks=True)
         shutil.rmtree(saved)
 
 
@@ -379,6 +381,6 @@ def test_a_script_counts_for_ami_bakes_only_where_they_run_it(aws_repo: Path, aw
 
     before = {repo: base_key(repo) for repo in (aws_repo, ssh_repo)}
     for repo in (aws_repo, ssh_repo):
-        append(repo / "templates" / "scripts" / "install-packages.sh", "# edited\n")
+        append(own_template(repo, "scripts/install-packages.sh"), "# edited\n")
     assert base_key(aws_repo) == before[aws_repo]
     assert base_key(ssh_repo) != before[ssh_repo]

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from helpers import HeldInstalls, Running, bump_hello, free_port, processes_mentioning, records, run_doit
+from helpers import HeldInstalls, Running, bump_hello, free_port, own_template, processes_mentioning, records, run_doit
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -194,7 +194,7 @@ def test_a_disconnect_mid_bake_leaves_the_bake_running_to_its_end(server: Server
 
 
 def test_a_failed_bake_ends_with_its_error(server: Server, repo: Path) -> None:
-    (repo / "templates" / "scripts" / "install-packages.sh").write_text("#!/bin/sh\necho broken on purpose\nexit 3\n")
+    own_template(repo, "scripts/install-packages.sh").write_text("#!/bin/sh\necho broken on purpose\nexit 3\n")
     items = list(stream(server, "/bake/hello"))
     result = items[-1][1]["result"]
     assert result["state"] == "failed", result

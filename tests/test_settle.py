@@ -9,7 +9,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from helpers import PROJECT, HeldDpkgLock, build_hello_deb, image_file, records, unpack_image
+from bakehouse.project import BUILT_IN_TEMPLATES
+from helpers import HeldDpkgLock, build_hello_deb, image_file, records, unpack_image
 
 
 def unpacked_base(repo: Path, root: Path) -> Path:
@@ -18,7 +19,7 @@ def unpacked_base(repo: Path, root: Path) -> Path:
     inbox = root / "tmp" / "bakehouse"
     (inbox / "debs").mkdir(parents=True)
     shutil.copy(build_hello_deb(repo, "1.0.4", root.parent), inbox / "debs")
-    shutil.copy(PROJECT / "templates" / "scripts" / "install-packages.sh", inbox / "install-packages.sh")
+    shutil.copy(BUILT_IN_TEMPLATES / "scripts" / "install-packages.sh", inbox / "install-packages.sh")
     return root
 
 

@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TextIO
 
-from . import packer, scratch
+from . import __version__, packer, scratch
 from .aptrepo import download
 from .contents import ContentsError, Manifest, parse_dpkg_query, partial_manifest, write_manifest
 from .context import template_context
@@ -240,6 +240,7 @@ def _run(
         packages={package.name: package.version for package in decision.packages},
         summary=decision.summary,
         log=provider.log_ref(job),
+        bakehouse_version=__version__,
     )
     try:
         shared.check(job.bake.name)  # a runner whose lease was taken over records nothing

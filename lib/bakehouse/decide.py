@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from . import __version__
 from .aptrepo import AptIndexes, Repository, parse_sources
 from .contents import ContentsError, Manifest
 from .context import KEY_PLACEHOLDER, template_context
@@ -122,7 +123,7 @@ class Planner:
         self.graph = graph
         self.providers = providers
         self.now = now
-        self.templates = Templates(project.templates_dir)
+        self.templates = Templates(project.template_dirs)
         self.indexes = AptIndexes()
         self.updates = UpdateIndexes(project.state_dir / "cache")
         self.pins = read_pins(project)  # bakehouse.lock, if the repository has one
@@ -315,7 +316,18 @@ class Planner:
         if matching:
             return [provider.outdated(bake, matching[0]) or str(self._stale(bake, matching[0]))]
         outdated = None if used is None else provider.outdated(bake, used)
-        return explain(used.summary if used is not None else None, summary) + ([outdated] if outdated else [])
+        reasons = explain(used.summary if used is not None else None, summary)
+        return [self._upgraded(reason, used) for reason in reasons] + ([outdated] if outdated else [])
+
+    def _upgraded(self, reason: str, used: ImageRecord | None) -> str:
+        """`template X changed with bakehouse A -> B` for a built-in file an upgrade changed
+        (the image in use says which bakehouse baked it); any other reason as it is."""
+        name = reason.removeprefix("template file ").removesuffix(" changed")
+        if used is None or f"template file {name} changed" != reason or not self.project.built_in(name):
+            return reason
+        if used.bakehouse_version in (None, __version__):
+            return reason
+        return f"template {name} changed with bakehouse {used.bakehouse_version} -> {__version__}"
 
     def _stale(self, bake: Bake, image: ImageRecord) -> str | None:
         if not self.freshness:

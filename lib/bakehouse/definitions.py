@@ -71,10 +71,10 @@ def _parse(project: Project, where: str, name: str, path: Path, data: dict[str, 
     template = get.string("template")
     if template is None:
         raise DefinitionError(f"{where}: 'template' is required (a file under templates/)")
-    if not (project.templates_dir / template).is_file():
+    if project.template_file(template) is None:
         raise DefinitionError(
-            f"{where}: template: no file templates/{template}"
-            + did_you_mean(template, _template_names(project))
+            f"{where}: template: no template {template}, built in or under templates/"
+            + did_you_mean(template, project.template_names())
         )
     base = get.string("base")
     source = _parse_source(where, data.get("source"), provider)
@@ -105,10 +105,8 @@ def _parse(project: Project, where: str, name: str, path: Path, data: dict[str, 
 
 def _parse_tests(project: Project, where: str, tests: list[str]) -> tuple[str, ...]:
     """Test scripts, named as files under templates/ (as a template's file() names them)."""
-    root = project.templates_dir.resolve()
     for test in tests:
-        path = (root / test).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
+        if project.template_file(test) is None:
             raise DefinitionError(f"{where}: tests: no file templates/{test} (test scripts live under templates/)")
     if len(set(tests)) != len(tests):
         raise DefinitionError(f"{where}: tests: a test script is named twice")
@@ -194,11 +192,6 @@ def _parse_duration(where: str, value: Any) -> int:
     if seconds > MAX_TIMEOUT_SECONDS:
         raise DefinitionError(f"{where}: timeout: {value!r} is longer than a week (168h)")
     return seconds
-
-
-def _template_names(project: Project) -> list[str]:
-    root = project.templates_dir
-    return [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()] if root.is_dir() else []
 
 
 def _base_first(bakes: dict[str, Bake]) -> list[Bake]:

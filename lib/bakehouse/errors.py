@@ -36,3 +36,7 @@ class RecordedError(RegistryError):
 class ProviderError(BakehouseError):
     """A provider's service (a cloud API) cannot be reached, finds no credentials, or
     refuses a request; each provider raises its own kind (providers/<name>/)."""
+
+
+class StarterError(BakehouseError):
+    """`doit init` cannot make a repository where it was asked to."""

@@ -31,6 +31,10 @@ from .errors import BakehouseError, PackerError
 from .files import write_atomically
 
 CLEANUP_GRACE_SECONDS = 120
+# `BAKEHOUSE_ON_ERROR=abort`: packer's `-on-error=abort`, which leaves what a failed build made
+# (an AMI bake's instance, key pair and security group) to be looked at; nothing is recorded.
+ON_ERROR_VARIABLE = "BAKEHOUSE_ON_ERROR"
+ON_ERROR_CHOICES = ("cleanup", "abort")
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 TAIL_LINES = 15
 
@@ -128,9 +132,19 @@ def _clear(label: str, run_scratch: Path, out: TextIO) -> None:
     out.flush()
 
 
+def on_error() -> str:
+    """What packer does with a failed build's resources: `cleanup` (packer's default) or `abort`."""
+    value = os.environ.get(ON_ERROR_VARIABLE) or "cleanup"
+    if value not in ON_ERROR_CHOICES:
+        raise PackerError(f"{ON_ERROR_VARIABLE}={value!r}: give cleanup (the default) or abort "
+                          "(leave what a failed build made, to look at it)")
+    return value
+
+
 def _build(run: PackerRun, env: dict[str, str], out: TextIO) -> None:
     run.log_path.parent.mkdir(parents=True, exist_ok=True)
-    argv = [run.packer, "build", "-color=false", str(run.template)]
+    keep = on_error() == "abort"
+    argv = [run.packer, "build", "-color=false", *(["-on-error=abort"] if keep else []), str(run.template)]
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     said: list[str] = []
     with run.log_path.open("a" if run.append_log else "w", encoding="utf-8") as log:
@@ -170,6 +184,9 @@ def _build(run: PackerRun, env: dict[str, str], out: TextIO) -> None:
         out.write(Progress(run.label, (), coloured(out)).failed(f"[{run.label}] packer failed; last lines:") + "\n")
         for line in tail:
             out.write(f"[{run.label}]   {line}\n")
+        if keep:
+            out.write(f"[{run.label}] {ON_ERROR_VARIABLE}=abort: packer left what the failed build made (an AMI "
+                      "bake's instance, key pair and security group) for you to look at; remove it when done\n")
         if said:  # a script of the bake said why, in one line: that is the error
             raise PackerError(f"{run.label}: {said[-1]}; nothing was recorded; full log: {run.log_path}")
         failed_test = next((match for line in tail if (match := FAILED_TEST.search(line))), None)

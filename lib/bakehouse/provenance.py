@@ -24,15 +24,16 @@ import os
 import shutil
 import subprocess
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from packageurl import PackageURL
 
+from . import __version__
 from .files import sha256_file, write_atomically
 from .fingerprint import Summary
 from .packages import ResolvedPackage
+from .project import Project
 from .registry import ImageRecord, created_at
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -64,8 +65,10 @@ def predicate(root: Path, image: ImageRecord, summary: Summary, packages: tuple[
     """The SLSA provenance v1 predicate of `image`, made from `summary` (its key's inputs), the
     packages installed (each named by the SHA256 of its .deb where there is one) and what the
     provider says the image was built on (`built_on`: its base image, a source AMI per region)."""
-    dependencies: list[dict[str, Any]] = [
-        {"name": f"templates/{path}", "uri": f"file:templates/{path}", "digest": {"sha256": digest}}
+    project = Project.at(root)
+    dependencies: list[dict[str, Any]] = [  # a built-in file is named by the package that brought it
+        {"name": f"templates/{path}", "digest": {"sha256": digest},
+         "uri": f"pkg:pypi/bakehouse@{__version__}#templates/{path}" if project.built_in(path) else f"file:templates/{path}"}
         for path, digest in sorted((summary.get("files") or {}).items())
     ]
     for package in packages:
@@ -145,7 +148,7 @@ def tool_versions(tools: dict[str, list[str]], cache_dir: Path | None = None) ->
         known: dict[str, str] = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
     except (OSError, ValueError):
         known = {}
-    found = {"bakehouse": metadata.version("bakehouse")}
+    found = {"bakehouse": __version__}
     for name, command in tools.items():
         binary = shutil.which(command[0])
         if binary is None:

@@ -47,6 +47,7 @@ class ImageRecord:
     sequence: int = 0  # grows with each image of a bake; 0 for records older than it
     used_at: str | None = None  # when a `doit` run last found it current again, if ever
     used_sequence: int = 0  # the sequence number that mark was given
+    bakehouse_version: str | None = None  # the bakehouse that baked it (None: from before this was kept)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,6 +55,7 @@ class ImageRecord:
             "provider": self.provider, "locations": self.locations, "base_image": self.base_image,
             "packages": self.packages, "summary": self.summary, "log": self.log, "name": self.name,
             "sequence": self.sequence, "used_at": self.used_at, "used_sequence": self.used_sequence,
+            "bakehouse_version": self.bakehouse_version,
         }
 
     @classmethod
@@ -61,7 +63,8 @@ class ImageRecord:
         """A record as written by to_json(); TypeError or KeyError for any other shape."""
         if not isinstance(data, dict):
             raise TypeError("not a JSON object")
-        optional = {"name": None, "sequence": 0, "summary": {}, "log": None, "used_at": None, "used_sequence": 0}
+        optional = {"name": None, "sequence": 0, "summary": {}, "log": None, "used_at": None, "used_sequence": 0,
+                    "bakehouse_version": None}
         values = {name: data[name] for name in cls.__dataclass_fields__ if name not in optional}
         values.update({name: data.get(name, default) for name, default in optional.items()})
         for name, wanted in _SHAPE.items():
@@ -76,6 +79,7 @@ _SHAPE: dict[str, type | tuple[type, ...]] = {
     "image_id": str, "bake": str, "key": str, "created": str, "provider": str, "locations": dict,
     "base_image": (str, type(None)), "packages": dict, "summary": dict, "log": (str, type(None)),
     "name": (str, type(None)), "sequence": int, "used_at": (str, type(None)), "used_sequence": int,
+    "bakehouse_version": (str, type(None)),
 }
 
 

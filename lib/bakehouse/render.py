@@ -73,12 +73,15 @@ class _Environment(jinja2.Environment):
 
 
 class Templates:
-    """The templates/ directory: rendering, and the set of files each template depends on."""
+    """Templates by name: rendering, and the set of files each template depends on. A name is
+    looked up in each directory in turn (the repository's templates/, then the built-in ones),
+    for templates, includes and file() alike, so a repository's own file overrides the
+    built-in one of the same name wherever it is used."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
+    def __init__(self, directories: Path | tuple[Path, ...]) -> None:
+        self.directories = (directories,) if isinstance(directories, Path) else tuple(directories)
         self.env = _Environment(
-            loader=jinja2.FileSystemLoader(str(directory)),
+            loader=jinja2.FileSystemLoader([str(directory) for directory in self.directories]),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
             autoescape=False,
@@ -107,10 +110,12 @@ class Templates:
         return text, {name: self._sha256(self._existing(name, "a template")) for name in sorted(used | {template})}
 
     def _existing(self, name: str, used_by: str) -> Path:
-        path = (self.directory / name).resolve()
-        if not path.is_relative_to(self.directory.resolve()) or not path.is_file():
-            raise TemplateError(f"templates/: {used_by} names '{name}', which is not a file under templates/")
-        return path
+        for directory in self.directories:
+            path = (directory / name).resolve()
+            if path.is_relative_to(directory.resolve()) and path.is_file():
+                return path
+        raise TemplateError(f"templates/: {used_by} names '{name}', which is neither under templates/ nor built in")
+
 
     def input_files(self, template: str) -> dict[str, str]:
         """sha256 of the template and of every template and file() it can reach (worked out

@@ -17,12 +17,36 @@ NO_REPOSITORY = ("doit: no dodo.py here or in any folder above; run doit inside 
                  "repository (`doit init` makes one in an empty folder)")
 
 
-class Command(DoitCmdBase):
-    """A bakehouse command: doit's, with its options taken before or after the names (doit
-    reads them only before the first), and a bad option said in one line. doit's own message
-    lists the repr of every option it parsed with (a screenful for `doit images --sbom`)."""
+class OneLineOptions:
+    """Options taken before or after the names (doit reads them only before the first), and a
+    bad option said in one line. doit's own message lists the repr of every option it parsed
+    with (a screenful for `doit images --sbom`). Mixed into every bakehouse command."""
 
     options_anywhere = True  # doit's own `run` keeps options after a task's name for that task
+    name: str
+
+    def get_options(self) -> list[CmdOption]:
+        return super().get_options()  # type: ignore[misc]
+
+    def parse_execute(self, in_args: list[str]) -> Any:
+        if self.options_anywhere:
+            in_args = options_first(in_args, self.get_options())
+        try:
+            return super().parse_execute(in_args)  # type: ignore[misc]
+        except CmdParseError as error:
+            cause = error.__context__  # getopt's own message, which doit wraps
+            command = "doit" if self.name == "run" else f"doit {self.name}"
+            if isinstance(cause, ValueError) and (bad := _bad_value(str(error), in_args, self.get_options())):
+                raise CmdParseError(f"{command}: {bad}") from None
+            if not isinstance(cause, getopt.GetoptError):
+                raise
+            if str(error).startswith("Error parsing Task"):  # an option after a task's name
+                raise CmdParseError(f"doit: {cause.msg} for a task; `doit help TASK` lists its options") from None
+            raise CmdParseError(f"{command}: {cause.msg}; `doit help {self.name}` lists its options") from None
+
+
+class Command(OneLineOptions, DoitCmdBase):
+    """A bakehouse command that reads the repository's tasks (doit's DoitCmdBase)."""
 
     def get_options(self) -> list[CmdOption]:
         """doit's options, but dodo.py is sought upwards by default (doit's `-k`), as git finds
@@ -40,22 +64,6 @@ class Command(DoitCmdBase):
             if not str(error).startswith("Could not find dodo file 'dodo.py'"):
                 raise
             raise InvalidDodoFile(NO_REPOSITORY) from None
-
-    def parse_execute(self, in_args: list[str]) -> Any:
-        if self.options_anywhere:
-            in_args = options_first(in_args, self.get_options())
-        try:
-            return super().parse_execute(in_args)
-        except CmdParseError as error:
-            cause = error.__context__  # getopt's own message, which doit wraps
-            command = "doit" if self.name == "run" else f"doit {self.name}"
-            if isinstance(cause, ValueError) and (bad := _bad_value(str(error), in_args, self.get_options())):
-                raise CmdParseError(f"{command}: {bad}") from None
-            if not isinstance(cause, getopt.GetoptError):
-                raise
-            if str(error).startswith("Error parsing Task"):  # an option after a task's name
-                raise CmdParseError(f"doit: {cause.msg} for a task; `doit help TASK` lists its options") from None
-            raise CmdParseError(f"{command}: {cause.msg}; `doit help {self.name}` lists its options") from None
 
 
 def options_first(args: list[str], options: list[CmdOption]) -> list[str]:

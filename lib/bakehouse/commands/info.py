@@ -14,7 +14,9 @@ from typing import Any
 from doit.cmd_info import Info
 from doit.exceptions import InvalidCommand
 
+from .. import __version__
 from ..errors import BakehouseError
+from ..project import BUILT_IN_TEMPLATES, Project
 from ..tasks import ImageUpToDate, planner_for
 from ..tomlcheck import did_you_mean
 from . import Command
@@ -40,11 +42,16 @@ class InfoCommand(Command, Info):
         write = self.outstream.write
         write(f"{task.name}: {bake.description or 'bake the ' + bake.name + ' image'}\n")
         write(f"builds on: {bake.base or 'nothing (a base image)'}\n")
+        write(f"template: {_which(planner.project, bake.template)}\n")
         try:
+            own = [name for name in sorted({*planner.templates.input_files(bake.template), *bake.tests})
+                   if name != bake.template and not planner.project.built_in(name)]
             decision = planner.decide(bake.name)
         except BakehouseError as error:
             write(f"status: cannot decide: {error}\n")
             return 1
+        if own:  # the files of its own the template reads, beside the built-in ones
+            write(f"own files: {', '.join(_which(planner.project, name) for name in own)}\n")
         if decision.up_to_date and all(part.current is not None for part in decision.each()):
             for part in decision.each():  # one image, or one per group of places (decide.py)
                 assert part.current is not None
@@ -60,6 +67,15 @@ class InfoCommand(Command, Info):
             return 0
         write("status: would bake because:\n" + "".join(f"  - {reason}\n" for reason in decision.reasons))
         return 1
+
+
+def _which(project: Project, name: str) -> str:
+    """Which file a template name means: `local-base.pkr.hcl.j2 (built in, bakehouse 0.1.0)`,
+    or the repository's own, saying when it stands in for a built-in file of that name."""
+    if project.built_in(name):
+        return f"{name} (built in, bakehouse {__version__})"
+    overrides = (BUILT_IN_TEMPLATES / name).is_file()
+    return f"templates/{name}" + (" (the repository's own, in place of the built-in one)" if overrides else "")
 
 
 def _bake_check(task: Any) -> ImageUpToDate | None:

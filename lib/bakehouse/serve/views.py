@@ -40,7 +40,7 @@ def planner(root: Path, versions: dict[str, dict[str, str]] | None = None) -> Pl
 def _signature(project: Project) -> tuple[Any, ...]:
     files = sorted(project.bakes_dir.glob("*.toml")) + [project.root / "bakehouse.toml"]
     stats = tuple((path.name, path.stat().st_mtime_ns, path.stat().st_size) for path in files if path.is_file())
-    templates = tuple(sorted(str(path) for path in project.templates_dir.rglob("*")))
+    templates = tuple(sorted(str(path) for path in project.templates_dir.rglob("*"))) if project.templates_dir.is_dir() else ()
     return stats, templates
 
 

@@ -18,7 +18,9 @@ import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from helpers import PROJECT, SECRET, amis, aws_calls, bump_hello, ec2, provenance_statements, run_doit
+import pytest
+
+from helpers import PROJECT, SECRET, amis, aws_calls, bump_hello, ec2, own_template, provenance_statements, run_doit, write
 
 REGIONS = ["us-east-1", "us-west-2"]
 NAME = re.compile(r"^aws-hello-x86_64-\d{14}-[0-9a-f]{6}-bookworm$")
@@ -398,3 +400,36 @@ def test_a_lock_file_cannot_pin_a_source_ami_the_bakes_filter_would_not_choose(
             "'debian-12-amd64-*' owned by 136693071363 as bakes/aws-base.toml asks; plan again to move the pin: "
             "doit plan --lock") in result.output, result.output
     assert amis(aws_env, "us-east-1", "aws-base") == []
+
+
+def running_instances(env: dict[str, str]) -> list[str]:
+    client = ec2(env, "us-east-1")
+    return [instance["InstanceId"] for reservation in client.describe_instances()["Reservations"]
+            for instance in reservation["Instances"] if instance["State"]["Name"] in ("pending", "running")]
+
+
+@pytest.mark.parametrize("on_error", ["cleanup", "abort"])
+def test_a_failed_ami_bake_leaves_its_build_instance_only_when_asked(aws_repo: Path, aws_env: dict[str, str], on_error: str) -> None:
+    """moto stands in for AWS (no AWS account here); packer's amazon-ebs runs for real, and
+    fails after its instance is up (a provisioner of the repository's own template exits 1)."""
+    template = own_template(aws_repo, "amazon-ebs.pkr.hcl.j2").read_text()
+    failing = re.sub(r"(\n  sources = [^\n]+\n)", r'\1  provisioner "shell-local" {\n'
+                     r'    inline = ["echo bakehouse-test: failing on purpose", "exit 1"]\n  }\n', template, count=1)
+    write(aws_repo / "templates" / "amazon-ebs.pkr.hcl.j2", failing)
+    base = aws_repo / "bakes" / "aws-base.toml"
+    base.write_text(base.read_text().replace('regions = ["us-east-1", "us-west-2"]', 'regions = ["us-east-1"]'))
+    run = run_doit(aws_repo, "bake:aws-base", env={**aws_env, "BAKEHOUSE_ON_ERROR": on_error})
+    assert run.returncode != 0 and "bakehouse-test: failing on purpose" in run.output
+    left = "BAKEHOUSE_ON_ERROR=abort: packer left what the failed build made"
+    if on_error == "abort":
+        assert left in run.output and len(running_instances(aws_env)) == 1
+    else:
+        assert left not in run.output and running_instances(aws_env) == []
+    assert amis(aws_env, "us-east-1", "aws-base") == []  # nothing recorded either way
+
+
+def test_an_unknown_on_error_value_is_one_line(aws_repo: Path, aws_env: dict[str, str]) -> None:
+    run = run_doit(aws_repo, "bake:aws-base", env={**aws_env, "BAKEHOUSE_ON_ERROR": "ask"})
+    assert run.returncode != 0
+    assert "BAKEHOUSE_ON_ERROR='ask': give cleanup (the default) or abort (leave what a failed build made, to look at it)" in run.output
+    assert "Traceback" not in run.output

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import boto3
 
-from helpers import amis, provenance_statements, run_doit, start_fault_proxy, wait_until
+from helpers import amis, own_template, provenance_statements, run_doit, start_fault_proxy, wait_until
 
 BUCKET = "bakery-state"
 
@@ -165,7 +165,7 @@ def test_every_runner_reads_a_bake_s_log_and_manifest_and_a_failed_bake_leaves_i
     assert [subject["digest"]["awsAmiId"] for subject in statement["subject"]] == [
         amis(env, region, "aws-base")[0]["ImageId"] for region in ("us-east-1", "us-west-2")]
 
-    template = other / "templates" / "amazon-ebs.pkr.hcl.j2"
+    template = own_template(other, "amazon-ebs.pkr.hcl.j2")
     template.write_text(template.read_text().replace('{% if aws.communicator == "ssh" %}', (
         '  provisioner "shell-local" {\n    inline = ["echo the image check failed on this runner", "exit 1"]\n  }\n'
         '{% if aws.communicator == "ssh" %}'), 1))

@@ -22,6 +22,7 @@ from bakehouse.contents import parse_dpkg_query
 from bakehouse.errors import PackerError
 from bakehouse.render import Templates
 from helpers import PROJECT, HeldDpkgLock, build_hello_deb
+from bakehouse.project import BUILT_IN_TEMPLATES
 from ssh_target import SshTarget, build_root_tarball, templates_with_target
 
 
@@ -66,7 +67,7 @@ def bake_over_ssh(
     }
     template = work / "build" / "ssh-target.pkr.hcl"
     template.parent.mkdir(parents=True)
-    template.write_text(Templates(templates).render("ssh-target.pkr.hcl.j2", context))
+    template.write_text(Templates((templates, BUILT_IN_TEMPLATES)).render("ssh-target.pkr.hcl.j2", context))
     out = out if out is not None else io.StringIO()
     try:
         packer.build(packer.PackerRun(label="target", template=template, log_path=work / "bake.log",

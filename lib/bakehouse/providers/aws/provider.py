@@ -29,7 +29,7 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from ... import packer
+from ... import __version__, packer
 from ...aptrepo import Repository
 from ...epoch import now_utc
 from ...errors import PackerError
@@ -47,9 +47,8 @@ from .budget import budget
 from .shared import SharedState, contents_key, failure_key, inputs_key, log_key, provenance_key, read_config
 from .client import AwsError, Ec2, ec2_endpoint
 from .registry import (
-    BAKE_TAG, BASE_TAG, CREATED_TAG, IMAGE_TAG, KEY_TAG, LAUNCH_TAG, LOG_TAG, PROVENANCE_TAG, SEQUENCE_TAG, AwsRegistry,
-    image_of,
-    summary_tags,
+    BAKE_TAG, BASE_TAG, CREATED_TAG, IMAGE_TAG, KEY_TAG, LAUNCH_TAG, LOG_TAG, PROVENANCE_TAG, SEQUENCE_TAG, VERSION_TAG,
+    AwsRegistry, image_of, summary_tags,
 )
 from .settings import DEBIAN_ARCHITECTURES, AwsSettings, AwsSource, settings_of
 
@@ -358,6 +357,7 @@ class AwsProvider:
             IMAGE_TAG: job.image_id,  # no KEY_TAG: an AMI counts once bakehouse tags its key, last
             CREATED_TAG: job.created,
             SEQUENCE_TAG: str(job.sequence),
+            VERSION_TAG: __version__,
             LOG_TAG: self.log_ref(job),
             "appversion": _appversion(job),
             "creator": _creator(),

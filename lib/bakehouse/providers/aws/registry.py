@@ -16,6 +16,7 @@ Every AMI a bake makes carries tags (on its snapshots too):
                           the AMI only), a file beside the image's log and manifest named by it:
                           on this machine, and on S3 with shared state
     bakehouse:summary:N   the compact input summary as JSON, cut into tag-sized pieces
+    bakehouse:version     the bakehouse version that baked it
 
 Lookups are batched: the first question about any bake in a region lists every bakehouse AMI
 of this account there (one paginated DescribeImages) and the answer is kept for the process;
@@ -56,6 +57,7 @@ USED_SEQUENCE_TAG = PREFIX + "used-sequence"
 LAUNCH_TAG = PREFIX + "launch"
 PROVENANCE_TAG = PREFIX + "provenance"
 SUMMARY_TAG = PREFIX + "summary:"
+VERSION_TAG = PREFIX + "version"  # the bakehouse that baked it
 TAG_VALUE_LIMIT = 256
 # AWS allows 50 tags per resource; this leaves room for bakehouse's others and the user's.
 SUMMARY_TAGS_LIMIT = 30
@@ -389,6 +391,7 @@ def _record(bake: str, image_id: str, amis: dict[str, dict[str, Any]]) -> ImageR
         sequence=_sequence(first.get(SEQUENCE_TAG)),
         used_at=max((_tags(ami).get(USED_AT_TAG, "") for ami in amis.values()), default="") or None,
         used_sequence=max(_sequence(_tags(ami).get(USED_SEQUENCE_TAG)) for ami in amis.values()),
+        bakehouse_version=first.get(VERSION_TAG) or None,
     )
 
 

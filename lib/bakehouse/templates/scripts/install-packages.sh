@@ -73,8 +73,26 @@ if [ -n "$from_repository" ]; then
         exit 1
     fi
     [ "${updated:-0}" = 0 ] || exit "$updated"
+    # apt's own output is shown as it comes, and kept: a package or version the sources do not
+    # have is then said in one line instead of "exit status 100"
+    install_log=$(mktemp)
+    installed_status=$(mktemp)
     # shellcheck disable=SC2086 # names and versions were validated; word splitting is wanted
-    apt-get -o DPkg::Lock::Timeout="$(left)" install -y -q --no-install-recommends $debs $from_repository
+    { apt-get -o DPkg::Lock::Timeout="$(left)" install -y -q --no-install-recommends $debs $from_repository 2>&1 \
+        && echo 0 > "$installed_status" || echo $? > "$installed_status"; } | tee "$install_log"
+    read -r installed_code < "$installed_status"
+    missing=$(sed -n "s/^E: Unable to locate package \(.*\)$/\1/p" "$install_log" | head -n 1)
+    missing_version=$(sed -n "s/^E: Version '\(.*\)' for '\(.*\)' was not found$/\2 \1/p" "$install_log" | head -n 1)
+    rm -f "$install_log" "$installed_status"
+    if [ -n "$missing" ]; then
+        echo "bakehouse: error: no package '$missing' in the image's apt sources (misspelt? in another suite or repository?)" >&2
+        exit 1
+    fi
+    if [ -n "$missing_version" ]; then
+        echo "bakehouse: error: the image's apt sources have no version ${missing_version#* } of ${missing_version%% *}" >&2
+        exit 1
+    fi
+    [ "$installed_code" = 0 ] || exit "$installed_code"
 elif [ -n "$debs" ]; then
     # shellcheck disable=SC2086
     dpkg_waiting dpkg -i $debs
