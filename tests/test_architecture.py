@@ -1,4 +1,4 @@
-"""The rooms of the engine stay as the README draws them ("How the engine is built"): the core
+"""The rooms of the engine stay as docs/explanation/architecture.md draws them: the core
 names no provider, imports run one way (no cycle), boto3 is imported in one module only, and
 a repository of local bakes never loads it."""
 

@@ -2,7 +2,7 @@
 exactly those (AMIs in every region and their snapshots; local files, records and logs), and
 never an image in use. Local images are really baked; AMIs live on moto's EC2 server (there
 is no AWS account here), some baked by packer, some registered with boto3 and tagged as
-bakehouse tags its AMIs (README, "The registry is AWS itself").
+bakehouse tags its AMIs (docs/explanation/registry.md, "The registry is AWS itself").
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ def test_a_computed_file_path_is_refused(tmp_path: Path) -> None:
 
 
 def aws_context(communicator: str, required_plugins: bool = False, deb: str = "/repo/dist/hello-svc_1.0.4_all.deb") -> dict:
-    """What the AWS provider hands templates/amazon-ebs.pkr.hcl.j2 (see README, "AWS")."""
+    """What the AWS provider hands templates/amazon-ebs.pkr.hcl.j2 (docs/how-to/aws.md)."""
     tags = {"bakehouse:bake": "hello", "bakehouse:summary:0": '{"a":"${x}"}', "base_ami_id": "ami-04681a1dbd79675a5"}
     return {
         "bake": {"name": "hello", "description": "", "provider": "aws"},

@@ -18,6 +18,7 @@ from .model import DEFAULT_TIMEOUT_SECONDS, Bake, BakeGraph, ProviderSettings, P
 from .project import Project
 from .providers import DEFAULT_PROVIDER, ProviderDefinition, definitions
 from .retention import Policy, parse_policy
+from .keyref import Key, names
 from .tomlcheck import Getter, did_you_mean, reject_unknown, type_name
 
 REBUILD_PERIODS = ("day", "week", "month")
@@ -49,14 +50,63 @@ def load_bake(project: Project, path: Path) -> Bake:
     return _parse(project, where, name, path, data)
 
 
-CORE_KEYS = (
-    "description", "provider", "template", "base", "source", "packages", "vars",
-    "rebuild_every", "rebuild_when", "timeout", "repository", "prune", "tests",
+CORE_KEY_DOCS = (
+    Key(('template',), 'string',
+        'required',
+        'a built-in template (`local-base.pkr.hcl.j2`, `local-service.pkr.hcl.j2`, `amazon-ebs.pkr.hcl.j2`) or a file of the repository\'s own under `templates/`, which overrides a built-in one of the same name'),
+    Key(('provider',), '`"local"`, `"aws"`',
+        '`"local"`',
+        'where images are made and registered'),
+    Key(('base',), 'string',
+        '',
+        'the bake this image builds on (a service); excludes `[source]`'),
+    Key(('source',), 'table',
+        '',
+        'where a base image starts; excludes `base`'),
+    Key(('packages',), 'list of strings',
+        '`[]`',
+        'what to install: `name`, `name=version`, or a glob of `.deb` files built here (`dist/hello-svc_*.deb`); see [Bake files](bake-files.md#packages)'),
+    Key(('vars',), 'table',
+        '`{}`',
+        "extra values handed to the template as `vars` (strings, numbers, booleans), like Spinnaker's extended attributes"),
+    Key(('rebuild_every',), '`"day"`, `"week"`, `"month"`',
+        'none',
+        'rebake an image made before the current period began (UTC; ISO weeks from Monday), even if nothing else changed; not part of the key'),
+    Key(('rebuild_when',), '`"updates"`',
+        'none',
+        "rebake when the image's package sources offer newer versions of packages it has (security updates); not part of the key; see [The content key](../explanation/content-key.md)"),
+    Key(('repository',), 'tables',
+        '',
+        'Debian repositories to take packages from ([below](#repository))'),
+    Key(('tests',), 'list of strings',
+        '`[]`',
+        'test scripts (files under `templates/`, e.g. `"scripts/check-hello.sh"`) run as root inside the finished image before anything is recorded; the first that fails fails the bake. Their contents are in the key. An `aws` bake needs `communicator = "ssh"` for them'),
+    Key(('description',), 'string',
+        '',
+        'shown by `doit list`'),
+    Key(('timeout',), '`"90s"`, `"45m"`, `"2h"`',
+        '`"60m"`',
+        'cancel packer after this long, like Ctrl-C, and fail the bake'),
+    Key(('prune',), 'table',
+        'the project\'s `[prune]`',
+        "this bake\'s retention for `doit prune` ([below](#prune))"),
 )
+CORE_KEYS = names(CORE_KEY_DOCS)
 # `rebuild_when = "updates"`: rebake when the package sources offer newer versions of packages
 # the image has installed (updates.py), besides any `rebuild_every` schedule.
 REBUILD_TRIGGERS = ("updates",)
-_REPOSITORY_KEYS = ("url", "suite", "components", "signed_by", "trusted", "packages")
+REPOSITORY_KEY_DOCS = (
+    Key(("url",), "string", "required", "the repository's URL, `http://` or `https://`"),
+    Key(("suite",), "string", "required", "a suite or codename (`stable`, `bookworm`)"),
+    Key(("components",), "list of strings", '`["main"]`', "the components to read"),
+    Key(("signed_by",), "string", "required, or `trusted`",
+        "a binary OpenPGP keyring in this repository (`gpg --export`); its `InRelease` (or `Release` and "
+        "`Release.gpg`) is checked with `gpgv` against it"),
+    Key(("trusted",), "boolean", "`false`", "`true` takes an unsigned repository; instead of `signed_by`"),
+    Key(("packages",), "list of strings", "`[]`",
+        "what to take from it: `name` (its newest version there) or `name=version`"),
+)
+_REPOSITORY_KEYS = names(REPOSITORY_KEY_DOCS)
 
 
 def _top_keys() -> tuple[str, ...]:

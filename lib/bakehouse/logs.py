@@ -43,4 +43,4 @@ def read_local_log(project: Project, ref: str) -> str:
         return path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         raise LogError(f"{ref}: no such log on this machine (it stays on the machine that baked; "
-                       "shared state on S3 keeps logs for every runner: README, Many runners)") from None
+                       "shared state on S3 keeps logs for every runner: docs/how-to/shared-state.md)") from None

@@ -172,7 +172,7 @@ class Templates:
         except jinja2.UndefinedError as error:
             raise TemplateError(
                 f"templates/{template}: undefined template value: {error.message} "
-                "(see README, Templates, for the variables a template gets)"
+                "(docs/reference/templates.md lists the values a template gets)"
             ) from None
         except jinja2.TemplateSyntaxError as error:
             raise TemplateError(f"templates/{error.name or template}:{error.lineno}: {error.message}") from None

@@ -21,6 +21,7 @@ from typing import Any
 
 from .durations import parse_duration
 from .errors import DefinitionError
+from .keyref import Key, names
 from .model import Bake
 from .project import Project
 from .projectfile import PROJECT_FILE, project_table
@@ -29,7 +30,13 @@ from .tomlcheck import reject_unknown, type_name
 
 DEFAULT_KEEP = 5
 DEFAULT_MIN_AGE = timedelta(days=14)
-POLICY_KEYS = ("keep", "min_age")
+POLICY_KEY_DOCS = (
+    Key(("keep",), "whole number, at least 1", f"`{DEFAULT_KEEP}`",
+        "the newest images of each bake that are always kept, whatever their age"),
+    Key(("min_age",), "duration", f'`"{DEFAULT_MIN_AGE.days}d"`',
+        'an image younger than this is kept (`"90s"`, `"45m"`, `"2h"`, `"14d"`, `"2w"`)'),
+)
+POLICY_KEYS = names(POLICY_KEY_DOCS)
 MAX_AGE_HOURS = 100 * 366 * 24
 
 

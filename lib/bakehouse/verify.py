@@ -1,6 +1,6 @@
 """`doit verify`: bake an image's inputs again, elsewhere, and compare the bytes.
 
-A local image is reproducible (README, "Reproducible local images"): its inputs, baked in
+A local image is reproducible (docs/how-to/reproducible.md): its inputs, baked in
 another directory at another time, give the same OCI manifest digest. To check it, the
 repository's bakes, templates and packages are copied into a scratch repository under
 `.<repository>.verify.<bake>/` beside it, which shares only the cache of downloaded package files (by sha256), and

@@ -58,5 +58,5 @@ class LogCommand(Command):
         except BakehouseError as error:
             sys.stderr.write(f"ERROR: {error}\n")
             return 2
-        self.outstream.write(text)
+        self.outstream.write(text if not text or text.endswith("\n") else text + "\n")
         return 0

@@ -33,6 +33,7 @@ from typing import Any, Protocol, TextIO
 
 from ..aptrepo import Repository
 from ..errors import DefinitionError
+from ..keyref import Key
 from ..model import Bake, BakeGraph, ProviderSettings, ProviderSource
 from ..packages import ResolvedPackage
 from ..project import Project
@@ -49,6 +50,9 @@ class ProviderDefinition(Protocol):
     keys: tuple[str, ...]  # the top-level keys it owns, refused on bakes of other providers
     source_keys: tuple[str, ...]  # the keys of its [source] table
     project_tables: tuple[str, ...]  # the tables of bakehouse.toml it reads (projectfile.py)
+    key_docs: tuple[Key, ...]  # its keys as the reference shows them (keyref.py); `keys` are their names
+    source_key_docs: tuple[Key, ...]
+    project_table_docs: tuple[tuple[str, tuple[Key, ...]], ...]  # each table of bakehouse.toml it reads, documented
 
     def parse_settings(self, where: str, data: dict[str, Any]) -> ProviderSettings | None:
         """Its top-level keys of a bake file (`where` names the file in errors)."""

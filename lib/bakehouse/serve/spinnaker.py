@@ -1,7 +1,7 @@
 """Spinnaker's bakery API (Rosco's routes, as Orca, Gate and Deck call them), so a Spinnaker
 Bake stage whose bakery URL points at `doit serve` bakes with bakehouse, unchanged.
 
-The contract (README, "Spinnaker's bakery API"): a BakeRequest is the stage context in
+The contract (docs/reference/http-api.md, "Spinnaker's bakery API"): a BakeRequest is the stage context in
 snake_case; its `package` (space-separated; Orca writes a CI artifact as `hello-svc_1.0.4_all`)
 names the bake: the one bake in this repository that installs every package named. A version
 in the request must be the version the repository builds or pins. `?rebake=1` (the string

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import DefinitionError
+from ...keyref import Key, names
 from ...tomlcheck import Getter
 
 SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
@@ -32,12 +33,63 @@ SPOT_PRICE = re.compile(r"^(auto|\d+(\.\d+)?)$")
 INSTANCE_PROFILE = re.compile(r"^[\w+=,.@-]{1,128}$")
 # A key id, an alias, or either as an ARN.
 KMS_KEY = re.compile(r"^(alias/[\w/-]{1,250}|[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}|mrk-[0-9a-f]{32}|arn:aws[\w-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[\w/-]+)$")
-KEYS = (
-    "subnet_id", "subnet_tags", "vpc_id", "security_group_ids", "ssh_cidrs", "public_ip", "instance_profile",
-    "ssh_interface", "ssh_bastion_host", "ssh_bastion_username", "ssh_bastion_private_key_file", "spot_price",
-    "imdsv2", "encrypted", "kms_key_id", "region_kms_key_ids", "ami_users", "ami_org_arns", "ami_ou_arns", "public",
-    "snapshot_users",
+KEY_DOCS = (
+    Key(('subnet_id',), 'string, or table of region = string',
+        'the default VPC',
+        'the subnet the build instance runs in; a subnet is one region\'s, so a bake that builds in several regions names one per region (`{ us-east-1 = "subnet-...", us-west-2 = "subnet-..." }`); a plain string suits one region, or `multi_region = "copy"` (built in the first region)'),
+    Key(('subnet_tags',), 'table',
+        '',
+        "instead of `subnet_id`: the subnet with these tags that has the most free addresses, in each region (packer's `subnet_filter`)"),
+    Key(('vpc_id',), 'string, or table of region = string',
+        '',
+        'the VPC, per region as `subnet_id`'),
+    Key(('security_group_ids',), 'list, or table of region = list',
+        'a temporary group',
+        'security groups for the build instance, per region as `subnet_id`'),
+    Key(('ssh_cidrs',), 'list of CIDR blocks',
+        '`["0.0.0.0/0"]`',
+        'who may reach the temporary security group packer makes (not with `security_group_ids`)'),
+    Key(('public_ip',), 'boolean',
+        "the subnet's setting",
+        '`true` gives the build instance a public address; packer 1.6.6 leaves `false` to the subnet (use a private subnet)'),
+    Key(('instance_profile',), 'string',
+        'none',
+        'the IAM instance profile of the build instance'),
+    Key(('ssh_interface',), '`"public_ip"`, `"private_ip"`, `"public_dns"`, `"private_dns"`, `"session_manager"`',
+        "packer's choice",
+        'how packer reaches the instance; `"session_manager"` (no open port) needs an `instance_profile` that allows Session Manager'),
+    Key(('ssh_bastion_host', 'ssh_bastion_username', 'ssh_bastion_private_key_file'), 'strings',
+        'none',
+        'SSH through a bastion host (the user defaults to `ssh_username`; the key file is a path, never read by bakehouse)'),
+    Key(('spot_price',), '`"auto"` or a price per hour',
+        'on-demand',
+        'build on a spot instance'),
+    Key(('imdsv2',), 'boolean',
+        '`false`',
+        "the build instance requires IMDSv2 tokens: packer's `metadata_options` from packer 1.7 on; packer 1.6.6 has none, so the template's first step (on the host) sets them on the running instance with boto3 (`ModifyInstanceMetadataOptions`) before anything runs on it"),
+    Key(('encrypted',), 'boolean',
+        '`false`',
+        "encrypt the image's snapshots (packer's `encrypt_boot`: the AMI is copied encrypted in its region, and the unencrypted one removed)"),
+    Key(('kms_key_id',), 'string',
+        "the account's default EBS key",
+        'the KMS key (id, `alias/...`, or ARN); needs `encrypted = true`'),
+    Key(('region_kms_key_ids',), 'table of region = key',
+        '`kms_key_id`',
+        'a key per region where they differ (keys are regional): for the regions baked in, and for the copies of `multi_region = "copy"`'),
+    Key(('ami_users',), 'list of account ids',
+        'none: private',
+        'the accounts that may launch the image'),
+    Key(('ami_org_arns', 'ami_ou_arns'), 'lists of ARNs',
+        'none',
+        'the organisations and organisational units that may launch it'),
+    Key(('public',), 'boolean',
+        '`false`',
+        'every account may launch it; only when said explicitly, and not with the three above'),
+    Key(('snapshot_users',), 'list of account ids',
+        'none',
+        'the accounts that may create volumes from its snapshots (to copy it, or encrypt it with their own key)'),
 )
+KEYS = names(KEY_DOCS)
 
 
 @dataclass(frozen=True)

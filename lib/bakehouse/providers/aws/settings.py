@@ -13,20 +13,69 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import DefinitionError
+from ...keyref import Key, names
 from ...model import Bake
 from ...tomlcheck import Getter
-from .account import KEYS as ACCOUNT_KEYS
+from .account import KEY_DOCS as ACCOUNT_KEY_DOCS
 from .account import Encryption, Placement, Sharing, parse_encryption, parse_placement, parse_sharing
 
 AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 AMI_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
 MULTI_REGION_MODES = ("bake", "copy")
 COMMUNICATORS = ("ssh", "none")
-KEYS = (
-    "regions", "multi_region", "instance_type", "arch", "os", "ami_name", "ami_suffix",
-    "communicator", "ssh_username", *ACCOUNT_KEYS,
+KEY_DOCS = (
+    Key(('regions',), 'list of strings',
+        'required',
+        "every region the AMI must exist in; a service's regions must be among its base's"),
+    Key(('multi_region',), '`"bake"`, `"copy"`',
+        '`"bake"`',
+        '`"bake"`: one bake per region, in parallel (like Spinnaker); `"copy"`: bake in the first region, copy to the others (`ami_regions`)'),
+    Key(('instance_type',), 'string',
+        '`"t3.micro"`',
+        'the instance packer builds on'),
+    Key(('arch',), 'string',
+        '`"x86_64"`',
+        'the architecture, in the AMI name and the key'),
+    Key(('os',), 'string',
+        '`"linux"`',
+        "the operating system's label, last part of the AMI name"),
+    Key(('ami_name',), 'string',
+        "the bake's name",
+        'first part of the AMI name'),
+    Key(('ami_suffix',), 'string',
+        'a timestamp',
+        'replaces the timestamp in the AMI name (AWS refuses a second AMI of the same name in a region, so a fixed suffix allows one image per region)'),
+    Key(('communicator',), '`"ssh"`, `"none"`',
+        '`"ssh"`',
+        '`"none"` runs nothing on the instance (for an emulator such as moto)'),
+    Key(('ssh_username',), 'string',
+        '`"admin"`',
+        'the user packer logs in as (Debian: `admin`, Ubuntu: `ubuntu`, Amazon Linux: `ec2-user`)'),
+    *ACCOUNT_KEY_DOCS,
 )
-SOURCE_KEYS = ("ami", "name", "owners", "most_recent")
+KEYS = names(KEY_DOCS)
+SOURCE_KEY_DOCS = (
+    Key(('ami',), 'string or table',
+        '',
+        'an AMI id (`"ami-0123..."`, used in every region: AMI ids are regional, so this suits one region), or one per region (`{ us-east-1 = "ami-...", eu-west-1 = "ami-..." }`)'),
+    Key(('name',), 'string',
+        '',
+        'an AMI name pattern (`*` wildcards), resolved with DescribeImages in each region when planning; the image found enters the key by its owner and name'),
+    Key(('owners',), 'list of strings',
+        'required with `name`',
+        'account ids, `"self"` or `"amazon"`: whose images may match'),
+    Key(('most_recent',), 'boolean',
+        '`true`',
+        'take the newest match; `false` makes more than one match an error'),
+)
+SOURCE_KEYS = names(SOURCE_KEY_DOCS)
+# bakehouse.toml's [shared] (shared.py reads it)
+SHARED_KEY_DOCS = (
+    Key(("s3",), "string", "required", "where the shared state lives: `s3://BUCKET/PREFIX` "
+        "([Many runners](../how-to/shared-state.md))"),
+    Key(("region",), "string", "`AWS_DEFAULT_REGION`", "the bucket's region"),
+    Key(("lease",), "duration", '`"60s"`', "how long a runner's claim on a bake lasts without renewal, from `3s` to `60m`"),
+)
 # How EC2 names an architecture, and how Debian does (packages from a [[repository]]).
 DEBIAN_ARCHITECTURES = {"x86_64": "amd64", "arm64": "arm64", "i386": "i386"}
 

@@ -57,10 +57,12 @@ from typing import TextIO
 
 from ...durations import parse_duration
 from ...errors import DefinitionError
+from ...keyref import names
 from ...project import Project
 from ...projectfile import PROJECT_FILE, project_table
 from ...tomlcheck import Getter, reject_unknown
 from .client import AwsError, S3
+from .settings import SHARED_KEY_DOCS
 
 DEFAULT_LEASE_SECONDS = 60
 MAX_LEASE_SECONDS = 3600  # a runner that died holds the lock this long at most
@@ -87,7 +89,7 @@ def read_config(project: Project) -> SharedConfig | None:
     table = project_table(project, "shared")
     if table is None:
         return None
-    reject_unknown(PROJECT_FILE, "shared.", table, ("s3", "region", "lease"))
+    reject_unknown(PROJECT_FILE, "shared.", table, names(SHARED_KEY_DOCS))
     get = Getter(PROJECT_FILE, table, prefix="shared.")
     url = get.string("s3")
     match = re.fullmatch(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?", url or "")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ...keyref import Key
 from ...model import Bake, BakeGraph
 from ...project import Project
 from . import settings
@@ -25,8 +26,11 @@ class LocalDefinition:
 
     name = "local"
     keys: tuple[str, ...] = ()
+    key_docs: tuple[Key, ...] = ()
     source_keys = settings.SOURCE_KEYS
+    source_key_docs = settings.SOURCE_KEY_DOCS
     project_tables: tuple[str, ...] = ()
+    project_table_docs: tuple[tuple[str, tuple[Key, ...]], ...] = ()
 
     def parse_settings(self, where: str, data: dict[str, Any]) -> None:
         return None

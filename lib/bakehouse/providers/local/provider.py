@@ -129,7 +129,7 @@ class LocalProvider:
             "image": {
                 "id": job.image_id, "path": str(self._image_path(job)), "ref": job.bake.name,
                 "created": job.created, "architecture": self.architecture(job.bake),
-                # Every time inside the image: the same inputs give the same bytes (README,
+                # Every time inside the image: the same inputs give the same bytes (docs/how-to/reproducible.md,
                 # "Reproducible local images"); the record keeps `created`, the real time.
                 "source_date_epoch": SOURCE_DATE_EPOCH, "epoch_time": EPOCH_TIME,
             },
@@ -162,7 +162,7 @@ class LocalProvider:
             raise PackerError(f"{job.bake.name}: packer's manifest does not name the image {expected}")
         if expected.is_file():  # a template written before local images were OCI images
             raise PackerError(f"{job.bake.name}: the template wrote a file at {expected}, not an OCI image; local "
-                              "templates write one with bakehouse-image (README: Local images are OCI images)")
+                              "templates write one with bakehouse-image (docs/explanation/registry.md: Local images are OCI images)")
         try:
             read_image(expected)
         except LayoutError as error:

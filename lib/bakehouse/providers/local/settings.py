@@ -9,10 +9,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import DefinitionError
+from ...keyref import Key, names
 from ...model import Bake
 from ...tomlcheck import Getter
 
-SOURCE_KEYS = ("suite", "variant", "mirror")
+SOURCE_KEY_DOCS = (
+    Key(('suite',), 'string',
+        'required in `[source]`',
+        'the Debian suite, e.g. `"bookworm"`; when the base is due, the plan checks its mirror has it (`\'bookwrom\' is not on the mirror ...; did you mean \'bookworm\'?`)'),
+    Key(('variant',), 'string',
+        '`"minbase"`',
+        'an mmdebstrap variant (`essential`, `apt`, `minbase`, `important`, `standard`, ...) or `"busybox"`: a tiny system of busybox and dpkg, for tests and demos'),
+    Key(('mirror',), 'string',
+        "the host's",
+        'an mmdebstrap mirror argument: a sources line (`"deb http://... bookworm main"`) or a sources file; by default the host\'s `/etc/apt/sources.list.d/debian.sources` when its suite matches (updates and security included), else the host\'s mirror with this suite'),
+)
+SOURCE_KEYS = names(SOURCE_KEY_DOCS)
 # mmdebstrap's own variants, plus "busybox": a tiny dpkg+busybox system for tests and demos.
 VARIANTS = (
     "extract", "custom", "essential", "apt", "required", "minbase", "buildd",
