@@ -149,7 +149,7 @@ def test_the_bake_key_reference_is_made_from_the_tables_the_loaders_check() -> N
     from bakehouse.retention import POLICY_KEYS
 
     page = (PROJECT / "docs" / "reference" / "bake-keys.md").read_text()
-    assert page == reference_page(), "docs/reference/bake-keys.md is stale: python -m bakehouse.reference > docs/reference/bake-keys.md"
+    assert page == reference_page(), "docs/reference/bake-keys.md is stale: run python -m bakehouse.reference"
     accepted = {*CORE_KEYS, *names(REPOSITORY_KEY_DOCS), *POLICY_KEYS}
     for provider in definitions().values():
         accepted |= {*provider.keys, *provider.source_keys}
@@ -157,3 +157,16 @@ def test_the_bake_key_reference_is_made_from_the_tables_the_loaders_check() -> N
     shown = set(re.findall(r"^\| `\[{0,2}(?:[a-z]+\.)?([a-z_0-9]+)\]{0,2}`", page, re.M))
     shown |= set(re.findall(r", `(?:[a-z]+\.)?([a-z_0-9]+)`", page))
     assert accepted - shown == set()
+
+
+def test_the_command_reference_is_made_from_the_commands() -> None:
+    from bakehouse.reference import COMMAND_ORDER, commands_page
+
+    page = (PROJECT / "docs" / "reference" / "command-options.md").read_text()
+    assert page == commands_page(), "docs/reference/command-options.md is stale: run python -m bakehouse.reference"
+    sections = re.split(r"^## ", page, flags=re.M)[1:]
+    assert len(sections) == len(COMMAND_ORDER)
+    for section in sections:
+        assert "| exit | meaning |" in section and re.search(r"^\| 0 \| ", section, re.M), section.splitlines()[0]
+    for option in ("--json", "--matrix MATRIX", "--rebake", "--token-file TOKEN_FILE", "--aws", "--files FILES"):
+        assert f"`{option}`" in page

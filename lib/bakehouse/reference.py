@@ -1,10 +1,16 @@
-"""docs/reference/bake-keys.md, made from the tables the loaders check keys against (keyref.py):
-`python -m bakehouse.reference > docs/reference/bake-keys.md`. A test fails when the page is
-not what this makes."""
+"""The reference pages made from the code, so they cannot miss what the code accepts:
+docs/reference/bake-keys.md from the tables the loaders check keys against (keyref.py), and
+docs/reference/command-options.md from the commands' own options and exit statuses.
+`python -m bakehouse.reference` writes both; a test fails when a page is not what this makes."""
 
 from __future__ import annotations
 
+import re
+import sys
 from collections.abc import Iterable
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
 
 from .definitions import CORE_KEY_DOCS, REPOSITORY_KEY_DOCS
 from .keyref import Key
@@ -61,5 +67,64 @@ def reference_page() -> str:
     return "\n".join(lines) + "\n"
 
 
+# The commands in the order a user meets them; doit's own task commands are not listed.
+COMMAND_ORDER = ("run", "plan", "info", "images", "diff", "log", "prune", "verify", "serve", "init")
+
+
+def commands_page() -> str:
+    """docs/reference/command-options.md."""
+    found = {point.name: point.load() for point in entry_points(group="doit.COMMAND")
+             if point.value.startswith("bakehouse.commands.") and point.name in COMMAND_ORDER}
+    lines = [
+        "# Command options and exit statuses",
+        "",
+        "<!-- Made by `python -m bakehouse.reference` from the commands' own options "
+        "(lib/bakehouse/commands/); do not edit by hand. -->",
+        "",
+        "Every option of every bakehouse command, and what each exit status means. Options go before",
+        "or after the names; a bad one is one line and exit 3. [Commands](commands.md) says what each",
+        "command is for, with examples.",
+    ]
+    for name in COMMAND_ORDER:
+        command = found[name]
+        shown = "doit" if name == "run" else f"doit {name}"
+        usage = "[TASK ...]" if name == "run" else getattr(command, "doc_usage", "")
+        purpose = getattr(command, "doc_purpose", "") or "run the tasks: bake what is not up to date"
+        lines += ["", f"## `{shown}`", "", f"`{shown} {usage}`".replace(" `", "`") if not usage else f"`{shown} {usage}`",
+                  "", purpose[0].upper() + purpose[1:] + ".", ""]
+        options = [option for option in command.cmd_options if option.get("long") or option.get("short")]
+        if options:
+            lines += ["| option | default | meaning |", "| --- | --- | --- |"]
+            lines += [f"| {_flags(option)} | {_default(option)} | {_help(option)} |" for option in options]
+            lines.append("")
+        lines += ["| exit | meaning |", "| --- | --- |"]
+        lines += [f"| {code} | {meaning} |" for code, meaning in command.exit_codes]
+    return "\n".join(lines) + "\n"
+
+
+def _flags(option: dict[str, Any]) -> str:
+    value = "" if option.get("type") is bool else " " + option["name"].upper()
+    flags = [f"-{option['short']}{value}" for _ in [1] if option.get("short")]
+    flags += [f"--{option['long']}{value}" for _ in [1] if option.get("long")]
+    return ", ".join(f"`{flag}`" for flag in flags)
+
+
+def _default(option: dict[str, Any]) -> str:
+    default = option.get("default")
+    if isinstance(default, bool) or not isinstance(default, (str, int, float)) or default == "":
+        return ""
+    return f"`{default}`"
+
+
+def _help(option: dict[str, Any]) -> str:
+    text = " ".join(str(option.get("help", "")).split())
+    text = re.sub(r"\s*\[default: [^\]]*\]", "", text)  # the default has its own column
+    return text.replace("|", "\\|")
+
+
+PAGES = {"bake-keys.md": reference_page, "command-options.md": commands_page}
+
 if __name__ == "__main__":
-    print(reference_page(), end="")
+    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs/reference")
+    for page, make in PAGES.items():
+        (folder / page).write_text(make())

@@ -24,6 +24,7 @@ class OneLineOptions:
 
     options_anywhere = True  # doit's own `run` keeps options after a task's name for that task
     name: str
+    exit_codes: tuple[tuple[int, str], ...] = ()  # what each exit status means, for the reference (reference.py)
 
     def get_options(self) -> list[CmdOption]:
         return super().get_options()  # type: ignore[misc]

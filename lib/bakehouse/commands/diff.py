@@ -27,6 +27,8 @@ from . import Command, trailing_flag
 class DiffCommand(Command):
     """The `doit diff` command, registered through the `doit.COMMAND` entry point."""
 
+    exit_codes = ((0, "the same"), (1, "different"), (2, "an image not found"), (3, "a bad option"))
+
     name = "diff"
     doc_purpose = "show what changed between two images: packages and inputs"
     doc_usage = "A [B]"

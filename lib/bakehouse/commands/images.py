@@ -81,6 +81,8 @@ def catalogue_text(catalogue: dict[str, list[ImageRecord]], launch: dict[str, st
 class ImagesCommand(Command):
     """The `doit images` command, registered through the `doit.COMMAND` entry point."""
 
+    exit_codes = ((0, "shown"), (2, "no such image, or it cannot be read"), (3, "a bad option or bake file"))
+
     name = "images"
     doc_purpose = "list the newest images of each bake, from the registry"
     doc_usage = "[BAKE ...]"

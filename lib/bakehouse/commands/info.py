@@ -25,6 +25,8 @@ from . import Command
 class InfoCommand(Command, Info):
     """Replaces doit's `info` (same name, registered through the `doit.COMMAND` entry point)."""
 
+    exit_codes = ((0, "up to date"), (1, "it would bake, or cannot be decided"), (3, "no such task, or a bad option"))
+
     name = "info"
 
     def _execute(self, pos_args: list[str], hide_status: bool = False) -> int:

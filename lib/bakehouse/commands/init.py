@@ -18,6 +18,8 @@ from . import OneLineOptions
 class InitCommand(OneLineOptions, DoitCommand):
     """The `doit init` command, registered through the `doit.COMMAND` entry point."""
 
+    exit_codes = ((0, "written"), (3, "nothing written: a file is already there, or a bad option"))
+
     name = "init"
     doc_purpose = "make a new bakehouse repository in an empty folder (this one, or DIRECTORY)"
     doc_usage = "[--aws] [DIRECTORY]"

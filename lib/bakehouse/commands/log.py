@@ -23,6 +23,8 @@ from .plan import selected
 class LogCommand(Command):
     """The `doit log` command, registered through the `doit.COMMAND` entry point."""
 
+    exit_codes = ((0, "printed"), (2, "no such image, log, or failed bake"), (3, "a bad option"))
+
     name = "log"
     doc_purpose = "print the log of the bake that made an image, or of a bake's last failure"
     doc_usage = "IMAGE | --failed BAKE"

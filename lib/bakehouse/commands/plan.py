@@ -160,6 +160,9 @@ def _why(row: PlanRow) -> str:
 class PlanCommand(Command):
     """The `doit plan` command, registered through the `doit.COMMAND` entry point."""
 
+    exit_codes = ((0, "nothing would bake"), (1, "something would bake (or be made in more places, or shared)"),
+                  (2, "a bake cannot be planned (its row says why)"), (3, "a bad option or bake file"))
+
     name = "plan"
     doc_purpose = "say what `doit` would bake, and why, without baking"
     doc_usage = "[BAKE ...]"

@@ -158,6 +158,9 @@ def total(table: list[PruneRow], applied: bool, freed: int | None = None) -> str
 class PruneCommand(Command):
     """The `doit prune` command, registered through the `doit.COMMAND` entry point."""
 
+    exit_codes = ((0, "listed (or, with --apply, deleted)"), (2, "cannot prune: the registry cannot be read or written"),
+                  (3, "a bad option or bake file"))
+
     name = "prune"
     doc_purpose = "delete old images and their snapshots, never one in use (a dry run unless --apply)"
     doc_usage = "[BAKE ...]"

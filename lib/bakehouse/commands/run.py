@@ -20,7 +20,11 @@ class RunCommand(Command, Run):
     `doit bake:helo`, `doit hello` and `doit bake hello` say `doit: no task ...; did you mean
     bake:hello?` (exit 3). Options after a task's name are that task's: they stay where they are."""
 
+    exit_codes = ((0, "every task done or up to date"), (1, "a task failed: a bake (one line says why; nothing of it is recorded)"),
+                  (2, "doit could not run a task"), (3, "nothing ran: a bad option, an unknown task, a bad bake file"))
+
     name = "run"
+    doc_purpose = "bake every image that is not up to date, bases first (doit's `run`, the default command)"
     options_anywhere = False
     cmd_options = (*Run.cmd_options, {
         "name": "rebake_all", "long": "rebake", "type": bool, "default": False,

@@ -47,6 +47,8 @@ def read_token(token_file: str) -> str | None:
 class ServeCommand(Command):
     """The `doit serve` command, registered through the `doit.COMMAND` entry point."""
 
+    exit_codes = ((0, "stopped"), (3, "cannot serve: a busy port, no token beyond loopback, a bad option"))
+
     name = "serve"
     doc_purpose = "serve the bakes over HTTP: Baker's API, Spinnaker's bakery API and a page"
     doc_usage = ""

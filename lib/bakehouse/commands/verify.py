@@ -23,6 +23,9 @@ EXIT_SAME, EXIT_DIFFERENT, EXIT_CANNOT = 0, 1, 2
 class VerifyCommand(Command):
     """The `doit verify` command, registered through the `doit.COMMAND` entry point."""
 
+    exit_codes = ((0, "every image reproducible (or nothing to verify)"), (1, "an image is not reproducible"),
+                  (2, "an image cannot be verified: no image of its inputs, or an input gone"), (3, "a bad option"))
+
     name = "verify"
     doc_purpose = "bake local images again in a scratch repository and compare their bytes"
     doc_usage = "[BAKE ...]"
