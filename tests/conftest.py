@@ -7,16 +7,21 @@ gets a copy of that repository, registry included, as a fresh clone would have i
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
+import subprocess
+import sys
 import urllib.request
 from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from helpers import PROJECT, SECRET, run_doit, start_moto, write
+from helpers import PROJECT, SECRET, mirror_packages, run_doit, start_moto, write
 
 # One instant for the whole session (the clock override users have too): a suite that runs
 # across midnight or into a new ISO week decides as it would have at its start, and every
@@ -58,6 +63,33 @@ def repo(baked_base: Path, tmp_path: Path) -> Path:
     # open and read; the first service bake of each test unpacks the tiny base again
     shutil.copytree(baked_base, copy, symlinks=True, ignore=shutil.ignore_patterns(".doit.db*", "build", "dist", "layers"))
     return copy
+
+
+@dataclass(frozen=True)
+class Baked:
+    repo: Path  # not to be changed: copy it
+    output: str  # what its first `doit` printed
+    mirror: dict[str, str]  # the mirror's package indexes before it baked (helpers.mirror_packages)
+
+
+@pytest.fixture(scope="session")
+def shipped_baked(tmp_path_factory: pytest.TempPathFactory) -> Baked:
+    """The shipped example as `doit init` writes it, baked from the host's Debian mirror once
+    per test session, whichever worker asks first (the others wait on a lock): the real minbase
+    base is the slowest bake of the suite, and the main-job and docs tests read the same one."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # this run's, under xdist
+    repo, done = shared / "shipped" / "repo", shared / "shipped" / "baked.json"
+    done.parent.mkdir(exist_ok=True)
+    with open(shared / "shipped" / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.is_file():
+            mirror = mirror_packages()
+            subprocess.run([sys.executable, "-m", "doit", "init", str(repo)], check=True, capture_output=True)
+            first = run_doit(repo, check=True)
+            done.write_text(json.dumps({"output": first.output, "mirror": mirror}))
+    found = json.loads(done.read_text())
+    return Baked(repo, found["output"], found["mirror"])
 
 
 @pytest.fixture
@@ -118,12 +150,12 @@ def aws_repo(tmp_path: Path) -> Path:
 
 # --- markers: which tests bake and which talk to moto, by the fixtures they use ---
 
-BAKE_FIXTURES = {"baked_base", "repo", "target_tarball"}
+BAKE_FIXTURES = {"baked_base", "repo", "target_tarball", "shipped_baked"}
 AWS_FIXTURES = {"moto_url"}
 BAKE_MODULES = {"test_main_job.py", "test_install.py", "test_docs.py"}  # bake the shipped example from scratch
 # The longest test (the shipped example: two minbase bakes, then its verify, two minutes) starts
 # first, so no worker begins it when the others are nearly done.
-LONGEST_FIRST = ("test_main_job.py", "test_install.py")
+LONGEST_FIRST = ("test_main_job.py", "test_install.py", "test_docs.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -21,6 +21,8 @@ from datetime import datetime
 from collections.abc import Callable
 from pathlib import Path
 
+from bakehouse.aptrepo import fetch_url, host_architecture, parse_sources, release_checksums
+
 PROJECT = Path(__file__).resolve().parent.parent
 
 
@@ -398,4 +400,17 @@ def provenance_statements(repo: Path, image: str, env: dict[str, str] | None = N
         assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
         json_format.ParseDict(statement["predicate"], provenance_pb2.Provenance())
         found.append(statement)
+    return found
+
+
+HOST_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
+
+
+def mirror_packages() -> dict[str, str]:
+    """The SHA256 of each package index the shipped base is made from (the host's sources), by
+    suite: a mirror that publishes (a security update) changes one, and then a rebake differs."""
+    found = {}
+    for source in parse_sources(HOST_SOURCES.read_text(), "bookworm", str(HOST_SOURCES)):
+        checksums = release_checksums(fetch_url(f"{source.dists}/InRelease").decode(), source.dists)
+        found[source.label] = checksums.get(f"main/binary-{host_architecture()}/Packages", {}).get("sha256", "")
     return found

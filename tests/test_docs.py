@@ -41,15 +41,6 @@ def test_every_console_example_is_run_and_says_where() -> None:
         assert setup_of(page.read_text()) in SETUPS, f"{page.relative_to(PROJECT)}: <!-- examples: ... --> is missing or unknown"
 
 
-@pytest.fixture(scope="session")
-def starter_baked(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A repository made by `doit init` and baked: the starter's real base and hello."""
-    repo = tmp_path_factory.mktemp("docs") / "starter"
-    subprocess.run([str(BIN / "doit"), "init", str(repo)], check=True, capture_output=True)
-    run_doit(repo, check=True)
-    return repo
-
-
 @pytest.fixture
 def workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     """Where a page's examples run, and what its commands' text is changed by (a served page
@@ -65,7 +56,7 @@ def workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[
         subprocess.run([str(BIN / "doit"), "init", str(repo)], check=True, capture_output=True)
         yield repo, {}
         return
-    baked: Path = request.getfixturevalue("starter_baked")
+    baked: Path = request.getfixturevalue("shipped_baked").repo  # the session's one bake of it (conftest.py)
     shutil.copytree(baked, repo, symlinks=True,
                     ignore=shutil.ignore_patterns("build", "layers"))  # the layer cache holds device nodes
     run_doit(repo, check=True)  # doit's own state names the first folder: here nothing bakes, the package is checked

@@ -13,31 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from bakehouse.aptrepo import fetch_url, host_architecture, parse_sources, release_checksums
-from helpers import PROJECT, image_file, image_layers, installed_version, records, run_doit
+from conftest import Baked
+from helpers import PROJECT, image_file, image_layers, installed_version, mirror_packages, records, run_doit
 
-HOST_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
-
-
-def mirror_packages() -> dict[str, str]:
-    """The SHA256 of each package index the shipped base is made from (the host's sources), by
-    suite: a mirror that publishes (a security update) changes one, and then a rebake differs."""
-    found = {}
-    for source in parse_sources(HOST_SOURCES.read_text(), "bookworm", str(HOST_SOURCES)):
-        checksums = release_checksums(fetch_url(f"{source.dists}/InRelease").decode(), source.dists)
-        found[source.label] = checksums.get(f"main/binary-{host_architecture()}/Packages", {}).get("sha256", "")
-    return found
-
-
-def test_the_shipped_example_bakes_its_real_base_and_hello_then_nothing(tmp_path: Path) -> None:
+def test_the_shipped_example_bakes_its_real_base_and_hello_then_nothing(shipped_baked: Baked, tmp_path: Path) -> None:
+    """The session's one bake of the shipped example (conftest.shipped_baked), then, in a copy
+    of it, the second run and the verify."""
+    mirror_before = shipped_baked.mirror
+    first = shipped_baked.output
+    assert re.findall(r"^\[([\w-]+)\] baked ", first, re.M) == ["base", "hello"]
     repo = tmp_path / "clone"
-    mirror_before = mirror_packages()
-    for part in ("bakes", "packages"):
-        shutil.copytree(PROJECT / part, repo / part)
-    shutil.copy(PROJECT / "dodo.py", repo / "dodo.py")
-
-    first = run_doit(repo, check=True)
-    assert re.findall(r"^\[([\w-]+)\] baked ", first.output, re.M) == ["base", "hello"]
+    shutil.copytree(shipped_baked.repo, repo, symlinks=True, ignore=shutil.ignore_patterns("build", "layers"))
     (base,), (hello,) = records(repo, "base"), records(repo, "hello")
     assert installed_version(image_file(repo, base), "ca-certificates")
     assert installed_version(image_file(repo, base), "apt")  # minbase, not busybox
