@@ -9,7 +9,10 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
+
+import pytest
 
 from bakehouse import __version__
 from helpers import PROJECT, records
@@ -79,3 +82,23 @@ def test_a_wheel_inits_a_repository_that_bakes_and_an_upgrade_says_which_templat
                      rf"{re.escape(__version__)} -> {NEXT_VERSION}$", plan.stdout, re.M), plan.stdout
     info = doit(venv, repo, "info", "bake:hello").stdout
     assert f"template: local-service.pkr.hcl.j2 (built in, bakehouse {NEXT_VERSION})" in info
+
+
+def test_a_wheel_built_from_a_git_url_holds_the_templates_and_the_starter(tmp_path: Path) -> None:
+    """What `pip install git+URL` builds: the committed tree, cloned by pip (here this checkout's
+    HEAD, by a file:// URL: no network), with the built-in templates and `doit init`'s starter
+    (links in the checkout, files in the wheel)."""
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT, capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check",
+                    "-w", str(wheels), f"git+file://{PROJECT}"], check=True, capture_output=True)
+    (wheel,) = wheels.glob("bakehouse-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        postinst = archive.getinfo("bakehouse/starter/local/packages/hello-svc/DEBIAN/postinst")
+    for name in ("bakehouse/templates/local-base.pkr.hcl.j2", "bakehouse/templates/scripts/install-packages.sh",
+                 "bakehouse/starter/local/bakes/base.toml", "bakehouse/starter/aws/bakes/aws-base.toml",
+                 "bakehouse/starter/common/dodo.py", "bakehouse/starter/common/gitignore"):
+        assert name in names, name
+    assert postinst.external_attr >> 16 & 0o111  # still executable
