@@ -6,6 +6,7 @@ distribution's mirror is reachable from here), served on 127.0.0.1."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import shutil
 import subprocess
 import textwrap
@@ -89,8 +90,27 @@ def make_repository(folder: Path, rpms: list[Path], compression: str) -> Path:
     folder.mkdir(parents=True)
     for rpm in rpms:
         shutil.copy(rpm, folder)
-    subprocess.run(["createrepo_c", "--compress-type", compression, str(folder)], check=True, capture_output=True)
+    made_as = "gz" if compression == "zstd" else compression
+    subprocess.run(["createrepo_c", "--compress-type", made_as, str(folder)], check=True, capture_output=True)
+    if compression == "zstd":
+        as_zstd(folder / "repodata")
     return folder
+
+
+def as_zstd(repodata: Path) -> None:
+    """The primary data recompressed with zstd, as newer createrepo_c writes it (Debian's 0.17
+    was built without zstd), and repomd.xml naming it by its new location and checksum."""
+    import zstandard
+
+    (primary,) = repodata.glob("*-primary.xml.gz")
+    compressed = zstandard.ZstdCompressor().compress(gzip.decompress(primary.read_bytes()))
+    digest = hashlib.sha256(compressed).hexdigest()
+    (repodata / f"{digest}-primary.xml.zst").write_bytes(compressed)
+    old_digest = primary.name.split("-")[0]
+    repomd = repodata / "repomd.xml"
+    repomd.write_text(repomd.read_text().replace(primary.name, f"{digest}-primary.xml.zst").replace(
+        f">{old_digest}<", f">{digest}<"))
+    primary.unlink()
 
 
 @pytest.fixture
