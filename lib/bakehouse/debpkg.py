@@ -44,6 +44,7 @@ class SourcePackage:
     source_dir: Path
     output: Path
     tree_sha256: str
+    kind: str = "deb"  # or "rpm": packages/<name>/<name>.spec (rpmpkg.py)
 
     @property
     def files(self) -> list[Path]:
@@ -52,6 +53,7 @@ class SourcePackage:
 
 
 def find_source_packages(project: Project) -> tuple[SourcePackage, ...]:
+    """The .deb packages built here: packages/<dir>/DEBIAN/control (RPM specs: rpmpkg.py)."""
     if not project.packages_dir.is_dir():
         return ()
     controls = sorted(project.packages_dir.glob("*/DEBIAN/control"))

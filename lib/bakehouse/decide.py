@@ -35,6 +35,7 @@ from .aptrepo import AptIndexes, Repository, parse_sources
 from .contents import ContentsError, Manifest
 from .context import KEY_PLACEHOLDER, template_context
 from .debpkg import SourcePackage, find_source_packages
+from .rpmpkg import find_rpm_sources
 from .epoch import staleness
 from .errors import BakehouseError, PackageError
 from .fingerprint import KEY_SCHEMA, Summary, content_key, explain, summarise
@@ -132,8 +133,9 @@ class Planner:
 
     @property
     def source_packages(self) -> tuple[SourcePackage, ...]:
+        """The packages built here: .deb trees and RPM specs under packages/."""
         if self._source_packages is None:
-            self._source_packages = find_source_packages(self.project)
+            self._source_packages = find_source_packages(self.project) + find_rpm_sources(self.project)
         return self._source_packages
 
     def forget(self, name: str) -> None:
@@ -180,6 +182,7 @@ class Planner:
             bake.repositories, self.indexes, provider.architecture(bake) if bake.repositories else "",
             locked=self.pins.packages.get(bake.name),
         )
+        self._check_kind(bake, packages)
         self._check_offered(bake, provider, packages)
         images = provider.registry.images(bake.name)
         base_decision = self.decide(bake.base) if bake.base is not None else None
@@ -282,6 +285,14 @@ class Planner:
         bakes it builds on and its own (a local base's mirror, every `[[repository]]`)."""
         return tuple(source for step in self.graph.chain(bake.name)
                      for source in (*self.provider_of(step.name).package_sources(step), *step.repositories))
+
+    def _check_kind(self, bake: Bake, packages: tuple[ResolvedPackage, ...]) -> None:
+        """The images bakehouse bakes today install Debian packages: an RPM is refused in one
+        line before anything runs, not by dpkg inside the image."""
+        for package in packages:
+            if package.path is not None and package.path.suffix == ".rpm":
+                raise PackageError(f"{bake.where}: packages: {package.name} is an RPM package, and {bake.name}'s "
+                                   f"{bake.provider} images install Debian packages (.deb)")
 
     def _check_offered(self, bake: Bake, provider: Provider, packages: tuple[ResolvedPackage, ...]) -> None:
         """A version a bake pins by name (apt takes it from the image's sources) must be one

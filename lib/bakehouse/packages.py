@@ -24,6 +24,7 @@ from .errors import PackageError
 from .files import sha256_file
 from .pins import PackagePin, check_pin_source
 from .project import Project
+from .rpmversion import Evr
 
 GLOB_CHARS = set("*?[/")
 
@@ -51,7 +52,7 @@ class ResolvedPackage:
 
 
 def is_artifact_spec(spec: str) -> bool:
-    return spec.endswith(".deb") or bool(GLOB_CHARS & set(spec))
+    return spec.endswith((".deb", ".rpm")) or bool(GLOB_CHARS & set(spec))
 
 
 def resolve_packages(
@@ -135,6 +136,11 @@ def _resolve_artifacts(
     for path in sorted(project.root.glob(pattern)):
         if not path.is_file():
             continue
+        if path.suffix == ".rpm":
+            if any(path.name.startswith(f"{name}-") for name in names_built_here):
+                continue  # an older or newer build of an RPM built here: its spec is the truth
+            raise PackageError(f"{where}: packages: {project.relative(path)} is an RPM not built here; bakehouse "
+                               "takes RPMs built from packages/<name>/<name>.spec")
         info = read_deb(path, project.relative(path))
         if info.name in names_built_here:
             continue  # packages/<name>/ is the truth for that name; older builds are stale
@@ -146,11 +152,18 @@ def _resolve_artifacts(
     newest: dict[str, ResolvedPackage] = {}
     for candidate in candidates:
         current = newest.get(candidate.name)
-        if current is None or Version(candidate.version) > Version(current.version):
+        if current is None or _newer(candidate, current):
             newest[candidate.name] = candidate
     return list(newest.values())
 
 
+
+
+def _newer(candidate: ResolvedPackage, current: ResolvedPackage) -> bool:
+    """In the package's own version order: RPM's for an .rpm, Debian's otherwise."""
+    if candidate.path is not None and candidate.path.suffix == ".rpm":
+        return Evr.parse(str(candidate.version)) > Evr.parse(str(current.version))
+    return Version(candidate.version) > Version(current.version)
 
 
 def with_versions(where: str, specs: tuple[str, ...], versions: dict[str, str]) -> tuple[str, ...]:

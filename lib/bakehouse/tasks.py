@@ -24,6 +24,7 @@ from doit.tools import config_changed
 
 from .bake import bake_image
 from .debpkg import build_deb
+from .rpmpkg import build_rpm
 from .decide import Decision, Planner
 from .definitions import load_bakes
 from .epoch import now_utc
@@ -57,7 +58,7 @@ def dodo_globals(root: str | Path) -> dict[str, Any]:
     _cancel_like_ctrl_c()
 
     def task_package() -> Iterator[dict[str, Any]]:
-        """Build the Debian packages under packages/ into dist/."""
+        """Build the packages under packages/ (.deb trees, RPM specs) into dist/."""
         for package in _guard(lambda: planner_for(project.root).source_packages):
             yield {
                 "name": package.name,
@@ -255,7 +256,7 @@ def _bake(root: str, name: str, rebake: bool = False) -> TaskFailed | None:
 def _build_package(root: str, name: str) -> TaskFailed | None:
     try:
         package = next(p for p in planner_for(Path(root)).source_packages if p.name == name)
-        build_deb(package)
+        build_rpm(package) if package.kind == "rpm" else build_deb(package)
     except BakehouseError as error:
         return TaskFailed(str(error))
     return None
