@@ -15,7 +15,8 @@ the shared-lock tests then test bakehouse's protocol, with S3's guarantee.
 
 It also lists, in every region, a Debian 12 image of Debian's cloud team (owner 136693071363,
 named `debian-12-amd64-*` as Debian names them), which moto's own images do not include, so
-the shipped AWS example's source filter finds what it finds on AWS.
+the shipped AWS example's source filter finds what it finds on AWS; and an Amazon Linux 2023
+image, for the Amazon Linux example.
 
 Of moto's own images it loads its short generic list only (MOTO_AMIS_PATH), not the 1,200
 ECS-optimised images per region it would otherwise build (with a snapshot each) on every
@@ -53,6 +54,18 @@ DEBIAN_12 = {
 }
 
 
+# Amazon Linux 2023 as Amazon names it (owner alias `amazon`, as moto gives its own images), for
+# the Amazon Linux example (examples/aws-al2023/).
+AL2023 = {
+    **DEBIAN_12,
+    "ami_id": "ami-0a3c3a20c09d6f377",
+    "name": "al2023-ami-2023.6.20261110.0-kernel-6.1-x86_64",
+    "description": "Amazon Linux 2023 AMI 2023.6.20261110.0 x86_64 HVM kernel-6.1",
+    "owner_id": "137112412989",
+    "image_location": "amazon/al2023-ami-2023.6.20261110.0-kernel-6.1-x86_64",
+}
+
+
 def _ebs_like_aws(original: Any) -> Any:
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         if "root_device_type" not in kwargs:
@@ -77,7 +90,7 @@ def _generic_images_only() -> Path:
     spec = importlib.util.find_spec("moto")
     assert spec is not None and spec.submodule_search_locations
     packaged = Path(list(spec.submodule_search_locations)[0]) / "ec2" / "resources" / "amis.json.gz"
-    images = json.loads(gzip.decompress(packaged.read_bytes())) + [dict(DEBIAN_12)]
+    images = json.loads(gzip.decompress(packaged.read_bytes())) + [dict(DEBIAN_12), dict(AL2023)]
     with tempfile.NamedTemporaryFile("w", prefix="moto-amis-", suffix=".json", delete=False) as listing:
         json.dump(images, listing)
     os.environ["MOTO_AMIS_PATH"] = listing.name

@@ -121,6 +121,22 @@ def test_the_amazon_ebs_template_is_valid_for_packer(tmp_path: Path, communicato
     assert "required_plugins" not in rendered
 
 
+def test_an_rpm_image_s_template_installs_with_dnf_and_lists_the_rpmdb(tmp_path: Path) -> None:
+    """An Amazon Linux bake (package_format = "rpm") over SSH: packer validate only (no RPM
+    instance can be reached from here; scripts/install-rpms.sh itself is not run by this test)."""
+    rpm = tmp_path / "hello-rpm-1.0.4-1.noarch.rpm"
+    rpm.write_bytes(b"\xed\xab\xee\xdb")
+    context = {**aws_context("ssh", deb=str(rpm)), "package_format": "rpm", "package_checks": ["hello-rpm=1.0.4-1", "jq"]}
+    rendered = Templates(BUILT_IN_TEMPLATES).render("amazon-ebs.pkr.hcl.j2", context)
+    packer_validate(tmp_path, rendered)
+    assert "sudo sh /tmp/bakehouse/install-packages.sh /tmp/bakehouse/rpms hello-rpm=1.0.4-1 jq" in rendered
+    assert str(BUILT_IN_TEMPLATES / "scripts" / "install-rpms.sh") in rendered
+    assert str(BUILT_IN_TEMPLATES / "scripts" / "image-contents-rpm.sh") in rendered
+    assert "install-packages.sh\"" not in rendered.replace('destination = "/tmp/bakehouse/install-packages.sh"', "")
+    _, used = Templates(BUILT_IN_TEMPLATES).render_used("amazon-ebs.pkr.hcl.j2", aws_context("ssh"))
+    assert "scripts/install-rpms.sh" not in used  # a .deb bake's key never holds the RPM scripts
+
+
 def packer_validate(tmp_path: Path, rendered: str) -> None:
     (tmp_path / "t.pkr.hcl").write_text(rendered)
     result = subprocess.run(["packer", "validate", "t.pkr.hcl"], cwd=tmp_path, capture_output=True, text=True,

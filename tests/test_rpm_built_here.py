@@ -70,3 +70,19 @@ def test_a_spec_rpmspec_cannot_read_is_one_line(empty_repo: Path) -> None:
     assert run.returncode == 3
     assert run.output.startswith("ERROR: packages/broken/broken.spec: rpmspec cannot read it: "), run.output
     assert "Traceback" not in run.output
+
+
+def test_the_rpm_image_contents_script_lists_what_an_rpmdb_holds(empty_repo: Path, tmp_path: Path) -> None:
+    """scripts/image-contents-rpm.sh, run on a root whose rpmdb holds the package built here
+    (Debian's rpm installs it there; no RPM distribution is reachable from here)."""
+    from bakehouse.project import BUILT_IN_TEMPLATES
+
+    repo = rpm_repo(empty_repo)
+    run_doit(repo, "package:hello-rpm", check=True)
+    root = tmp_path / "root"
+    subprocess.run(["rpm", "--root", str(root), "--initdb"], check=True)
+    subprocess.run(["rpm", "--root", str(root), "-i", "--nodeps", str(repo / "dist" / "hello-rpm-1.0.4-1.noarch.rpm")],
+                   check=True, capture_output=True)
+    listed = subprocess.run(["sh", str(BUILT_IN_TEMPLATES / "scripts" / "image-contents-rpm.sh"), str(root)],
+                            capture_output=True, text=True, check=True).stdout
+    assert listed.splitlines() == ["hello-rpm\t1.0.4-1\tnoarch\thello-rpm\t1.0.4-1"]

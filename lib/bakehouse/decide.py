@@ -182,7 +182,7 @@ class Planner:
             bake.repositories, self.indexes, provider.architecture(bake) if bake.repositories else "",
             locked=self.pins.packages.get(bake.name),
         )
-        self._check_kind(bake, packages)
+        self._check_kind(bake, provider.package_format(bake), packages)
         self._check_offered(bake, provider, packages)
         images = provider.registry.images(bake.name)
         base_decision = self.decide(bake.base) if bake.base is not None else None
@@ -286,13 +286,16 @@ class Planner:
         return tuple(source for step in self.graph.chain(bake.name)
                      for source in (*self.provider_of(step.name).package_sources(step), *step.repositories))
 
-    def _check_kind(self, bake: Bake, packages: tuple[ResolvedPackage, ...]) -> None:
-        """The images bakehouse bakes today install Debian packages: an RPM is refused in one
-        line before anything runs, not by dpkg inside the image."""
+    def _check_kind(self, bake: Bake, package_format: str, packages: tuple[ResolvedPackage, ...]) -> None:
+        """A package file of the other kind than the image installs (an .rpm on a Debian image,
+        a .deb on an RPM one) is refused in one line before anything runs, not by the image's
+        package manager minutes into the bake."""
+        shown = {"deb": "Debian packages (.deb)", "rpm": "RPM packages (.rpm)"}
         for package in packages:
-            if package.path is not None and package.path.suffix == ".rpm":
-                raise PackageError(f"{bake.where}: packages: {package.name} is an RPM package, and {bake.name}'s "
-                                   f"{bake.provider} images install Debian packages (.deb)")
+            kind = package.path.suffix.lstrip(".") if package.path is not None else package_format
+            if kind in shown and kind != package_format:
+                raise PackageError(f"{bake.where}: packages: {package.name} is {'an RPM' if kind == 'rpm' else 'a Debian'} "
+                                   f"package, and {bake.name}'s {bake.provider} images install {shown[package_format]}")
 
     def _check_offered(self, bake: Bake, provider: Provider, packages: tuple[ResolvedPackage, ...]) -> None:
         """A version a bake pins by name (apt takes it from the image's sources) must be one

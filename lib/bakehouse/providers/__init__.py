@@ -173,6 +173,10 @@ class Provider(Protocol):
         """The Debian architecture of `bake`'s images (for packages from a [[repository]])."""
         ...
 
+    def package_format(self, bake: Bake) -> str:
+        """What `bake`'s images install: "deb" or "rpm"."""
+        ...
+
     def schema1(self, bake: Bake, base_image: ImageRecord | None) -> dict[str, Any]:
         """How key schema 1 named this provider's inputs of `bake` (legacy.py): "settings",
         "source_definition", "source" and "base_image", each a value or None."""

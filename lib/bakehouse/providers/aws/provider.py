@@ -50,7 +50,7 @@ from .registry import (
     BAKE_TAG, BASE_TAG, CREATED_TAG, IMAGE_TAG, KEY_TAG, LAUNCH_TAG, LOG_TAG, PROVENANCE_TAG, SEQUENCE_TAG, VERSION_TAG,
     AwsRegistry, image_of, summary_tags,
 )
-from .settings import DEBIAN_ARCHITECTURES, AwsSettings, AwsSource, settings_of
+from .settings import DEBIAN_ARCHITECTURES, AwsSettings, AwsSource, package_format_of, settings_of
 
 # The tools of an AMI bake on this machine (what runs on the instance is the image's own)
 TOOLS = {"packer": ["packer", "version"]}
@@ -253,6 +253,9 @@ class AwsProvider:
     def places(self, bake: Bake) -> tuple[str, ...]:
         return settings_of(bake).regions
 
+    def package_format(self, bake: Bake) -> str:
+        return package_format_of(bake, {step.name: step for step in self.graph.chain(bake.name)})
+
     def architecture(self, bake: Bake) -> str:
         arch = settings_of(bake).arch
         return DEBIAN_ARCHITECTURES.get(arch, arch)
@@ -308,6 +311,7 @@ class AwsProvider:
             "base_image": None if job.base_image is None else {
                 "id": job.base_image.image_id, "amis": job.base_image.locations,
             },
+            "package_format": self.package_format(job.bake),  # provision-packages.pkr.hcl.j2: dnf or apt
         }
 
     def _start_from(self, job: BakeJob, region: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 AMI_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
 MULTI_REGION_MODES = ("bake", "copy")
 COMMUNICATORS = ("ssh", "none")
+PACKAGE_FORMATS = ("deb", "rpm")
 KEY_DOCS = (
     Key(('regions',), 'list of strings',
         'required',
@@ -51,6 +52,9 @@ KEY_DOCS = (
     Key(('ssh_username',), 'string',
         '`"admin"`',
         'the user packer logs in as (Debian: `admin`, Ubuntu: `ubuntu`, Amazon Linux: `ec2-user`)'),
+    Key(('package_format',), '`"deb"`, `"rpm"`',
+        '`"deb"`',
+        'what its images install: Debian packages with apt and dpkg, or RPMs with dnf (Amazon Linux 2023); a package file of the other kind is refused in one line; a service installs what its base does'),
     *ACCOUNT_KEY_DOCS,
 )
 KEYS = names(KEY_DOCS)
@@ -115,6 +119,7 @@ class AwsSettings:
     ami_suffix: str | None = None
     communicator: str = "ssh"
     ssh_username: str = "admin"
+    package_format: str | None = None  # what its images install: "deb" (apt, dpkg) or "rpm" (dnf); a service: its base's
     placement: Placement = Placement()
     encryption: Encryption = Encryption()
     sharing: Sharing = Sharing()
@@ -123,7 +128,9 @@ class AwsSettings:
         """What can change the image: not where it is (regions) or how regions are filled,
         not names, not the SSH user, not where the build instance ran; its encryption, when set."""
         return {"instance_type": self.instance_type, "arch": self.arch, "communicator": self.communicator,
-                **self.encryption.content()}
+                **self.encryption.content(),
+                # named only when not the default, so the keys of every .deb image stay as they were
+                **({"package_format": self.package_format} if self.package_format not in (None, "deb") else {})}
 
     def content_schema1(self) -> dict[str, Any]:
         """What key schema 1 held (legacy.py): the regions too, in the order written."""
@@ -154,6 +161,7 @@ def parse_settings(where: str, data: dict[str, Any]) -> AwsSettings:
         ami_suffix=get.matching("ami_suffix", r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$", _NAME_PART, None),
         communicator=get.choice("communicator", COMMUNICATORS, default="ssh"),
         ssh_username=get.matching("ssh_username", r"^[a-z_][a-z0-9_-]{0,31}$", "a user name", "admin"),
+        package_format=get.choice("package_format", PACKAGE_FORMATS, default=None),
         placement=parse_placement(where, get, regions, building),
         encryption=parse_encryption(where, get, regions),
         sharing=parse_sharing(where, get),
@@ -210,6 +218,13 @@ def settings_of(bake: Bake) -> AwsSettings:
     return bake.settings
 
 
+def package_format_of(bake: Bake, bakes: Mapping[str, Bake]) -> str:
+    """What `bake`'s images install: its own package_format, else its base's, else "deb"."""
+    while settings_of(bake).package_format is None and bake.base is not None:
+        bake = bakes[bake.base]
+    return settings_of(bake).package_format or "deb"
+
+
 def check_graph(bakes: Mapping[str, Bake]) -> None:
     """A service builds in each of its regions on its base's image there, so the base must
     exist wherever the service does; AMI ids given per region must cover the regions. (In
@@ -222,6 +237,12 @@ def check_graph(bakes: Mapping[str, Bake]) -> None:
             )
         if bake.base is not None:
             base = bakes[bake.base]
+            own, root = settings_of(bake).package_format, package_format_of(base, bakes)
+            if own is not None and own != root:
+                raise DefinitionError(
+                    f"{bake.where}: package_format: '{own}', but its base '{base.name}' installs '{root}' "
+                    "packages; a service's images install what its base's do (leave it out)"
+                )
             outside = [region for region in regions if region not in settings_of(base).regions]
             if outside:
                 raise DefinitionError(

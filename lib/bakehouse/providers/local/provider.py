@@ -108,6 +108,9 @@ class LocalProvider:
     def architecture(self, bake: Bake) -> str:
         return self._host_architecture
 
+    def package_format(self, bake: Bake) -> str:
+        return "deb"  # roots made by mmdebstrap and dpkg
+
     @cached_property
     def _host_architecture(self) -> str:
         return host_architecture()

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "hello-rpm 1.0.4"
