@@ -33,6 +33,7 @@ VOLATILE = (
     (re.compile(r"\b\d{8}T\d{6}Z\b"), "<time>"),
     (re.compile(r"\b\d{4}-\d\d-\d\d\b"), "<date>"),
     (re.compile(r"\b\d{4}-W\d\d\b"), "<week>"),
+    (re.compile(r"\bbakehouse \d+\.\d+\.\d+\b"), "bakehouse <version>"),
     (re.compile(r"\b\d{14}-[0-9a-f]{6}\b"), "<stamp>"),  # an AMI name's timestamp
     (re.compile(r"sha256:[0-9a-f]{12,64}"), "sha256:<digest>"),
     (re.compile(r"\b[0-9a-f]{40,64}\b"), "<hex>"),

@@ -7,4 +7,4 @@ the modules' docstrings.
 
 # The package's version (pyproject.toml reads it here). Images record the version that baked
 # them, so a rebake caused by a changed built-in template says which upgrade changed it.
-__version__ = "0.1.0"
+__version__ = "0.2.0"
