@@ -270,6 +270,7 @@ def _manifest(planner: Planner, provider: Provider, decision: Decision, job: Bak
     if job.contents.is_file():
         shown = planner.project.relative(job.contents)
         manifest = parse_dpkg_query(job.contents.read_text(encoding="utf-8"), job.image_id, name, shown)
+        manifest = replace(manifest, package_format=provider.package_format(job.bake))
         out.write(f"[{name}] {len(manifest.packages)} packages in {job.image_id}\n")
         if job.bake.rebuild_when == "updates":  # what the sources offered as it was baked
             manifest = replace(manifest, sources_seen=planner.sources_seen(job.bake, manifest))
@@ -284,4 +285,5 @@ def _manifest(planner: Planner, provider: Provider, decision: Decision, job: Bak
         except ContentsError:
             inherited = dict(base.packages)
     installed = {**inherited, **{package.name: package.version for package in decision.packages}}
-    return partial_manifest(job.image_id, name, installed, provider.architecture(job.bake))
+    manifest = partial_manifest(job.image_id, name, installed, provider.architecture(job.bake))
+    return replace(manifest, package_format=provider.package_format(job.bake))

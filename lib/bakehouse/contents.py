@@ -64,6 +64,7 @@ class Manifest:
     # each source had when the image was baked (updates.py).
     sources: tuple[str, ...] = ()
     sources_seen: dict[str, str] = field(default_factory=dict)
+    package_format: str = "deb"  # "rpm": an Amazon Linux image's rpmdb (its SBOM names RPMs)
 
     def by_name(self) -> dict[str, InstalledPackage]:
         """One entry per package name (a Multi-Arch package shows as name:arch)."""
@@ -79,6 +80,7 @@ class Manifest:
             "complete": self.complete, "note": self.note,
             "packages": [package.to_json() for package in self.packages],
             "sources": list(self.sources), "sources_seen": self.sources_seen,
+            **({"package_format": self.package_format} if self.package_format != "deb" else {}),
         }
 
     @classmethod
@@ -97,6 +99,7 @@ class Manifest:
                 str(data["image_id"]), str(data["bake"]), packages, bool(data["complete"]), str(data.get("note", "")),
                 tuple(str(line) for line in data.get("sources", [])),
                 {str(k): str(v) for k, v in dict(data.get("sources_seen", {})).items()},
+                str(data.get("package_format", "deb")),
             )
         except (AttributeError, KeyError, TypeError, ValueError) as error:
             raise ContentsError(f"{shown_as}: not a bakehouse package manifest ({error})") from None

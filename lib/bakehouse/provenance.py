@@ -61,7 +61,7 @@ def base_descriptor(base_image: str, oci_digest: str) -> dict[str, Any]:
 
 def predicate(root: Path, image: ImageRecord, summary: Summary, packages: tuple[ResolvedPackage, ...],
               built_on: list[dict[str, Any]], architecture: str, finished: datetime,
-              tools: dict[str, str]) -> dict[str, Any]:
+              tools: dict[str, str], package_format: str = "deb") -> dict[str, Any]:
     """The SLSA provenance v1 predicate of `image`, made from `summary` (its key's inputs), the
     packages installed (each named by the SHA256 of its .deb where there is one) and what the
     provider says the image was built on (`built_on`: its base image, a source AMI per region)."""
@@ -72,7 +72,8 @@ def predicate(root: Path, image: ImageRecord, summary: Summary, packages: tuple[
         for path, digest in sorted((summary.get("files") or {}).items())
     ]
     for package in packages:
-        purl = PackageURL(type="deb", namespace="debian", name=package.name, version=package.version,
+        kind, namespace = ("rpm", "amzn") if package_format == "rpm" else ("deb", "debian")
+        purl = PackageURL(type=kind, namespace=namespace, name=package.name, version=package.version,
                           qualifiers={"arch": architecture})
         entry: dict[str, Any] = {"name": package.name, "uri": purl.to_string(),
                                  "annotations": {"origin": package.origin}}

@@ -2,8 +2,9 @@
 
 Written with CycloneDX's own Python library (cyclonedx-python-lib), imported only when an
 SBOM is asked for. The image is the BOM's subject (an operating system, named by its id);
-each installed package is a component with its Debian package URL
-(`pkg:deb/debian/openssl@3.0.15-1~deb12u1?arch=amd64`), which scanners match advisories on.
+each installed package is a component with its package URL, which scanners match advisories on:
+`pkg:deb/debian/openssl@3.0.15-1~deb12u1?arch=amd64`, or on an Amazon Linux image
+`pkg:rpm/amzn/openssl@1:3.0.8-1.amzn2023.0.14?arch=x86_64`.
 The same image gives the same document: its serial number is derived from the image id and
 its timestamp is the image's creation time, never the time of the export.
 
@@ -46,7 +47,8 @@ def cyclonedx_json(manifest: Manifest, created: datetime, provider: str) -> str:
         qualifiers = {"arch": package.architecture} if package.architecture else {}
         if package.source:
             qualifiers["upstream"] = package.source + (f"@{package.source_version}" if package.source_version else "")
-        purl = PackageURL(type="deb", namespace="debian", name=package.name,
+        kind, namespace = ("rpm", "amzn") if manifest.package_format == "rpm" else ("deb", "debian")
+        purl = PackageURL(type=kind, namespace=namespace, name=package.name,
                           version=package.version if known else None, qualifiers=qualifiers or None)
         component = Component(
             type=ComponentType.LIBRARY, name=package.name, version=package.version if known else None,

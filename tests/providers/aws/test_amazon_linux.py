@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from conftest import MOTO_VARIANT
-from helpers import PROJECT, amis, run_doit, write
+from helpers import PROJECT, amis, provenance_statements, run_doit, write
 
 EXAMPLE = PROJECT / "examples" / "aws-al2023"
 REGIONS = ("us-east-1", "us-west-2")
@@ -39,6 +39,12 @@ def test_the_amazon_linux_example_bakes_an_rpm_service_and_plans_a_version_bump(
         assert base["tags"]["base_ami_name"].startswith("al2023-ami-2023.")  # Amazon's image, found by name
         assert hello["tags"]["base_ami_id"] == base["ImageId"]
     assert run_doit(repo, "plan", env=aws_env).output.splitlines()[-1] == "0 to bake, 2 up to date"
+    sbom = json.loads(run_doit(repo, "images", "--sbom", "al2023-hello", env=aws_env, check=True).stdout)
+    purls = [component["purl"] for component in sbom["components"]]  # partial: nothing ran on moto's instance
+    assert "pkg:rpm/amzn/hello-rpm@1.0.4-1" in [purl.split("?")[0] for purl in purls], purls
+    (statement,) = provenance_statements(repo, "al2023-hello", env=aws_env)
+    uris = [dep["uri"] for dep in statement["predicate"]["buildDefinition"]["resolvedDependencies"]]
+    assert "pkg:rpm/amzn/hello-rpm@1.0.4-1?arch=x86_64" in uris, uris
 
     spec = repo / "packages" / "hello-rpm" / "hello-rpm.spec"
     spec.write_text(spec.read_text().replace("Version: 1.0.4", "Version: 1.0.5"))
