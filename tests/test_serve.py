@@ -601,3 +601,25 @@ def test_a_bake_started_from_the_command_line_shows_on_the_page_and_in_status(se
     finally:
         installs.release()
         driver.quit()
+
+
+def test_bakers_route_bakes_the_service_at_its_version_and_refuses_in_one_line(server: Server, repo: Path) -> None:
+    """Baker's `POST /bake/{template}/{service}/{version}/{virt}`, on the shipped hello (its
+    template is the built-in local-service)."""
+    status, body, headers = server.request("POST", "/bake/local-service/hello-svc/1.0.4/hvm")
+    assert status == 200 and headers["content-type"].startswith("application/x-ndjson"), body
+    lines = [json.loads(line) for line in body.splitlines()]
+    assert lines[0]["bake"] == "hello" and lines[-1]["result"]["state"] == "succeeded"
+    image = lines[-1]["result"]["image"]
+    again = server.request("POST", "/bake/local-service/hello-svc/1.0.4/hvm")
+    assert again[:2] == (200, {"bake": "hello", "state": "up to date", "result": again[1]["result"]})
+    assert again[1]["result"]["image"] == image
+    for path, status, message in [
+        ("/bake/local-service/hello-svc/9.9.9/hvm", 400,
+         "hello-svc: bake hello installs version 1.0.4 (built in this repository), not 9.9.9"),
+        ("/bake/chroot-example/hello-svc/1.0.4/hvm", 404,
+         "template 'chroot-example': the bakes that install hello-svc use local-service"),
+        ("/bake/local-service/simple-service/1.0.4/hvm", 404, "no bake in this repository installs simple-service"),
+        ("/bake/local-service/hello-svc/1.0.4/pv", 400, "virtualisation type 'pv': bakehouse bakes hvm images only"),
+    ]:
+        assert server.request("POST", path)[:2] == (status, {"error": message}), path

@@ -30,7 +30,7 @@ from ..decide import Planner
 from ..errors import BakehouseError
 from ..locks import running_bakes
 from ..project import Project
-from . import page, spinnaker, views
+from . import baker, page, spinnaker, views
 from .guard import Guard
 from .runs import Run, Runner
 
@@ -152,6 +152,31 @@ async def bake(request: Request) -> Response:
                              headers={"X-Bake-Id": run.state.id, "Cache-Control": "no-store"})
 
 
+async def baker_bake(request: Request) -> Response:
+    """Baker's route, `POST /bake/{template}/{service}/{version}/{virt}` (baker.py)."""
+    settings = settings_of(request)
+    if not authorised(request, settings.token):
+        return error(401, "starting a bake needs the server's token: Authorization: Bearer <token>")
+    params = request.path_params
+    try:
+        p = await run_in_threadpool(views.planner, settings.root)
+        name, pins = await run_in_threadpool(baker.choose, p, params["template"], params["service"],
+                                             params["version"], params["virt"])
+        if pins:  # decide as the bake will, the version pinned: one no source has is a 400
+            p = await run_in_threadpool(views.planner, settings.root, {name: pins})
+            await run_in_threadpool(p.decide, name)
+    except spinnaker.Refused as refused:
+        return error(refused.status, refused.message)
+    except BakehouseError as failure:
+        return error(400, str(failure))
+    if not pins and settings.runner.active_run(name) is None and await run_in_threadpool(views.up_to_date, p, name):
+        outcome = await run_in_threadpool(views.outcome, settings.root, name, p)
+        return JSONResponse({"bake": name, "state": "up to date", "result": outcome.__dict__})
+    run, _ = settings.runner.start(name, False, pins)
+    return StreamingResponse(follow(run), media_type="application/x-ndjson",
+                             headers={"X-Bake-Id": run.state.id, "Cache-Control": "no-store"})
+
+
 async def follow(run: Run) -> AsyncIterator[str]:
     """The run's output as NDJSON: {"bake_id"}, then {"output": line} as each comes, then
     {"result": ...} when it ended. Only this request stops when its client goes away."""
@@ -245,6 +270,7 @@ def create_app(root: Path, runner: Runner, token: str | None, allowed_hosts: tup
         Route("/plan", plan_all),
         Route("/plan/{bake}", plan_one),
         Route("/bake/{bake}", bake, methods=["POST"]),
+        Route("/bake/{template}/{service}/{version}/{virt}", baker_bake, methods=["POST"]),
         Route("/bakes/{id}", bake_state),
         Route("/bakes/{id}/log", bake_log),
         *spinnaker.routes(),

@@ -75,7 +75,8 @@ def base_images(p: Planner) -> list[dict[str, Any]]:
         seen.setdefault(os_name, {
             "id": os_name, "shortDescription": os_name,
             "detailedDescription": root.description or f"the {root.name} bake's images",
-            "packageType": "DEB", "templateFile": root.template, "osType": "linux", "customRepository": None,
+            "packageType": p.provider_of(root.name).package_format(root).upper(),  # DEB, or RPM (Amazon Linux)
+            "templateFile": root.template, "osType": "linux", "customRepository": None,
         })
     return list(seen.values())
 

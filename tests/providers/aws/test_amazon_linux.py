@@ -73,3 +73,15 @@ def test_a_service_cannot_say_another_package_format_than_its_base(tmp_path: Pat
     assert run.returncode == 3
     assert run.output == ("ERROR: bakes/al2023-hello.toml: package_format: 'deb', but its base 'al2023-base' "
                           "installs 'rpm' packages; a service's images install what its base's do (leave it out)\n")
+
+
+def test_spinnakers_bake_options_name_rpm_for_an_amazon_linux_base(tmp_path: Path, aws_env: dict[str, str]) -> None:
+    from test_serve import start_server, stop
+
+    repo = al2023_repo(tmp_path)
+    server = start_server(repo, env=aws_env)
+    try:
+        options = server.get("/bakeOptions/aws")
+    finally:
+        stop(server)
+    assert [(image["id"], image["packageType"]) for image in options["baseImages"]] == [("al2023", "RPM")]
