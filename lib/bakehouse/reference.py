@@ -90,7 +90,7 @@ def commands_page() -> str:
         shown = "doit" if name == "run" else f"doit {name}"
         usage = "[TASK ...]" if name == "run" else getattr(command, "doc_usage", "")
         purpose = getattr(command, "doc_purpose", "") or "run the tasks: bake what is not up to date"
-        lines += ["", f"## `{shown}`", "", f"`{shown} {usage}`".replace(" `", "`") if not usage else f"`{shown} {usage}`",
+        lines += ["", f"## `{shown}`", "", f"`{f'{shown} {usage}'.strip()}`",
                   "", purpose[0].upper() + purpose[1:] + ".", ""]
         options = [option for option in command.cmd_options if option.get("long") or option.get("short")]
         if options:
@@ -104,9 +104,8 @@ def commands_page() -> str:
 
 def _flags(option: dict[str, Any]) -> str:
     value = "" if option.get("type") is bool else " " + option["name"].upper()
-    flags = [f"-{option['short']}{value}" for _ in [1] if option.get("short")]
-    flags += [f"--{option['long']}{value}" for _ in [1] if option.get("long")]
-    return ", ".join(f"`{flag}`" for flag in flags)
+    flags = ([f"-{option['short']}"] if option.get("short") else []) + ([f"--{option['long']}"] if option.get("long") else [])
+    return ", ".join(f"`{flag}{value}`" for flag in flags)
 
 
 def _default(option: dict[str, Any]) -> str:

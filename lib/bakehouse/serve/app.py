@@ -142,12 +142,18 @@ async def bake(request: Request) -> Response:
     rebake = request.query_params.get("rebake", "false").lower()
     if rebake not in ("true", "false", "1", "0"):
         return error(400, f"rebake is true or false, not '{rebake}'")
-    forced = rebake in ("true", "1")
-    if not forced and settings.runner.active_run(name) is None:
+    return await answer_bake(settings, p, name, rebake in ("true", "1"))
+
+
+async def answer_bake(settings: Settings, p: Planner, name: str, forced: bool,
+                      pins: dict[str, str] | None = None) -> Response:
+    """An image of the bake's inputs (as `p` decides, with `pins`) exists: it, at once. Else
+    the run's output as it comes (NDJSON); a run of the same bake and versions is shared."""
+    if not forced and settings.runner.active_run(name, pins) is None:
         if await run_in_threadpool(views.up_to_date, p, name):
             outcome = await run_in_threadpool(views.outcome, settings.root, name, p)
             return JSONResponse({"bake": name, "state": "up to date", "result": outcome.__dict__})
-    run, _ = settings.runner.start(name, forced)
+    run, _ = settings.runner.start(name, forced, pins)
     return StreamingResponse(follow(run), media_type="application/x-ndjson",
                              headers={"X-Bake-Id": run.state.id, "Cache-Control": "no-store"})
 
@@ -169,12 +175,7 @@ async def baker_bake(request: Request) -> Response:
         return error(refused.status, refused.message)
     except BakehouseError as failure:
         return error(400, str(failure))
-    if not pins and settings.runner.active_run(name) is None and await run_in_threadpool(views.up_to_date, p, name):
-        outcome = await run_in_threadpool(views.outcome, settings.root, name, p)
-        return JSONResponse({"bake": name, "state": "up to date", "result": outcome.__dict__})
-    run, _ = settings.runner.start(name, False, pins)
-    return StreamingResponse(follow(run), media_type="application/x-ndjson",
-                             headers={"X-Bake-Id": run.state.id, "Cache-Control": "no-store"})
+    return await answer_bake(settings, p, name, False, pins)
 
 
 async def follow(run: Run) -> AsyncIterator[str]:

@@ -208,10 +208,10 @@ class AwsProvider:
         a region later gets a statement of that run; the AMIs made before keep theirs."""
         made = {region: image.locations[region] for region in job.places if region in image.locations}
         subjects = [ami_descriptor(f"{region}/{ami}", region, ami) for region, ami in sorted(made.items())]
-        rpm = self.package_format(job.bake) == "rpm"  # RPM names EC2's architecture (x86_64), Debian its own (amd64)
+        package_format = self.package_format(job.bake)  # RPM names EC2's architecture (x86_64), Debian its own (amd64)
         body = predicate(self.project.root, image, job.summary, job.packages, self._built_on(job, sorted(made)),
-                         settings_of(job.bake).arch if rpm else self.architecture(job.bake), now_utc(),
-                         tool_versions(TOOLS, self.project.state_dir / "cache"), self.package_format(job.bake))
+                         settings_of(job.bake).arch if package_format == "rpm" else self.architecture(job.bake),
+                         now_utc(), tool_versions(TOOLS, self.project.state_dir / "cache"), package_format)
         data = statement_bytes(statement(subjects, body))
         digest = f"sha256:{sha256_bytes(data)}"
         write_atomically(self.registry.provenance_path(job.bake.name, job.image_id, digest), data)
