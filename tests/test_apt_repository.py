@@ -207,3 +207,12 @@ def test_a_lock_file_of_an_older_bakehouse_is_one_line(apt_repo: Path) -> None:
     assert result.returncode == 3
     assert ("bakehouse.lock: not a bakehouse lock file (version 1, not 2: written by an older bakehouse); "
             "delete it or write it again: doit plan --lock") in result.output
+
+
+def test_plan_lock_moves_the_pins_forward(apt_repo: Path, apt: AptRepository) -> None:
+    run_doit(apt_repo, "plan", "--lock")
+    apt.publish(build_hello_deb(apt_repo, "1.0.5", apt_repo.parent))
+    assert '[bakes.hello.packages.hello-svc]\nversion = "1.0.4"' in (apt_repo / "bakehouse.lock").read_text()
+    moved = run_doit(apt_repo, "plan", "--lock")
+    assert "wrote bakehouse.lock" in moved.output, moved.output
+    assert '[bakes.hello.packages.hello-svc]\nversion = "1.0.5"' in (apt_repo / "bakehouse.lock").read_text()

@@ -9,7 +9,6 @@ import gzip
 import hashlib
 import shutil
 import subprocess
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from bakehouse.errors import PackageError
 from bakehouse.rpmrepo import read_repository
 from bakehouse.rpmversion import Evr, vercmp
 from helpers import serve_directory
+from rpm_repository import build_rpm
 
 TRICKY = [
     ("1.0", "1.0"), ("1.0", "2.0"), ("2.0.1", "2.0"), ("1.0.10", "1.0.9"), ("1.010", "1.9"), ("1.05", "1.5"),
@@ -49,33 +49,6 @@ def test_epoch_version_release() -> None:
     assert str(Evr.parse("2:1.4.1-3")) == "2:1.4.1-3" and str(Evr.parse("0:1.0-1")) == "1.0-1"
     with pytest.raises(ValueError, match="is not an RPM version"):
         Evr.parse("1.0-1-1")
-
-
-SPEC = """\
-Name: {name}
-Version: {version}
-Release: {release}
-{epoch}Summary: a test package
-License: MIT
-BuildArch: noarch
-AutoReqProv: no
-
-%description
-a test package
-
-%files
-"""
-
-
-def build_rpm(out: Path, name: str, version: str, release: str = "1", epoch: int | None = None) -> Path:
-    top = out / "rpmbuild"
-    (top / "SPECS").mkdir(parents=True, exist_ok=True)
-    spec = top / "SPECS" / f"{name}-{version}-{release}.spec"
-    spec.write_text(SPEC.format(name=name, version=version, release=release,
-                                epoch="" if epoch is None else f"Epoch: {epoch}\n"))
-    subprocess.run(["rpmbuild", "-bb", "--define", f"_topdir {top}", str(spec)], check=True, capture_output=True)
-    (built,) = (top / "RPMS" / "noarch").glob(f"{name}-{version}-{release}.noarch.rpm")
-    return built
 
 
 @pytest.fixture(scope="module")

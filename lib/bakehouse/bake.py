@@ -12,6 +12,7 @@ from typing import TextIO
 
 from . import __version__, packer, scratch
 from .aptrepo import download
+from .rpmrepo import RPM_ARCHITECTURES, check_signature
 from .contents import ContentsError, Manifest, parse_dpkg_query, partial_manifest, write_manifest
 from .context import template_context
 from .decide import Decision, Planner
@@ -209,12 +210,15 @@ def _run(
             if package.path is None or not package.path.is_file():
                 out.write(f"[{job.bake.name}] fetching {package.name} {package.version} from {package.url}\n")
             try:
-                download(package.url, package.sha256, planner.project.state_dir / "cache" / "debs")
+                fetched = download(package.url, package.sha256, planner.project.state_dir / "cache" / "debs")
             except PackageError as error:
                 if package.origin != "locked":
                     raise
                 raise PackageError(f"{job.bake.name}: {package.name} {package.version}, pinned by {LOCK_FILE}, can no "
                                    f"longer be had ({error}); plan again to move the pin: doit plan --lock") from None
+            if package.signed_by is not None:  # an RPM repository's gpgkey, checked as dnf's gpgcheck
+                check_signature(fetched, package.signed_by, f"{job.bake.name}: {package.name} {package.version}",
+                                planner.project.relative(package.signed_by))
         if package.path is not None and not package.path.is_file():
             shown = planner.project.relative(package.path)
             raise BakehouseError(f"{job.bake.name}: {shown} is not built; run: doit package:{package.name}")
@@ -285,5 +289,11 @@ def _manifest(planner: Planner, provider: Provider, decision: Decision, job: Bak
         except ContentsError:
             inherited = dict(base.packages)
     installed = {**inherited, **{package.name: package.version for package in decision.packages}}
-    manifest = partial_manifest(job.image_id, name, installed, provider.architecture(job.bake))
-    return replace(manifest, package_format=provider.package_format(job.bake))
+    package_format = provider.package_format(job.bake)
+    architecture = provider.architecture(job.bake)  # dpkg's name; rpm names it its own way (x86_64)
+    if package_format == "rpm":
+        architecture = RPM_ARCHITECTURES.get(architecture, architecture)
+    manifest = replace(partial_manifest(job.image_id, name, installed, architecture), package_format=package_format)
+    if job.bake.rebuild_when == "updates":  # else the versions it saw and did not take would rebake it again and again
+        manifest = replace(manifest, sources_seen=planner.sources_seen(job.bake, manifest))
+    return manifest

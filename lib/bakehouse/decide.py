@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from . import __version__
-from .aptrepo import AptIndexes, Repository, parse_sources
+from .aptrepo import Repository, parse_sources
 from .contents import ContentsError, Manifest
 from .context import KEY_PLACEHOLDER, template_context
 from .debpkg import SourcePackage, find_source_packages
@@ -41,10 +41,11 @@ from .errors import BakehouseError, PackageError
 from .fingerprint import KEY_SCHEMA, Summary, content_key, explain, summarise
 from .legacy import schema1_key
 from .model import Bake, BakeGraph
-from .packages import ResolvedPackage, resolve_packages, with_versions
-from .pins import read_pins
+from .packages import RepositoryIndexes, ResolvedPackage, resolve_packages, with_versions
+from .rpmrepo import RpmRepository
+from .pins import Pins, read_pins
 from .project import Project
-from .providers import BakeJob, Provider
+from .providers import BakeJob, OpenProviders, Provider
 from .registry import ImageRecord, created_at, in_use, timestamp
 from .render import Templates
 from .updates import SourcesState, UpdateIndexes
@@ -112,7 +113,7 @@ class Planner:
     (images that are up to date), so a service decided after its base baked sees the new base."""
 
     def __init__(
-        self, project: Project, graph: BakeGraph, providers: dict[str, Provider], now: datetime,
+        self, project: Project, graph: BakeGraph, providers: OpenProviders, now: datetime,
         versions: dict[str, dict[str, str]] | None = None, freshness: bool = True,
     ) -> None:
         self.project = project
@@ -125,7 +126,7 @@ class Planner:
         self.providers = providers
         self.now = now
         self.templates = Templates(project.template_dirs)
-        self.indexes = AptIndexes()
+        self.indexes = RepositoryIndexes()
         self.updates = UpdateIndexes(project.state_dir / "cache")
         self.pins = read_pins(project)  # bakehouse.lock, if the repository has one
         self._source_packages: tuple[SourcePackage, ...] | None = None
@@ -137,6 +138,13 @@ class Planner:
         if self._source_packages is None:
             self._source_packages = find_source_packages(self.project) + find_rpm_sources(self.project)
         return self._source_packages
+
+    def ignore_lock(self) -> None:
+        """Resolve every input afresh, as if there were no bakehouse.lock: `doit plan --lock`
+        moves the pins forward (else it would write back the pins it read)."""
+        self.pins = Pins()
+        self._kept.clear()
+        self.providers.ignore_lock()
 
     def forget(self, name: str) -> None:
         """Drop what this run knows of `name`'s images (another process may have baked it)."""
@@ -180,7 +188,7 @@ class Planner:
         packages = resolve_packages(
             self.project, bake.where, bake.packages, self.source_packages,
             bake.repositories, self.indexes, provider.architecture(bake) if bake.repositories else "",
-            locked=self.pins.packages.get(bake.name),
+            locked=self.pins.packages.get(bake.name), package_format=provider.package_format(bake),
         )
         self._check_kind(bake, provider.package_format(bake), packages)
         self._check_offered(bake, provider, packages)
@@ -280,7 +288,7 @@ class Planner:
         except PackageError as error:
             raise PackageError(f"{bake.name}: checking for updates: {error}") from None
 
-    def _chain_sources(self, bake: Bake) -> tuple[Repository, ...]:
+    def _chain_sources(self, bake: Bake) -> tuple[Repository | RpmRepository, ...]:
         """The apt sources bakehouse knows before looking inside the image: those of the
         bakes it builds on and its own (a local base's mirror, every `[[repository]]`)."""
         return tuple(source for step in self.graph.chain(bake.name)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .aptrepo import Repository
+from .rpmrepo import RpmRepository
 from .durations import parse_duration
 from .errors import DefinitionError
 from .model import DEFAULT_TIMEOUT_SECONDS, Bake, BakeGraph, ProviderSettings, ProviderSource
@@ -77,7 +78,7 @@ CORE_KEY_DOCS = (
         "rebake when the image's package sources offer newer versions of packages it has (security updates); not part of the key; see [The content key](../explanation/content-key.md)"),
     Key(('repository',), 'tables',
         '',
-        'Debian repositories to take packages from ([below](#repository))'),
+        'Debian or RPM repositories to take packages from ([below](#repository))'),
     Key(('tests',), 'list of strings',
         '`[]`',
         'test scripts (files under `templates/`, e.g. `"scripts/check-hello.sh"`) run as root inside the finished image before anything is recorded; the first that fails fails the bake. Their contents are in the key. An `aws` bake needs `communicator = "ssh"` for them'),
@@ -96,17 +97,28 @@ CORE_KEYS = names(CORE_KEY_DOCS)
 # the image has installed (updates.py), besides any `rebuild_every` schedule.
 REBUILD_TRIGGERS = ("updates",)
 REPOSITORY_KEY_DOCS = (
-    Key(("url",), "string", "required", "the repository's URL, `http://` or `https://`"),
-    Key(("suite",), "string", "required", "a suite or codename (`stable`, `bookworm`)"),
+    Key(("type",), '`"deb"`, `"rpm"`', '`"deb"`',
+        "a Debian repository (the keys `url`, `suite`, `components`, `signed_by`) or an RPM one "
+        "(`baseurl`, `gpgkey`), for an image of that package format"),
+    Key(("url",), "string", "required (deb)", "the repository's URL, `http://` or `https://`"),
+    Key(("suite",), "string", "required (deb)", "a suite or codename (`stable`, `bookworm`)"),
     Key(("components",), "list of strings", '`["main"]`', "the components to read"),
     Key(("signed_by",), "string", "required, or `trusted`",
         "a binary OpenPGP keyring in this repository (`gpg --export`); its `InRelease` (or `Release` and "
         "`Release.gpg`) is checked with `gpgv` against it"),
-    Key(("trusted",), "boolean", "`false`", "`true` takes an unsigned repository; instead of `signed_by`"),
+    Key(("baseurl",), "string", "required (rpm)",
+        "the RPM repository's base URL, `http://` or `https://`: the folder that holds `repodata/`, as dnf's `baseurl`"),
+    Key(("gpgkey",), "string", "required (rpm), or `trusted`",
+        "an OpenPGP public key file in this repository (`gpg --armor --export`); each package's own signature "
+        "is checked against it when it is downloaded, as dnf's `gpgcheck`"),
+    Key(("trusted",), "boolean", "`false`", "`true` takes an unsigned repository (or unsigned RPMs); instead of `signed_by` or `gpgkey`"),
     Key(("packages",), "list of strings", "`[]`",
-        "what to take from it: `name` (its newest version there) or `name=version`"),
+        "what to take from it: `name` (its newest version there) or `name=version` (for RPM: `VERSION`, "
+        "`VERSION-RELEASE` or `EPOCH:VERSION-RELEASE`)"),
 )
 _REPOSITORY_KEYS = names(REPOSITORY_KEY_DOCS)
+_DEB_ONLY = ("url", "suite", "components", "signed_by")
+_RPM_ONLY = ("baseurl", "gpgkey")
 
 
 def _top_keys() -> tuple[str, ...]:
@@ -180,16 +192,24 @@ def _parse_settings(where: str, data: dict[str, Any], provider: ProviderDefiniti
     return provider.parse_settings(where, data)
 
 
-def _parse_repositories(project: Project, where: str, tables: Any) -> tuple[Repository, ...]:
+def _parse_repositories(project: Project, where: str, tables: Any) -> tuple[Repository | RpmRepository, ...]:
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise DefinitionError(f"{where}: repository must be tables ([[repository]]), not {type_name(tables)}")
     return tuple(_parse_repository(project, where, n, table) for n, table in enumerate(tables))
 
 
-def _parse_repository(project: Project, where: str, n: int, table: dict[str, Any]) -> Repository:
+def _parse_repository(project: Project, where: str, n: int, table: dict[str, Any]) -> Repository | RpmRepository:
     prefix = f"repository[{n}]."
     reject_unknown(where, prefix, table, _REPOSITORY_KEYS)
     get = Getter(where, table, prefix=prefix)
+    kind = get.choice("type", ("deb", "rpm"), default="deb")
+    foreign = [key for key in (_DEB_ONLY if kind == "rpm" else _RPM_ONLY) if key in table]
+    if foreign:
+        other = "deb" if kind == "rpm" else "rpm"
+        raise DefinitionError(f'{where}: {prefix}{foreign[0]} is a key of type = "{other}" repositories; '
+                              f'this one is type = "{kind}"')
+    if kind == "rpm":
+        return _parse_rpm_repository(project, where, prefix, get, table)
     url, suite = get.string("url"), get.string("suite")
     if url is None or not re.match(r"^https?://[^\s\"'`$]+$", url):
         raise DefinitionError(f"{where}: {prefix}url must be an http:// or https:// URL, not {url!r}")
@@ -215,6 +235,31 @@ def _parse_repository(project: Project, where: str, n: int, table: dict[str, Any
     if not packages:
         raise DefinitionError(f"{where}: {prefix}packages: name the packages to take from this repository")
     return Repository(url, suite, tuple(components), keyring, trusted, tuple(packages))
+
+
+def _parse_rpm_repository(
+    project: Project, where: str, prefix: str, get: Getter, table: dict[str, Any]
+) -> RpmRepository:
+    baseurl = get.string("baseurl")
+    if baseurl is None or not re.match(r"^https?://[^\s\"'`$]+$", baseurl):
+        raise DefinitionError(f"{where}: {prefix}baseurl must be an http:// or https:// URL "
+                              f"(the folder that holds repodata/), not {baseurl!r}")
+    trusted = table.get("trusted", False)
+    if not isinstance(trusted, bool):
+        raise DefinitionError(f"{where}: {prefix}trusted must be true or false, not {trusted!r}")
+    gpgkey = get.string("gpgkey")
+    key = None if gpgkey is None else project.root / gpgkey
+    if key is not None and not key.is_file():
+        raise DefinitionError(f"{where}: {prefix}gpgkey: no key file {gpgkey}")
+    if key is None and not trusted:
+        raise DefinitionError(
+            f"{where}: {prefix[:-1]} needs gpgkey (a public key file such as keys/team.asc), "
+            "or trusted = true to use its packages without checking signatures"
+        )
+    packages = get.string_list("packages")
+    if not packages:
+        raise DefinitionError(f"{where}: {prefix}packages: name the packages to take from this repository")
+    return RpmRepository(baseurl.rstrip("/"), key, trusted, tuple(packages))
 
 
 def _parse_source(where: str, table: Any, provider: ProviderDefinition) -> ProviderSource | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .aptrepo import Repository
+from .rpmrepo import RpmRepository
 
 DEFAULT_TIMEOUT_SECONDS = 3600
 VarValue = str | int | float | bool
@@ -47,7 +48,7 @@ class Bake:
     vars: tuple[tuple[str, VarValue], ...] = ()
     rebuild_every: str | None = None
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
-    repositories: tuple[Repository, ...] = ()
+    repositories: tuple[Repository | RpmRepository, ...] = ()
     settings: ProviderSettings | None = None  # the provider's own keys, if it has any
     where: str = ""  # the bake file as messages name it: bakes/<name>.toml
     prune: tuple[tuple[str, Any], ...] = ()  # its [prune] table (retention.py), checked when loaded

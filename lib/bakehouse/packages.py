@@ -6,25 +6,32 @@ A spec is one of:
 - a path or glob    local .deb artifacts (`dist/*.deb`): name and version are read from each
                     file's control data, the newest per package wins (Debian version order).
 Packages built from packages/<name>/ count as artifacts already, before they are built.
-Packages named in a `[[repository]]` resolve to their newest version in its index (aptrepo.py).
+Packages named in a `[[repository]]` resolve to their newest version in its index (aptrepo.py;
+rpmrepo.py for `type = "rpm"`). Names and versions follow the rules of the image's own package
+format: Debian's (debpolicy.py) or RPM's (rpmpolicy.py).
 """
 
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 from debian.debian_support import Version
 
-from .aptrepo import AptIndexes, Repository, cached_path
+from . import debpolicy, rpmpolicy
+from .aptrepo import AptIndexes, IndexedPackage, Repository, cached_path
 from .debpkg import SourcePackage, read_deb
 from .debpolicy import check_name, check_version
 from .errors import PackageError
 from .files import sha256_file
 from .pins import PackagePin, check_pin_source
 from .project import Project
+from .rpmrepo import RpmIndexes, RpmRepository, matches
 from .rpmversion import Evr
+
+AnyRepository = Repository | RpmRepository
 
 GLOB_CHARS = set("*?[/")
 
@@ -39,6 +46,8 @@ class ResolvedPackage:
     path: Path | None = None
     sha256: str | None = None
     url: str | None = None  # where a repository package is downloaded from at bake time
+    # an RPM repository's gpgkey: the downloaded package's own signature is checked with it
+    signed_by: Path | None = field(default=None, compare=False)
 
     @property
     def spec(self) -> str:
@@ -60,30 +69,35 @@ def resolve_packages(
     where: str,
     specs: tuple[str, ...],
     source_packages: tuple[SourcePackage, ...],
-    repositories: tuple[Repository, ...] = (),
-    indexes: AptIndexes | None = None,
+    repositories: tuple[AnyRepository, ...] = (),
+    indexes: RepositoryIndexes | None = None,
     architecture: str = "amd64",
     locked: dict[str, PackagePin] | None = None,
+    package_format: str = "deb",
 ) -> tuple[ResolvedPackage, ...]:
     """Every package of one bake, sorted by name; `where` names the bake file in errors. A
     repository package `locked` names (bakehouse.lock, pins.py) is taken as pinned there,
     without reading the repository's index: "locked", with its version, SHA256 and URL."""
+    policy = policy_of(package_format)
     found: list[ResolvedPackage] = []
     for spec in specs:
         if is_artifact_spec(spec):
             found.extend(_resolve_artifacts(project, where, spec, source_packages))
         else:
-            found.append(_resolve_named(where, spec))
+            found.append(_resolve_named(where, spec, policy))
     for repository in repositories:
+        repository_policy = policy_of("rpm" if isinstance(repository, RpmRepository) else "deb")
         for spec in repository.packages:
-            pin = _pin_for(where, spec, locked or {})
+            pin = _pin_for(where, spec, locked or {}, repository_policy)
+            signed_by = repository.gpgkey if isinstance(repository, RpmRepository) else None
             if pin is not None:
                 check_pin_source(where, spec.partition("=")[0], pin, repository)
                 name = spec.partition("=")[0]
                 path = cached_path(project.state_dir / "cache" / "debs", pin.url, pin.sha256)
-                found.append(ResolvedPackage(name, pin.version, "locked", path, pin.sha256, pin.url))
+                found.append(ResolvedPackage(name, pin.version, "locked", path, pin.sha256, pin.url, signed_by))
                 continue
-            found.append(_resolve_from_repository(project, where, repository, spec, indexes or AptIndexes(), architecture))
+            found.append(_resolve_from_repository(project, where, repository, spec, indexes or RepositoryIndexes(),
+                                                  architecture, repository_policy))
     resolved: dict[str, ResolvedPackage] = {}
     for package in found:
         if package.name in resolved:
@@ -92,31 +106,54 @@ def resolve_packages(
     return tuple(resolved[name] for name in sorted(resolved))
 
 
-def _pin_for(where: str, spec: str, locked: dict[str, PackagePin]) -> PackagePin | None:
+class RepositoryIndexes:
+    """The indexes of every repository one run reads, of either kind, each read once."""
+
+    def __init__(self, apt: AptIndexes | None = None, rpm: RpmIndexes | None = None) -> None:
+        self.apt = apt or AptIndexes()
+        self.rpm = rpm or RpmIndexes()
+
+    def newest(self, repository: AnyRepository, architecture: str, name: str, version: str | None,
+               where: str) -> IndexedPackage:
+        if isinstance(repository, RpmRepository):
+            return self.rpm.newest(repository, architecture, name, version, where)
+        return self.apt.newest(repository, architecture, name, version, where)
+
+
+def policy_of(package_format: str) -> ModuleType:
+    """The naming rules of a package format: debpolicy or rpmpolicy (check_name, check_version)."""
+    return rpmpolicy if package_format == "rpm" else debpolicy
+
+
+def _pin_for(where: str, spec: str, locked: dict[str, PackagePin], policy: ModuleType) -> PackagePin | None:
     """The lock file's pin of a repository package spec, if it has one that fits the spec."""
-    wanted = _resolve_named(where, spec)
+    wanted = _resolve_named(where, spec, policy)
     pin = locked.get(wanted.name)
-    if pin is None or (wanted.version is not None and wanted.version != pin.version):
-        return None  # a spec that asks for another version than the lock: the spec wins
-    return pin
+    if pin is None or wanted.version is None:
+        return pin
+    # RPM's `name=1.0` asks for any release (and epoch) of 1.0, as dnf's `name-1.0` does
+    fits = matches(Evr.parse(pin.version), wanted.version) if policy is rpmpolicy else wanted.version == pin.version
+    return pin if fits else None  # a spec that asks for another version than the lock: the spec wins
 
 
 def _resolve_from_repository(
-    project: Project, where: str, repository: Repository, spec: str, indexes: AptIndexes, architecture: str
+    project: Project, where: str, repository: AnyRepository, spec: str, indexes: RepositoryIndexes,
+    architecture: str, policy: ModuleType,
 ) -> ResolvedPackage:
-    wanted = _resolve_named(where, spec)
+    wanted = _resolve_named(where, spec, policy)
     indexed = indexes.newest(repository, architecture, wanted.name, wanted.version, where)
-    check_version(where, indexed.name, indexed.version)
+    policy.check_version(where, indexed.name, indexed.version)
     path = cached_path(project.state_dir / "cache" / "debs", indexed.url, indexed.sha256)
-    return ResolvedPackage(indexed.name, indexed.version, "repository", path, indexed.sha256, indexed.url)
+    signed_by = repository.gpgkey if isinstance(repository, RpmRepository) else None
+    return ResolvedPackage(indexed.name, indexed.version, "repository", path, indexed.sha256, indexed.url, signed_by)
 
 
-def _resolve_named(where: str, spec: str) -> ResolvedPackage:
+def _resolve_named(where: str, spec: str, policy: ModuleType = debpolicy) -> ResolvedPackage:
     name, _, version = spec.partition("=")
-    check_name(where, name)
+    policy.check_name(where, name)
     if not version:
         return ResolvedPackage(name=name, version=None, origin="unpinned")
-    check_version(where, name, version)
+    policy.check_version(where, name, version)
     return ResolvedPackage(name=name, version=version, origin="pinned")
 
 

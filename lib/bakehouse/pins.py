@@ -15,7 +15,8 @@ AMI deregistered) fails the bake with one line. Bakes and packages the file does
 are resolved as usual.
 
 A pin never widens what a bake accepts: a package's pin names the repository it was taken from
-(URL, suite, and the SHA256 of the keyring that checked it, or "trusted"), and is refused when
+(URL, suite, and the SHA256 of the keyring that checked it, or "trusted"; an RPM repository's
+suite is empty and its key is its `gpgkey`), and is refused when
 the bake takes that package from another; a source AMI's pin must still pass the bake's own
 `owners` and `name` filter (providers/aws/provider.py).
 """
@@ -29,8 +30,9 @@ from typing import Any
 
 import tomli_w
 
-from .debpolicy import check_name, check_version
+from . import debpolicy, rpmpolicy
 from .aptrepo import Repository
+from .rpmrepo import RpmRepository
 from .errors import DefinitionError, PackageError
 from .files import sha256_file, write_atomically
 from .project import Project
@@ -53,10 +55,10 @@ class RepositoryPin:
 
     @property
     def label(self) -> str:
-        return f"{self.url} {self.suite} (key {self.key})"
+        return f"{self.url} {self.suite or '(rpm)'} (key {self.key})"
 
 
-def repository_pin(repository: Repository) -> RepositoryPin:
+def repository_pin(repository: Repository | RpmRepository) -> RepositoryPin:
     key = "trusted" if repository.trusted or repository.signed_by is None else f"sha256:{sha256_file(repository.signed_by)}"
     return RepositoryPin(repository.url.rstrip("/"), repository.suite, key)
 
@@ -119,9 +121,10 @@ def _check_pin(bake: str, name: str, pin: PackagePin) -> None:
     """A pin is checked as a bake file's package is, before anything runs: a lock file is
     input too (handed from job to job, edited by hand), and its values reach a shell and HCL."""
     where = f"{LOCK_FILE}: bake {bake}"
+    policy = rpmpolicy if pin.url.endswith(".rpm") else debpolicy
     try:
-        check_name(where, name)
-        check_version(where, name, pin.version)
+        policy.check_name(where, name)
+        policy.check_version(where, name, pin.version)
     except PackageError as error:
         raise DefinitionError(str(error)) from None
     if not re.fullmatch(r"[0-9a-f]{64}", pin.sha256):
@@ -138,7 +141,7 @@ def _check_pin(bake: str, name: str, pin: PackagePin) -> None:
                               "'trusted' nor sha256:<64 hex digits>; write the file again: doit plan --lock")
 
 
-def check_pin_source(where: str, name: str, pin: PackagePin, repository: Repository) -> None:
+def check_pin_source(where: str, name: str, pin: PackagePin, repository: Repository | RpmRepository) -> None:
     """A pin is used only for the repository the bake takes the package from: a lock file
     must not swap a bake's repository (or its key) for another."""
     wanted = repository_pin(repository)

@@ -14,6 +14,10 @@ A package is an update when a source offers a version newer (Debian order) than 
 and that source's Release changed since the image was baked: the image's manifest keeps the
 Release each source had then (`sources_seen`), so a version the bake already saw and did not
 take (a pin, a hold) is not asked for again and again.
+
+An RPM image's sources are the `type = "rpm"` repositories of its chain: there, a source's
+repomd.xml stands for its Release (it names the primary data by checksum), versions come
+from the primary data (rpmrepo.py), and compare in RPM's order.
 """
 
 from __future__ import annotations
@@ -26,12 +30,18 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from typing import Any
+
 from debian.debian_support import Version
 
 from .aptrepo import AptIndexes, Fetch, Repository, fetch_url, release_checksums
 from .contents import Manifest
 from .errors import PackageError
 from .files import sha256_bytes, write_atomically
+from .rpmrepo import RPM_ARCHITECTURES, RpmRepository, primary_of, read_primary, read_repomd
+from .rpmversion import Evr
+
+Source = Repository | RpmRepository
 
 UNUSED_DAYS = 30  # a cached index or answer no run used for this long: clean() removes it
 
@@ -49,9 +59,11 @@ class SourcesState:
     """What the sources offer now: each source's Release (by SHA256), read at once, and each
     source's versions of each package, read from its indexes only when first asked."""
 
-    def __init__(self, releases: dict[str, str], offers: Callable[[], Offers]) -> None:
+    def __init__(self, releases: dict[str, str], offers: Callable[[], Offers],
+                 order: Callable[[str], Any] = Version) -> None:
         self.releases = releases  # source label -> sha256 of its Release
         self._offers = offers
+        self.order = order  # a version's sort key: Debian's order, or RPM's for RPM sources
 
     @cached_property
     def offers(self) -> Offers:
@@ -64,14 +76,14 @@ class SourcesState:
         best: Offered | None = None
         for label, versions in self.offers:
             for version in versions.get(name, ()):
-                if _newer(version, best.version if best else None):
+                if best is None or self.order(version) > self.order(best.version):
                     best = Offered(version, label)
         return best
 
     def offers_version(self, name: str, version: str) -> bool:
         """Whether any source offers `name` at `version` (equal in Debian order: 1.0 is 1.0-0)."""
-        wanted = Version(version)
-        return any(Version(offered) == wanted for _, versions in self.offers for offered in versions.get(name, ()))
+        wanted = self.order(version)
+        return any(self.order(offered) == wanted for _, versions in self.offers for offered in versions.get(name, ()))
 
 
 class UpdateIndexes:
@@ -83,7 +95,7 @@ class UpdateIndexes:
     def __init__(self, cache_dir: Path, fetch: Fetch = fetch_url) -> None:
         self.cache_dir = cache_dir
         self.apt = AptIndexes(fetch)  # its Release reading and signature checks
-        self._states: dict[tuple[tuple[Repository, ...], str], SourcesState] = {}
+        self._states: dict[tuple[tuple[Source, ...], str], SourcesState] = {}
 
     def clean(self, now: float) -> list[str]:
         """Remove the cached indexes and answers no run has used for UNUSED_DAYS before `now`
@@ -99,24 +111,32 @@ class UpdateIndexes:
                     continue  # removed meanwhile by another run: only a cache
         return removed
 
-    def state(self, sources: tuple[Repository, ...], architecture: str) -> SourcesState:
+    def state(self, sources: tuple[Source, ...], architecture: str) -> SourcesState:
         """Read once per run for each set of sources."""
         wanted = (tuple(sorted(set(sources), key=lambda source: source.label)), architecture)
         if wanted not in self._states:
             self._states[wanted] = self._read(*wanted)
         return self._states[wanted]
 
-    def _read(self, sources: tuple[Repository, ...], architecture: str) -> SourcesState:
+    def _read(self, sources: tuple[Source, ...], architecture: str) -> SourcesState:
         # The Releases at once, each from its own thread: one round trip, not one per source.
         with ThreadPoolExecutor(max_workers=max(1, len(sources))) as pool:
-            texts = list(pool.map(self.apt.release_text, sources))
+            texts = list(pool.map(self._release, sources))
         releases = {source.label: sha256_bytes(text.encode()) for source, text in zip(sources, texts)}
 
         def offers() -> Offers:
             return tuple((source.label, self._versions_in(source, text, architecture))
                          for source, text in zip(sources, texts))
 
-        return SourcesState(releases, offers)
+        rpm = bool(sources) and all(isinstance(source, RpmRepository) for source in sources)
+        return SourcesState(releases, offers, Evr.parse if rpm else Version)
+
+    def _release(self, source: Source) -> str:
+        """What stands for the source's state: its Release (signature checked), or an RPM
+        repository's repomd.xml."""
+        if isinstance(source, RpmRepository):
+            return read_repomd(source.url, self.apt.fetch).decode("utf-8", "replace")
+        return self.apt.release_text(source)
 
     def reasons(self, manifest: Manifest, state: SourcesState) -> list[str]:
         """update_reasons(), remembered by what it depends on (the image's packages and what
@@ -132,7 +152,9 @@ class UpdateIndexes:
             write_atomically(cached, json.dumps(found))
             return found
 
-    def _versions_in(self, source: Repository, release_text: str, architecture: str) -> dict[str, list[str]]:
+    def _versions_in(self, source: Source, release_text: str, architecture: str) -> dict[str, list[str]]:
+        if isinstance(source, RpmRepository):
+            return self._rpm_versions_in(source, release_text.encode(), architecture)
         dists = source.dists
         checksums = release_checksums(release_text, dists)
         found: dict[str, list[str]] = {}
@@ -156,6 +178,22 @@ class UpdateIndexes:
         return found
 
 
+    def _rpm_versions_in(self, source: RpmRepository, repomd: bytes, architecture: str) -> dict[str, list[str]]:
+        """Package -> its versions for the image's architecture (or noarch), cached by the
+        primary data's checksum, as a Debian index is by its SHA256."""
+        _, (_, digest) = primary_of(repomd, source.url)
+        arches = {RPM_ARCHITECTURES.get(architecture, architecture), "noarch"}
+        cached = self.cache_dir / "indexes" / f"{digest}.{'+'.join(sorted(arches))}.versions.json"
+        try:
+            return dict(json.loads(_used(cached).read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            found = {name: [build.version for build in builds if build.arch in arches]
+                     for name, builds in read_primary(source.url, repomd, self.apt.fetch).items()}
+            versions = {name: offered for name, offered in found.items() if offered}
+            write_atomically(cached, json.dumps(versions, sort_keys=True))
+            return versions
+
+
 def index_versions(index: str) -> dict[str, list[str]]:
     """Package -> every version in a Packages index. A plain scan of the two fields it needs:
     Debian's main index has 63,000 entries, which a full deb822 parse reads 5x slower."""
@@ -172,18 +210,13 @@ def index_versions(index: str) -> dict[str, list[str]]:
     return found
 
 
-def _newer(version: str, than: str | None) -> bool:
-    """Whether `version` is newer than `than` (Debian order); anything is newer than none."""
-    return than is None or Version(version) > Version(than)
-
-
 def update_reasons(manifest: Manifest, state: SourcesState) -> list[str]:
     """One reason per package the sources offer newer than the image has, from a source whose
     Release changed since the image's bake read it."""
     reasons = []
     for name, package in sorted(manifest.by_name().items()):
         offered = state.newest(package.name)
-        if offered is None or package.version == "(latest)" or Version(offered.version) <= Version(package.version):
+        if offered is None or package.version == "(latest)" or state.order(offered.version) <= state.order(package.version):
             continue
         if manifest.sources_seen.get(offered.source) == state.releases.get(offered.source):
             continue  # the bake saw this version offered and did not take it

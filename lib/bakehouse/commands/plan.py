@@ -8,7 +8,8 @@ Lineage, as image registries flag it: a service image built on a base image that
 longer the newest one of its base is noted.
 
 `--matrix github|gitlab` prints the bakes that would run as a CI matrix in stages (matrix.py);
-`--lock` writes the inputs the plan resolved to bakehouse.lock (pins.py).
+`--lock` resolves every input afresh (whatever bakehouse.lock pinned) and writes what it
+resolved to bakehouse.lock (pins.py).
 
 Exit status: 0 nothing to bake, 1 something would bake (or have its launch permissions set),
 2 a bake cannot be planned (its row says why), 3 bad definitions or usage (doit's own). An
@@ -185,6 +186,8 @@ class PlanCommand(Command):
         if matrix and matrix not in FORMATS:
             raise InvalidCommand(f"--matrix takes {' or '.join(FORMATS)}, not '{matrix}'")
         planner = planner_from_tasks(self.task_list)
+        if lock:
+            planner.ignore_lock()  # the plan to write resolves afresh: that moves the pins forward
         rows = plan(planner, pos_args or [])
         if matrix:
             if any(row.action == "error" for row in rows):

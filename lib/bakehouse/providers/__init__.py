@@ -144,6 +144,9 @@ class Provider(Protocol):
         (pins.py); {} where the source has no id to pin (a Debian suite)."""
         ...
 
+    def ignore_lock(self) -> None:
+        """Find source images afresh, whatever bakehouse.lock pins (`doit plan --lock`)."""
+
     def package_sources(self, bake: Bake) -> tuple[Repository, ...]:
         """The apt sources a base bake's image is made from, as bakehouse knows them before
         looking inside it (a local base's mirror); () where the image names its own."""
@@ -293,17 +296,27 @@ def definition(name: str) -> ProviderDefinition:
     return definitions()[name]
 
 
-def open_providers(project: Project, graph: BakeGraph) -> dict[str, Provider]:
+def open_providers(project: Project, graph: BakeGraph) -> OpenProviders:
     """The bake half of every provider, by name, each opened when first asked for."""
-    return _OpenProviders(project, graph)
+    return OpenProviders(project, graph)
 
 
-class _OpenProviders(dict[str, "Provider"]):
+class OpenProviders(dict[str, "Provider"]):
     def __init__(self, project: Project, graph: BakeGraph) -> None:
         super().__init__()
         self.project = project
         self.graph = graph
+        self.lock_ignored = False
 
     def __missing__(self, name: str) -> Provider:
-        self[name] = definitions()[name].open(self.project, self.graph)
-        return self[name]
+        provider = definitions()[name].open(self.project, self.graph)
+        if self.lock_ignored:
+            provider.ignore_lock()
+        self[name] = provider
+        return provider
+
+    def ignore_lock(self) -> None:
+        """Every provider, opened or still to open, finds its sources afresh (`doit plan --lock`)."""
+        self.lock_ignored = True
+        for provider in self.values():
+            provider.ignore_lock()

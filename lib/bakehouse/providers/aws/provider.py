@@ -85,6 +85,10 @@ class AwsProvider:
         self._pinned_sources = read_pins(project).sources  # bakehouse.lock
         self._copied: dict[str, tuple[str, str]] = {}  # image id: the AMI fill() copied, by region
 
+    def ignore_lock(self) -> None:
+        self._pinned_sources = {}
+        self._resolved.clear()
+
     def _regions_of(self, bake: str) -> tuple[str, ...]:
         return settings_of(self.graph[bake]).regions
 

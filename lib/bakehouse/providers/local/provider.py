@@ -53,6 +53,9 @@ class LocalProvider:
     def source_pins(self, bake: Bake) -> dict[str, str]:
         return {}  # a suite from a mirror: its packages are what a lock could pin, not an id
 
+    def ignore_lock(self) -> None:
+        pass  # nothing of a local bake's source is pinned
+
     def package_sources(self, bake: Bake) -> tuple[Repository, ...]:
         """The base's mirror argument as mmdebstrap reads it: a sources file, lines, or a URI."""
         source = bake.source
