@@ -23,13 +23,14 @@ from helpers import PROJECT, free_port
 HOST_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 
 
-def build_root_tarball(out: Path) -> Path:
-    """The target's root filesystem, made once per test session (about half a minute)."""
+def build_root_tarball(out: Path, include: str = "openssh-server,sudo") -> Path:
+    """The target's root filesystem, made once per test session (about half a minute; a
+    minute with rpm and dnf)."""
     tarball = out / "ssh-target.tar"
     partial = out / "ssh-target.partial.tar"  # a build that fails midway leaves no tarball
     mirror = str(HOST_SOURCES) if HOST_SOURCES.is_file() else "http://deb.debian.org/debian"
     subprocess.run(
-        ["mmdebstrap", "--mode=root", "--variant=minbase", "--include=openssh-server,sudo",
+        ["mmdebstrap", "--mode=root", "--variant=minbase", f"--include={include}",
          "bookworm", str(partial), mirror],
         check=True, capture_output=True, stdin=subprocess.DEVNULL,
     )
@@ -42,7 +43,8 @@ class SshTarget:
 
     user = "admin"
 
-    def __init__(self, tarball: Path, work: Path) -> None:
+    def __init__(self, tarball: Path, work: Path, user: str = "admin") -> None:
+        self.user = user
         self.root = work / "root"
         self.root.mkdir(parents=True)
         subprocess.run(["tar", "-xf", str(tarball), "-C", str(self.root)], check=True)
@@ -86,6 +88,16 @@ class SshTarget:
             server.kill()
             server.wait()
         raise RuntimeError(f"sshd did not start on 127.0.0.1; see {log}")
+
+    def chroot(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        """A command run inside the target's root (not in sshd's namespace), as root."""
+        return subprocess.run(["chroot", str(self.root), *argv], check=True, capture_output=True, text=True)
+
+    def installed_rpm(self, package: str) -> str:
+        """The VERSION-RELEASE the target's rpmdb has of `package`, or ''."""
+        result = subprocess.run(["rpm", "--root", str(self.root), "--dbpath", "/var/lib/rpm", "-q", "--qf",
+                                 "%{VERSION}-%{RELEASE}", package], capture_output=True, text=True)
+        return result.stdout if result.returncode == 0 else ""
 
     def installed(self, package: str) -> str:
         """The version dpkg in the target has of `package`, or ''."""

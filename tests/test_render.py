@@ -210,3 +210,22 @@ def test_imdsv2_with_packer_1_6_6_is_a_first_step_that_is_valid_for_packer(tmp_p
 def test_required_plugins_only_for_packer_that_needs_them() -> None:
     rendered = Templates(BUILT_IN_TEMPLATES).render("amazon-ebs.pkr.hcl.j2", aws_context("none", True))
     assert 'source  = "github.com/hashicorp/amazon"' in rendered
+
+
+@pytest.mark.parametrize("package_format", ["rpm", "deb"])
+def test_the_amazon_chroot_template_is_valid_for_packer(tmp_path: Path, package_format: str) -> None:
+    """Baker's builder. It builds on the EC2 instance packer runs on, which this machine is
+    not: what can be checked here is that packer 1.6.6 validates the rendered template (and,
+    in tests/providers/aws/test_amazon_chroot.py, that a bake off EC2 is refused in one line)."""
+    package = tmp_path / ("hello-rpm-1.0.4-1.noarch.rpm" if package_format == "rpm" else "hello-svc_1.0.4_all.deb")
+    package.write_bytes(b"x")
+    context = {**aws_context("ssh", deb=str(package)), "package_format": package_format}
+    context["aws"]["builds"] = context["aws"]["builds"][:1]
+    context["aws"]["builds"][0]["copy_to"] = ["us-west-2"]
+    rendered = Templates(BUILT_IN_TEMPLATES).render("amazon-chroot.pkr.hcl.j2", context)
+    packer_validate(tmp_path, rendered)
+    assert 'source "amazon-chroot" "us_east_1"' in rendered and 'sources = ["source.amazon-chroot.us_east_1"]' in rendered
+    assert 'ami_regions             = ["us-west-2"]' in rendered
+    assert "instance_type" not in rendered and "ssh_username" not in rendered  # no instance, no SSH
+    inbox = "rpms" if package_format == "rpm" else "debs"
+    assert f"sudo env BAKEHOUSE_IN_CHROOT=1 sh /tmp/bakehouse/install-packages.sh /tmp/bakehouse/{inbox} " in rendered

@@ -120,6 +120,7 @@ def test_read_routes_answer_json_and_errors_are_one_clear_line(server: Server, r
     amis = server.get("/amis")["bakes"]
     assert [(row["bake"], row["base"]) for row in amis] == [("base", None), ("hello", "base")]
     assert amis[0]["image"]["image_id"].startswith("base-") and amis[1]["image"] is None
+    assert amis[0]["upstream"]["local"]["suite"] == "bookworm" and "upstream" not in amis[1]  # what the base starts from
     newest = server.get("/amis/base?limit=1")["images"]
     assert len(newest) == 1 and newest[0]["image_id"] == amis[0]["image"]["image_id"]
     assert newest[0]["digest"].startswith("sha256:") and newest[0]["oci"].endswith(":base")  # as doit images

@@ -16,6 +16,7 @@ installed and says it is partial.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,12 +68,19 @@ class Manifest:
     package_format: str = "deb"  # "rpm": an Amazon Linux image's rpmdb (its SBOM names RPMs)
 
     def by_name(self) -> dict[str, InstalledPackage]:
-        """One entry per package name (a Multi-Arch package shows as name:arch)."""
-        names = [package.name for package in self.packages]
-        return {
-            (package.name if names.count(package.name) == 1 else f"{package.name}:{package.architecture}"): package
-            for package in self.packages
-        }
+        """One entry per package name (a Multi-Arch package shows as name:arch, and a package
+        installed at several versions at once, as RPM keeps kernels, as name-version.arch)."""
+        names = Counter(package.name for package in self.packages)
+        builds = Counter((package.name, package.architecture) for package in self.packages)
+
+        def shown(package: InstalledPackage) -> str:
+            if names[package.name] == 1:
+                return package.name
+            if builds[package.name, package.architecture] == 1:
+                return f"{package.name}:{package.architecture}"
+            return f"{package.name}-{package.version}.{package.architecture}"
+
+        return {shown(package): package for package in self.packages}
 
     def to_json(self) -> dict[str, Any]:
         return {

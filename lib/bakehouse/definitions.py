@@ -54,7 +54,7 @@ def load_bake(project: Project, path: Path) -> Bake:
 CORE_KEY_DOCS = (
     Key(('template',), 'string',
         'required',
-        'a built-in template (`local-base.pkr.hcl.j2`, `local-service.pkr.hcl.j2`, `amazon-ebs.pkr.hcl.j2`) or a file of the repository\'s own under `templates/`, which overrides a built-in one of the same name'),
+        'a built-in template (`local-base.pkr.hcl.j2`, `local-service.pkr.hcl.j2`, `amazon-ebs.pkr.hcl.j2`, `amazon-chroot.pkr.hcl.j2`) or a file of the repository\'s own under `templates/`, which overrides a built-in one of the same name'),
     Key(('provider',), '`"local"`, `"aws"`',
         '`"local"`',
         'where images are made and registered'),

@@ -139,6 +139,12 @@ class Provider(Protocol):
         sources differ are decided apart (decide.py)."""
         ...
 
+    def upstream(self, bake: Bake, place: str) -> dict[str, Any]:
+        """What a base bake starts from in `place` now, as Baker's `GET /amis` listed the
+        newest public base AMI: an AMI's id, name, owner and creation time; a local base's
+        suite and mirror."""
+        ...
+
     def source_pins(self, bake: Bake) -> dict[str, str]:
         """The source image a base bake starts from in each place, by id, for bakehouse.lock
         (pins.py); {} where the source has no id to pin (a Debian suite)."""

@@ -13,7 +13,7 @@ from typing import Any
 from ..commands.plan import plan, plan_json
 from ..decide import Planner
 from ..definitions import load_bakes
-from ..model import BakeGraph
+from ..model import Bake, BakeGraph
 from ..project import Project
 from ..errors import BakehouseError
 from ..registry import ImageRecord, created_at, in_use
@@ -52,14 +52,30 @@ def image_json(image: ImageRecord, now: datetime) -> dict[str, Any]:
 
 def amis(p: Planner) -> list[dict[str, Any]]:
     """The image in use of every bake, bases first (the graph's order), with the fields
-    `/amis/{bake}` gives each image (a local image's digest, layers and sizes too)."""
+    `/amis/{bake}` gives each image (a local image's digest, layers and sizes too); and, for a
+    base, what it starts from upstream in each place now, as Baker listed the newest public
+    base AMI per region."""
     rows = []
     for name in p.graph.names:
         bake = p.graph[name]
         image = in_use(p.images(name))
         shown = None if image is None else {**image_json(image, p.now), **p.provider_of(name).registry.facts(image)}
-        rows.append({"bake": name, "base": bake.base, "provider": bake.provider, "image": shown})
+        row = {"bake": name, "base": bake.base, "provider": bake.provider, "image": shown}
+        if bake.base is None:
+            row["upstream"] = _upstream(p, bake)
+        rows.append(row)
     return rows
+
+
+def _upstream(p: Planner, bake: Bake) -> dict[str, Any]:
+    provider = p.provider_of(bake.name)
+    found: dict[str, Any] = {}
+    for place in provider.places(bake):
+        try:
+            found[place] = provider.upstream(bake, place)
+        except BakehouseError as error:  # one region's lookup failing leaves the others listed
+            found[place] = {"error": str(error)}
+    return found
 
 
 def images_of(p: Planner, name: str, limit: int) -> list[dict[str, Any]]:

@@ -50,20 +50,22 @@ def target(target_tarball: Path, tmp_path: Path) -> Iterator[SshTarget]:
 
 def bake_over_ssh(
     work: Path, port: int, key: Path, debs: list[Path], checks: list[str], timeout: str = "60s",
-    tests: dict[str, str] | None = None, out: io.StringIO | None = None,
+    tests: dict[str, str] | None = None, out: io.StringIO | None = None, user: str = SshTarget.user,
+    package_format: str = "deb",
 ) -> str:
     """Render the SSH target template with these values and `packer build` it; packer's
     output as bakehouse shows it. Raises PackerError as a bake does. `tests`: test scripts
     (name under templates/: text); the image's package listing goes to work/packages.tsv.
-    `out`: where packer's output streams while it runs (the caller may watch it)."""
+    `out`: where packer's output streams while it runs (the caller may watch it). `debs`:
+    the package files to upload (.rpm files with package_format = "rpm")."""
     templates = templates_with_target(work)
     for name, text in (tests or {}).items():
         (templates / name).parent.mkdir(parents=True, exist_ok=True)
         (templates / name).write_text(text)
     context = {
         "deb_paths": [str(deb) for deb in debs], "package_checks": checks,
-        "target": {"port": port, "user": SshTarget.user, "key": str(key), "timeout": timeout},
-        "tests": list(tests or {}), "contents": str(work / "packages.tsv"),
+        "target": {"port": port, "user": user, "key": str(key), "timeout": timeout},
+        "tests": list(tests or {}), "contents": str(work / "packages.tsv"), "package_format": package_format,
     }
     template = work / "build" / "ssh-target.pkr.hcl"
     template.parent.mkdir(parents=True)

@@ -46,6 +46,7 @@ from .account import Sharing
 from .budget import budget
 from .shared import SharedState, contents_key, failure_key, inputs_key, log_key, provenance_key, read_config
 from .client import AwsError, Ec2, ec2_endpoint
+from .imds import endpoint as imds_endpoint, this_instance
 from .registry import (
     BAKE_TAG, BASE_TAG, CREATED_TAG, IMAGE_TAG, KEY_TAG, LAUNCH_TAG, LOG_TAG, PROVENANCE_TAG, SEQUENCE_TAG, VERSION_TAG,
     AwsRegistry, image_of, summary_tags,
@@ -56,7 +57,8 @@ from .settings import DEBIAN_ARCHITECTURES, AwsSettings, AwsSource, package_form
 TOOLS = {"packer": ["packer", "version"]}
 PLUGINS_SINCE = (1, 7)  # packer 1.7 moved amazon-ebs into a plugin that must be required
 # packer 1.6.6: "Build 'aws-hello.amazon-ebs.us_west_2' errored: ..."; later: "errored after 2 seconds: ..."
-BUILD_ERRORED = re.compile(r"Build '(?:[^']*\.)?amazon-ebs\.([a-z0-9_]+)' errored(?: after [^:]*)?: (.*)")
+BUILD_ERRORED = re.compile(r"Build '(?:[^']*\.)?amazon-(?:ebs|chroot)\.([a-z0-9_]+)' errored(?: after [^:]*)?: (.*)")
+CHROOT_SOURCE = re.compile(r'^\s*source\s+"amazon-chroot"', re.M)
 # AWS's error codes for "try again" (throttling, its own failures, a request that took too long).
 TRANSIENT = re.compile(
     r"\b(RequestLimitExceeded|Throttling(?:Exception)?|RequestThrottled|ThrottledException|TooManyRequestsException"
@@ -98,6 +100,13 @@ class AwsProvider:
         # By owner and name: a publisher copies one image to every region under one name.
         image = self._source_ami(bake, place)
         return {"image": {"owner": image.get("OwnerId"), "name": image.get("Name")}}
+
+    def upstream(self, bake: Bake, place: str) -> dict[str, Any]:
+        if not isinstance(bake.source, AwsSource):
+            return {}
+        image = self._source_ami(bake, place)
+        return {"id": image.get("ImageId"), "name": image.get("Name"), "owner": image.get("OwnerId"),
+                "created": image.get("CreationDate")}
 
     def schema1(self, bake: Bake, base_image: ImageRecord | None) -> dict[str, Any]:
         source = bake.source
@@ -188,12 +197,28 @@ class AwsProvider:
         return ()  # an AMI names its own: listed inside it over SSH (contents.py)
 
     def preflight(self, bake: Bake) -> None:
-        pass  # the source AMI is found when planning (source()); the rest only AWS can tell
+        """The source AMI is found when planning (source()); the rest only AWS can tell, but
+        for what packer's amazon-chroot cannot do: bake in several regions at once."""
+        settings = settings_of(bake)
+        if self._uses_chroot(bake) and settings.multi_region != "copy" and len(settings.regions) > 1:
+            raise AwsError(f"{bake.where}: {bake.template} builds with packer's amazon-chroot, on the EC2 instance "
+                           f"bakehouse runs on, in its region only: set multi_region = \"copy\" (bake in "
+                           f"{settings.regions[0]}, copy to the others)")
+
+    def _uses_chroot(self, bake: Bake) -> bool:
+        """Whether the bake's template builds with amazon-chroot (the built-in one, or a
+        repository's own that names the builder)."""
+        template = self.project.template_file(bake.template)
+        return template is not None and CHROOT_SOURCE.search(template.read_text(encoding="utf-8")) is not None
 
     def before_packer(self, bake: Bake) -> None:
-        """An endpoint that is not AWS's own (an emulator such as moto on 127.0.0.1) runs no
-        instance anyone can log in to: with communicator = "ssh", packer would wait for SSH
-        until it gives up, minutes later. Said first, in one line."""
+        """What would make packer fail late, said first in one line. amazon-chroot builds on
+        the EC2 instance packer runs on, in the bake's first region: anywhere else packer
+        fails only after asking for instance metadata. And an endpoint that is not AWS's own
+        (an emulator such as moto on 127.0.0.1) runs no instance anyone can log in to: with
+        communicator = "ssh", packer would wait for SSH until it gives up, minutes later."""
+        if self._uses_chroot(bake):
+            self._check_chroot_host(bake)
         endpoint = ec2_endpoint()
         if endpoint is None or settings_of(bake).communicator != "ssh":
             return
@@ -203,6 +228,18 @@ class AwsProvider:
         raise AwsError(f"{bake.where}: communicator = \"ssh\" against {endpoint}, which is not AWS: an emulator's "
                        "instances run nothing to log in to, so packer would wait for SSH until it gives up; "
                        "set communicator = \"none\" to bake against it")
+
+    def _check_chroot_host(self, bake: Bake) -> None:
+        region = settings_of(bake).regions[0]
+        instance = this_instance()
+        if instance is None:
+            raise AwsError(f"{bake.where}: {bake.template} builds with packer's amazon-chroot, which attaches the image's "
+                           f"volume to the EC2 instance it runs on; this machine is not one (no instance metadata at "
+                           f"{imds_endpoint()}): run this bake on an EC2 instance in {region}, or use amazon-ebs.pkr.hcl.j2")
+        if instance.region != region:
+            raise AwsError(f"{bake.where}: {bake.template} builds with packer's amazon-chroot on this instance "
+                           f"({instance.instance_id}), which is in {instance.region}; the bake builds in {region}: run "
+                           f"it on an instance there, or put {instance.region} first in regions")
 
     def attest(self, job: BakeJob, image: ImageRecord, out: TextIO) -> None:
         """The provenance (provenance.py) of the AMIs this run made: one statement about them

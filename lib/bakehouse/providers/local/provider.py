@@ -50,6 +50,9 @@ class LocalProvider:
             return None
         return {"suite": source.suite, "variant": source.variant, "mirror": source.mirror}
 
+    def upstream(self, bake: Bake, place: str) -> dict[str, Any]:
+        return self.source(bake, place) or {}
+
     def source_pins(self, bake: Bake) -> dict[str, str]:
         return {}  # a suite from a mirror: its packages are what a lock could pin, not an id
 

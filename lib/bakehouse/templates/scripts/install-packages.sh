@@ -18,7 +18,8 @@ left() {
     [ "$now" -lt "$deadline" ] && echo $(( deadline - now )) || echo 0
 }
 
-if command -v cloud-init >/dev/null 2>&1; then
+# BAKEHOUSE_IN_CHROOT: a volume packer's amazon-chroot provisions has not booted: no cloud-init runs.
+if [ -z "${BAKEHOUSE_IN_CHROOT:-}" ] && command -v cloud-init >/dev/null 2>&1; then
     echo "install-packages: waiting for cloud-init to finish"
     timeout "$(left)" cloud-init status --wait >/dev/null || {
         echo "install-packages: cloud-init did not finish within ${settle}s (cloud-init status --wait)" >&2

@@ -2,10 +2,12 @@
 # Install RPMs into the system this runs in (an Amazon Linux instance being baked), then check
 # with rpm -q that each one is there at the version bakehouse resolved.
 #   install-rpms.sh RPM_DIR SPEC...
-# RPM_DIR holds the .rpm files built here (may be empty); each SPEC is name=version (VERSION,
-# VERSION-RELEASE or EPOCH:VERSION-RELEASE) or name. A freshly booted instance is still
-# settling: wait for cloud-init, and let dnf wait for another dnf's lock, for at most
-# BAKEHOUSE_SETTLE_SECONDS in all (default 300), then fail with one clear line.
+# RPM_DIR holds the .rpm files bakehouse uploaded (built here, or taken from a [[repository]]);
+# each SPEC is name=version (VERSION, VERSION-RELEASE or EPOCH:VERSION-RELEASE) or name. A
+# freshly booted instance is still settling: wait for cloud-init, and let dnf wait for another
+# dnf's lock (dnf-makecache on a fresh instance), for at most BAKEHOUSE_SETTLE_SECONDS in all
+# (default 300), then fail with one clear line. A scriptlet that fails (%pre, %post, ...) fails
+# the install: dnf itself only warns and exits 0, leaving a half-configured package.
 set -eu
 rpm_dir=$1
 shift
@@ -17,7 +19,8 @@ left() {
     [ "$now" -lt "$deadline" ] && echo $(( deadline - now )) || echo 0
 }
 
-if command -v cloud-init >/dev/null 2>&1; then
+# BAKEHOUSE_IN_CHROOT: a volume packer's amazon-chroot provisions has not booted: no cloud-init runs.
+if [ -z "${BAKEHOUSE_IN_CHROOT:-}" ] && command -v cloud-init >/dev/null 2>&1; then
     echo "install-rpms: waiting for cloud-init to finish"
     timeout "$(left)" cloud-init status --wait >/dev/null || {
         echo "bakehouse: error: cloud-init did not finish within ${settle}s (cloud-init status --wait)" >&2
@@ -46,6 +49,7 @@ installed_status=$(mktemp)
     | tee "$install_log"
 read -r installed_code < "$installed_status"
 missing=$(sed -n 's/^No match for argument: \(.*\)$/\1/p' "$install_log" | head -n 1)
+scriptlet=$(grep -m 1 '^Error in .* scriptlet in rpm package ' "$install_log" || true)
 rm -f "$install_log" "$installed_status"
 if [ -n "$missing" ]; then
     echo "bakehouse: error: no package '$missing' in the image's dnf repositories (misspelt? another version?)" >&2
@@ -56,6 +60,10 @@ if [ "$installed_code" = 124 ]; then
     exit 1
 fi
 [ "$installed_code" = 0 ] || exit "$installed_code"
+if [ -n "$scriptlet" ]; then
+    echo "bakehouse: error: dnf: $scriptlet (its output is above)" >&2
+    exit 1
+fi
 
 status=0
 for spec in "$@"; do
