@@ -1,6 +1,7 @@
 """A machine to bake over SSH, on this one: a real Debian root filesystem (minbase plus
-openssh-server and sudo, from the host's mirror) running sshd on 127.0.0.1, with a user
-`admin` who may sudo, as on Debian's AMIs. It stands in for an EC2 instance, which cannot run
+openssh-server, sudo, and Debian's rpm and dnf for the Amazon Linux tests, from the host's
+mirror) running sshd on 127.0.0.1, with a user `admin` (or `ec2-user`) who may sudo, as on
+Debian's (Amazon Linux's) AMIs. It stands in for an EC2 instance, which cannot run
 here (no AWS account); everything packer does over SSH to it is real.
 
 sshd runs chrooted in a mount and PID namespace of its own (`unshare --mount --pid --fork
@@ -10,6 +11,7 @@ the pid of `unshare` ends every process it started.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -23,9 +25,8 @@ from helpers import PROJECT, free_port
 HOST_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 
 
-def build_root_tarball(out: Path, include: str = "openssh-server,sudo") -> Path:
-    """The target's root filesystem, made once per test session (about half a minute; a
-    minute with rpm and dnf)."""
+def build_root_tarball(out: Path, include: str = "openssh-server,sudo,rpm,dnf") -> Path:
+    """The target's root filesystem, made once per test session (about a minute)."""
     tarball = out / "ssh-target.tar"
     partial = out / "ssh-target.partial.tar"  # a build that fails midway leaves no tarball
     mirror = str(HOST_SOURCES) if HOST_SOURCES.is_file() else "http://deb.debian.org/debian"
@@ -36,6 +37,18 @@ def build_root_tarball(out: Path, include: str = "openssh-server,sudo") -> Path:
     )
     partial.rename(tarball)
     return tarball
+
+
+def shared_root_tarball(session: Path, worker_id: str, name: str = "ssh-target",
+                        include: str = "openssh-server,sudo,rpm,dnf") -> Path:
+    """build_root_tarball once per test session, shared by every xdist worker (under a lock:
+    the first builds it, the others wait and reuse it). `session`: pytest's base temp folder."""
+    shared = (session if worker_id == "master" else session.parent) / name
+    shared.mkdir(exist_ok=True)
+    with (shared / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        tarball = shared / "ssh-target.tar"
+        return tarball if tarball.is_file() else build_root_tarball(shared, include)
 
 
 class SshTarget:

@@ -219,22 +219,9 @@ def _parse_repository(project: Project, where: str, n: int, table: dict[str, Any
     for component in components:
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", component):
             raise DefinitionError(f"{where}: {prefix}components: {component!r} is not a component name")
-    trusted = table.get("trusted", False)
-    if not isinstance(trusted, bool):
-        raise DefinitionError(f"{where}: {prefix}trusted must be true or false, not {trusted!r}")
-    signed_by = get.string("signed_by")
-    keyring = None if signed_by is None else project.root / signed_by
-    if keyring is not None and not keyring.is_file():
-        raise DefinitionError(f"{where}: {prefix}signed_by: no keyring file {signed_by}")
-    if keyring is None and not trusted:
-        raise DefinitionError(
-            f"{where}: {prefix[:-1]} needs signed_by (a keyring file such as keys/team.gpg), "
-            "or trusted = true to use it without checking signatures"
-        )
-    packages = get.string_list("packages")
-    if not packages:
-        raise DefinitionError(f"{where}: {prefix}packages: name the packages to take from this repository")
-    return Repository(url, suite, tuple(components), keyring, trusted, tuple(packages))
+    keyring, trusted, packages = _trust_and_packages(
+        project, where, prefix, get, table, "signed_by", "keyring file", "a keyring file such as keys/team.gpg")
+    return Repository(url, suite, tuple(components), keyring, trusted, packages)
 
 
 def _parse_rpm_repository(
@@ -244,22 +231,30 @@ def _parse_rpm_repository(
     if baseurl is None or not re.match(r"^https?://[^\s\"'`$]+$", baseurl):
         raise DefinitionError(f"{where}: {prefix}baseurl must be an http:// or https:// URL "
                               f"(the folder that holds repodata/), not {baseurl!r}")
+    key, trusted, packages = _trust_and_packages(
+        project, where, prefix, get, table, "gpgkey", "key file", "a public key file such as keys/team.asc")
+    return RpmRepository(baseurl.rstrip("/"), key, trusted, packages)
+
+
+def _trust_and_packages(
+    project: Project, where: str, prefix: str, get: Getter, table: dict[str, Any], key_name: str, kind: str,
+    example: str,
+) -> tuple[Path | None, bool, tuple[str, ...]]:
+    """A repository's key file (`signed_by`, `gpgkey`) or `trusted = true`, and its packages."""
     trusted = table.get("trusted", False)
     if not isinstance(trusted, bool):
         raise DefinitionError(f"{where}: {prefix}trusted must be true or false, not {trusted!r}")
-    gpgkey = get.string("gpgkey")
-    key = None if gpgkey is None else project.root / gpgkey
+    named = get.string(key_name)
+    key = None if named is None else project.root / named
     if key is not None and not key.is_file():
-        raise DefinitionError(f"{where}: {prefix}gpgkey: no key file {gpgkey}")
+        raise DefinitionError(f"{where}: {prefix}{key_name}: no {kind} {named}")
     if key is None and not trusted:
-        raise DefinitionError(
-            f"{where}: {prefix[:-1]} needs gpgkey (a public key file such as keys/team.asc), "
-            "or trusted = true to use its packages without checking signatures"
-        )
+        raise DefinitionError(f"{where}: {prefix[:-1]} needs {key_name} ({example}), "
+                              "or trusted = true to use it without checking signatures")
     packages = get.string_list("packages")
     if not packages:
         raise DefinitionError(f"{where}: {prefix}packages: name the packages to take from this repository")
-    return RpmRepository(baseurl.rstrip("/"), key, trusted, tuple(packages))
+    return key, trusted, tuple(packages)
 
 
 def _parse_source(where: str, table: Any, provider: ProviderDefinition) -> ProviderSource | None:

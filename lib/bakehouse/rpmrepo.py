@@ -126,7 +126,11 @@ def check_signature(path: Path, key: Path, shown_as: str, key_shown: str) -> Non
     key is one line."""
     with tempfile.TemporaryDirectory(prefix="bakehouse-rpmkeys-") as scratch:
         db = ["--dbpath", scratch]
-        imported = subprocess.run(["rpmkeys", *db, "--import", str(key)], capture_output=True, text=True)
+        try:
+            imported = subprocess.run(["rpmkeys", *db, "--import", str(key)], capture_output=True, text=True)
+        except FileNotFoundError:
+            raise PackageError(f"{shown_as}: rpmkeys is not installed, so its signature cannot be checked "
+                               "(Debian: apt-get install rpm)") from None
         if imported.returncode != 0:
             raise PackageError(f"{key_shown}: not an OpenPGP public key rpm can import "
                                f"({(imported.stderr.strip().splitlines() or ['no output'])[-1]})")

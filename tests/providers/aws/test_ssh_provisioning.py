@@ -5,7 +5,6 @@ The target stands in for an EC2 instance, which cannot run here (no AWS account)
 
 from __future__ import annotations
 
-import fcntl
 import io
 import shutil
 import socket
@@ -23,20 +22,13 @@ from bakehouse.errors import PackerError
 from bakehouse.render import Templates
 from helpers import PROJECT, HeldDpkgLock, build_hello_deb
 from bakehouse.project import BUILT_IN_TEMPLATES
-from ssh_target import SshTarget, build_root_tarball, templates_with_target
+from ssh_target import SshTarget, shared_root_tarball, templates_with_target
 
 
 @pytest.fixture(scope="session")
 def target_tarball(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
-    """Built once per test session, shared by every xdist worker (under a lock: the first
-    builds it, the others wait and reuse it): a build costs half a minute."""
-    session = tmp_path_factory.getbasetemp()
-    shared = (session if worker_id == "master" else session.parent) / "ssh-target"
-    shared.mkdir(exist_ok=True)
-    with (shared / "lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        tarball = shared / "ssh-target.tar"
-        return tarball if tarball.is_file() else build_root_tarball(shared)
+    """Built once per test session, shared by every xdist worker: a build costs a minute."""
+    return shared_root_tarball(tmp_path_factory.getbasetemp(), worker_id)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ that packages with scriptlets install as on Amazon Linux."""
 
 from __future__ import annotations
 
-import fcntl
 import io
 import subprocess
 import threading
@@ -26,7 +25,7 @@ from bakehouse.errors import PackerError
 from helpers import wait_until
 from providers.aws.test_ssh_provisioning import bake_over_ssh
 from rpm_repository import RpmRepository, build_rpm
-from ssh_target import SshTarget, build_root_tarball
+from ssh_target import SshTarget, shared_root_tarball
 
 USER = "ec2-user"
 PROVIDES_SH = """\
@@ -48,15 +47,9 @@ stand-in
 
 @pytest.fixture(scope="session")
 def rpm_target_tarball(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
-    """A Debian root with sshd, sudo, rpm and dnf: built once per test session, shared by every
-    xdist worker (under a lock: the first builds it, the others wait and reuse it)."""
-    session = tmp_path_factory.getbasetemp()
-    shared = (session if worker_id == "master" else session.parent) / "ssh-target-rpm"
-    shared.mkdir(exist_ok=True)
-    with (shared / "lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        tarball = shared / "ssh-target.tar"
-        return tarball if tarball.is_file() else build_root_tarball(shared, "openssh-server,sudo,rpm,dnf")
+    """A Debian root with sshd, sudo, rpm and dnf: built once per test session (a minute), the
+    same one the Debian SSH tests use."""
+    return shared_root_tarball(tmp_path_factory.getbasetemp(), worker_id)
 
 
 @pytest.fixture
