@@ -1,7 +1,8 @@
 """A new bakehouse repository, made from the starter bakehouse ships (`doit init`).
 
 The starter is the example this project bakes itself: bakes/ with a local Debian base and a
-service on it (or, for AWS, the AMI example), packages/ with the hello-svc package, a thin
+service on it (or, for AWS, the AMI example), packages/ with the hello-svc package (not the
+project's RPM example: a new repository needs no rpmbuild), a thin
 dodo.py, doit.cfg naming bakehouse's loader, bakehouse.toml with its defaults commented out,
 and .gitignore for bakehouse's state. No templates are written: the built-in ones are used
 until the repository has a file of its own by the same name under templates/.
@@ -11,6 +12,7 @@ Nothing is ever overwritten: if any file the starter holds exists already, nothi
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -31,9 +33,10 @@ def starter_files(kind: str) -> list[tuple[str, Path]]:
     files = [(name, STARTER / "common" / source) for source, name in COMMON]
     root = STARTER / kind
     for folder in ("bakes", "packages"):
-        for path in sorted((root / folder).rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                files.append((str(path.relative_to(root)), path))
+        # os.walk, not rglob: the starter's folders are links into this project (in a checkout)
+        found = [Path(top) / name for top, _, names in os.walk(root / folder, followlinks=True) for name in names]
+        files += [(str(path.relative_to(root)), path) for path in sorted(found)
+                  if path.is_file() and "__pycache__" not in path.parts]
     return files
 
 
