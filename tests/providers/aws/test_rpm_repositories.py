@@ -67,6 +67,9 @@ def test_an_rpm_repository_package_is_baked_at_its_newest_version_locked_and_bum
     run_doit(repo, env=aws_env, check=True)
     newest = amis(aws_env, "us-east-1", "al2023-hello")[0]
     assert newest["ImageId"] != hello["ImageId"]
+    diff = run_doit(repo, "diff", "al2023-hello", env=aws_env)
+    assert diff.returncode == 1  # as diff(1): they differ
+    assert "packages:\n  ~ hello-lib 1.0-1 -> 1.0.10-1\ninputs:\n  hello-lib 1.0-1 -> 1.0.10-1\n" in diff.output, diff.output
 
 
 def test_a_pinned_rpm_that_can_no_longer_be_had_is_one_line(
