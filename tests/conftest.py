@@ -42,7 +42,7 @@ variant = "busybox"
 def new_repo(root: Path) -> Path:
     """A repository with the shipped packages and hello bake (the built-in templates), on a tiny base."""
     root.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(PROJECT / "packages", root / "packages")
+    shutil.copytree(PROJECT / "packages" / "hello-svc", root / "packages" / "hello-svc")  # the .deb example only
     shutil.copy(PROJECT / "dodo.py", root / "dodo.py")
     shutil.copy(PROJECT / "bakes" / "hello.toml", write(root / "bakes" / "base.toml", TINY_BASE).parent / "hello.toml")
     return root
@@ -125,6 +125,7 @@ def aws_env(moto_url: str, tmp_path: Path) -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": SECRET,
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ENDPOINT_URL_EC2": moto_url,
+        "AWS_ENDPOINT_URL_SSM": moto_url,  # channels (SSM parameters)
         "BAKEHOUSE_AWS_CALL_LOG": str(tmp_path / "aws-calls.log"),
         "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
         "AWS_EC2_METADATA_DISABLED": "true",  # never ask an instance metadata service
@@ -140,7 +141,7 @@ def aws_repo(tmp_path: Path) -> Path:
     tries it against moto: the same bakes with communicator = "none" (the one change moto
     needs; the example itself logs in over SSH, as a bake in a real account does)."""
     root = tmp_path / "repo"
-    shutil.copytree(PROJECT / "packages", root / "packages")
+    shutil.copytree(PROJECT / "packages" / "hello-svc", root / "packages" / "hello-svc")
     shutil.copytree(PROJECT / "examples" / "aws" / "bakes", root / "bakes")
     shutil.copy(PROJECT / "examples" / "aws" / "dodo.py", root / "dodo.py")
     for bake in (root / "bakes").glob("*.toml"):

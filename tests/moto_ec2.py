@@ -11,7 +11,8 @@ base that moto made. The images moto ships keep the root device type they declar
 S3's conditional writes (If-None-Match, If-Match) are atomic on AWS; moto checks the condition
 and then writes, unlocked, so two requests at once could both pass. The launcher serialises
 moto's PutObject and DeleteObject handlers, making each check-and-write one step as on AWS:
-the shared-lock tests then test bakehouse's protocol, with S3's guarantee.
+the shared-lock tests then test bakehouse's protocol, with S3's guarantee. SSM's PutParameter
+without Overwrite (create only if absent: how a channel's move is recorded) gets the same.
 
 It also lists, in every region, a Debian 12 image of Debian's cloud team (owner 136693071363,
 named `debian-12-amd64-*` as Debian names them), which moto's own images do not include, so
@@ -109,6 +110,11 @@ def main(port: str) -> None:
     writes = threading.Lock()
     S3Response.put_object = _atomic(S3Response.put_object, writes)  # type: ignore[method-assign]
     S3Response.delete_object = _atomic(S3Response.delete_object, writes)  # type: ignore[method-assign]
+    from moto.ssm.responses import SimpleSystemManagerResponse
+
+    # SSM's PutParameter without Overwrite is a conditional write on AWS (a channel's move)
+    SimpleSystemManagerResponse.put_parameter = _atomic(  # type: ignore[method-assign]
+        SimpleSystemManagerResponse.put_parameter, writes)
     from moto.server import main as moto_main
 
     moto_main(["-H", "127.0.0.1", "-p", port])

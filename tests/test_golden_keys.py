@@ -39,7 +39,7 @@ def shipped_repo(root: Path, example: Path) -> Path:
     were when the keys were recorded (tests/golden/templates): an edit of a shipped template
     changes keys as any template edit does, and this test pins what the code does with them."""
     shutil.copytree(TEMPLATES, root / "templates")
-    shutil.copytree(PROJECT / "packages", root / "packages")
+    shutil.copytree(PROJECT / "packages" / "hello-svc", root / "packages" / "hello-svc")
     shutil.copytree(example / "bakes", root / "bakes")
     shutil.copy(example / "dodo.py", root / "dodo.py")
     return root

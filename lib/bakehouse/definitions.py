@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .aptrepo import Repository
+from .channels import DEFAULT_CHANNELS, LATEST
 from .rpmrepo import RpmRepository
 from .durations import parse_duration
 from .errors import DefinitionError
@@ -88,6 +89,9 @@ CORE_KEY_DOCS = (
     Key(('timeout',), '`"90s"`, `"45m"`, `"2h"`',
         '`"60m"`',
         'cancel packer after this long, like Ctrl-C, and fail the bake'),
+    Key(('channels',), 'list of strings',
+        '`["candidate", "stable"]`',
+        "the channels `doit promote` and `doit rollback` move (lower-case names); `latest`, the newest image, is always there; not part of the key"),
     Key(('prune',), 'table',
         'the project\'s `[prune]`',
         "this bake\'s retention for `doit prune` ([below](#prune))"),
@@ -162,7 +166,23 @@ def _parse(project: Project, where: str, name: str, path: Path, data: dict[str, 
         prune=_parse_prune(where, data.get("prune")),
         tests=_parse_tests(project, where, get.string_list("tests")),
         rebuild_when=get.choice("rebuild_when", REBUILD_TRIGGERS, default=None),
+        channels=_parse_channels(where, data.get("channels")),
     )
+
+
+def _parse_channels(where: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return DEFAULT_CHANNELS
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise DefinitionError(f"{where}: channels must be a list of names, not {type_name(value)}")
+    for name in value:
+        if not re.fullmatch(r"[a-z][a-z0-9-]{0,39}", name):
+            raise DefinitionError(f"{where}: channels: {name!r} is not a channel name (lower-case letters, digits, '-')")
+        if name == LATEST:
+            raise DefinitionError(f"{where}: channels: latest is always there (the newest image); leave it out")
+    if len(set(value)) != len(value):
+        raise DefinitionError(f"{where}: channels: a channel is named twice")
+    return tuple(value)
 
 
 def _parse_tests(project: Project, where: str, tests: list[str]) -> tuple[str, ...]:

@@ -2,11 +2,13 @@
 
 `doit images --packages`, `--sbom` and `doit diff` take either. A bake name means the bake's
 image in use (registry.in_use: the one most recently baked, or found current again), and its
-previous image is the one in use before it: the newest image made before it.
+previous image is the one in use before it: the newest image made before it. `BAKE@CHANNEL`
+means the image the channel points at (`hello@stable`; `hello@latest`: its newest image).
 """
 
 from __future__ import annotations
 
+from .channels import LATEST, current
 from .contents import Manifest
 from .decide import Planner
 from .errors import BakehouseError
@@ -21,6 +23,8 @@ class UnknownImage(BakehouseError):
 def find_image(planner: Planner, name: str) -> ImageRecord:
     """The image `name` names: a bake's image in use, or an image by its id."""
     name = name.removeprefix("bake:")
+    if "@" in name:
+        return channel_image(planner, *name.split("@", 1))
     if name in planner.graph.names:
         image = in_use(planner.images(name))
         if image is None:
@@ -35,6 +39,26 @@ def find_image(planner: Planner, name: str) -> ImageRecord:
     raise UnknownImage(
         f"no bake or image '{name}'{did_you_mean(name, planner.graph.names)}; `doit images` lists them"
     )
+
+
+def channel_image(planner: Planner, bake: str, channel: str) -> ImageRecord:
+    """The image `bake`'s `channel` points at (`latest`: its newest image)."""
+    if bake not in planner.graph.names:
+        raise UnknownImage(f"no bake '{bake}'{did_you_mean(bake, planner.graph.names)}")
+    images = planner.images(bake)
+    if channel == LATEST:
+        if not images:
+            raise UnknownImage(f"{bake} has no image yet; bake it: doit bake:{bake}")
+        return images[0]
+    names = planner.graph[bake].channels
+    if channel not in names:
+        raise UnknownImage(f"{bake} has no channel '{channel}'; its channels are latest, {', '.join(names)}")
+    image_id = current(planner.provider_of(bake).registry.channel_moves(bake), channel)
+    found = next((image for image in images if image.image_id == image_id), None)
+    if found is None:
+        raise UnknownImage(f"{bake}@{channel} points at nothing" if image_id is None
+                           else f"{bake}@{channel} points at {image_id}, which is no longer there")
+    return found
 
 
 def previous_image(planner: Planner, image: ImageRecord) -> ImageRecord:

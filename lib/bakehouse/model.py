@@ -54,6 +54,7 @@ class Bake:
     prune: tuple[tuple[str, Any], ...] = ()  # its [prune] table (retention.py), checked when loaded
     tests: tuple[str, ...] = ()  # test scripts under templates/, run inside the finished image
     rebuild_when: str | None = None  # "updates": rebake when its sources offer newer packages
+    channels: tuple[str, ...] = ("candidate", "stable")  # moved by doit promote (channels.py); not in the key
 
     @property
     def vars_dict(self) -> dict[str, VarValue]:

@@ -68,7 +68,7 @@ def reference_page() -> str:
 
 
 # The commands in the order a user meets them; doit's own task commands are not listed.
-COMMAND_ORDER = ("run", "plan", "info", "images", "diff", "log", "prune", "verify", "serve", "init")
+COMMAND_ORDER = ("run", "plan", "info", "images", "diff", "log", "prune", "verify", "promote", "rollback", "channels", "serve", "init")
 
 
 def commands_page() -> str:

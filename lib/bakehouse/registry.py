@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 if TYPE_CHECKING:
+    from .channels import ChannelMove
     from .contents import Manifest
 
 
@@ -174,6 +175,15 @@ class Registry(Protocol):
 
     def attestations(self, image: ImageRecord) -> list[dict[str, Any]]:
         """The in-toto statements kept with `image` (its provenance: provenance.py); may be []."""
+        ...
+
+    def channel_moves(self, bake: str) -> list[ChannelMove]:
+        """Every move of `bake`'s channels (channels.py), oldest first."""
+        ...
+
+    def add_channel_move(self, bake: str, move: ChannelMove, seen: int) -> bool:
+        """Record `move`, only if the history still has exactly the `seen` moves it had when
+        read (a conditional write); False when another move came first."""
         ...
 
     def used_outside(self, images: list[ImageRecord]) -> dict[str, list[str]]:

@@ -5,6 +5,8 @@ it is set per bake in a `[prune]` table, with a project-wide default in `bakehou
 (`[prune]`, same keys), else 5 images and 14 days. Whatever the policy, never deleted:
 - the image each bake is up to date with (and an image being completed in more places),
 - each bake's image in use, and the base of a running bake (commands/prune.py finds both),
+- an image a channel points at, and the next two images each channel's rollbacks go back to
+  (channels.py),
 - an image that a kept image was built on, transitively, whichever bake it belongs to,
 - an image the provider reports in use outside bakehouse (AMIs: an instance in any state
   but terminated, a launch template version, a launch configuration),

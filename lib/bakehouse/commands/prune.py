@@ -24,6 +24,7 @@ from typing import Any
 
 from doit.exceptions import InvalidCommand
 
+from ..channels import current, rollback_targets
 from ..decide import Planner
 from ..errors import BakehouseError
 from ..leftovers import old_failed_logs, old_service_runs
@@ -81,6 +82,13 @@ def verdicts(planner: Planner, names: list[str], held: frozenset[str] = frozense
         used = in_use(images[bake.name])
         if used is not None and used.image_id not in protected:  # else kept as current or being completed
             protected.setdefault(used.image_id, []).append(f"image in use of {bake.name}")
+        moves = planner.provider_of(bake.name).registry.channel_moves(bake.name)
+        for channel in bake.channels:  # what a channel points at, and where its next rollbacks go
+            pointed = current(moves, channel)
+            if pointed is not None:
+                protected.setdefault(pointed, []).append(f"channel {channel}")
+            for target in rollback_targets(moves, channel):
+                protected.setdefault(target, []).append(f"rollback target of {channel}")
     for image_id, bake_name in running_bases(planner.project.state_dir / "locks", set(held)).items():
         protected.setdefault(image_id, []).append(f"base of the running bake of {bake_name}")
     by_provider: dict[str, list[ImageRecord]] = {}

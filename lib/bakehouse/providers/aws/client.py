@@ -119,6 +119,18 @@ class Ec2:
                 return {}
             raise
 
+    def service_call(self, service: str, region: str, operation: str, missing_ok: tuple[str, ...] = (),
+                     **request: Any) -> dict[str, Any]:
+        """One call of another service (SSM); an error whose code is in `missing_ok` is none."""
+        call = "".join(word.title() for word in operation.split("_"))
+        try:
+            with _one_line_errors(region, f"{service.upper()} {call}"):
+                return dict(getattr(self._other(service, region), operation)(**request))
+        except AwsError as error:
+            if any(f": {code}:" in str(error) for code in missing_ok):
+                return {}
+            raise
+
     def _other(self, service: str, region: str) -> Any:
         """A client of another service in `region` (its endpoint from AWS_ENDPOINT_URL_<SERVICE>
         or AWS_ENDPOINT_URL, which boto3 reads itself), with the same retries and timeouts."""

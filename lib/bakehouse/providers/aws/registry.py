@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+from ...channels import ChannelMove, current
 from ...contents import ContentsError, Manifest, read_manifest
 from ...errors import RecordedError, RegistryError
 from ...files import sha256_bytes
@@ -87,6 +88,10 @@ def _summary_from_tags(tags: dict[str, str]) -> dict[str, Any]:
     return summary if isinstance(summary, dict) else {}
 
 
+CHANNELS_PATH = "/bakehouse/{bake}/channel-moves/"  # SSM: one parameter per move, in the bake's first region
+POINTER = "/bakehouse/{bake}/{channel}"  # SSM, per region: the AMI a channel points at there (aws:ec2:image)
+
+
 class AwsRegistry:
     def __init__(
         self, ec2: Ec2, regions_of: Callable[[str], tuple[str, ...]], logs_dir: Path, settle_seconds: int = 300,
@@ -101,6 +106,54 @@ class AwsRegistry:
         self.sleep, self.clock = sleep, clock
         self._listings: dict[str, dict[str, list[dict[str, Any]]]] = {}
         self._failures: dict[str, AwsError] = {}  # a listing that failed with its whole retry budget
+
+    def channel_moves(self, bake: str) -> list[ChannelMove]:
+        """The moves of `bake`'s channels: SSM parameters .../channel-moves/000001, ... in the
+        bake's first region, each a move as JSON (so any runner, or any tool, reads them)."""
+        home = self.regions_of(bake)[0]
+        found = self.ec2.paginate(home, "get_parameters_by_path", "Parameters", service="ssm",
+                                  Path=CHANNELS_PATH.format(bake=bake), Recursive=False)
+        moves = []
+        for parameter in sorted(found, key=lambda parameter: str(parameter["Name"])):
+            try:
+                moves.append(ChannelMove.from_json(json.loads(parameter["Value"])))
+            except (ValueError, KeyError, TypeError) as error:
+                raise RegistryError(f"SSM parameter {parameter['Name']} in {home}: not a channel move ({error})") from None
+        return moves
+
+    def add_channel_move(self, bake: str, move: ChannelMove, seen: int) -> bool:
+        """Create the next move's parameter only if it does not exist yet (Overwrite=False:
+        SSM's own conditional write), then point the channel's parameter in each region at
+        the image's AMI there and read each back."""
+        home = self.regions_of(bake)[0]
+        name = f"{CHANNELS_PATH.format(bake=bake)}{seen + 1:06d}"
+        created = self.ec2.service_call("ssm", home, "put_parameter", missing_ok=("ParameterAlreadyExists",),
+                                        Name=name, Value=json.dumps(move.to_json(), sort_keys=True), Type="String",
+                                        Overwrite=False, Description=f"bakehouse: a move of channel {move.channel}")
+        if not created:
+            return False
+        self.point(bake, move.channel, current(self.channel_moves(bake), move.channel))
+        return True
+
+    def point(self, bake: str, channel: str, image_id: str | None) -> None:
+        """The channel's SSM parameter in each region holds the image's AMI there (data type
+        aws:ec2:image, as Terraform, CloudFormation and launch templates resolve it), read
+        back; none where the channel points at nothing."""
+        image = next((found for found in self.images(bake) if found.image_id == image_id), None)
+        name = POINTER.format(bake=bake, channel=channel)
+        for region in self.regions_of(bake):
+            ami = None if image is None else image.locations.get(region)
+            if ami is None:
+                self.ec2.service_call("ssm", region, "delete_parameter", missing_ok=("ParameterNotFound",), Name=name)
+                continue
+            self.ec2.service_call("ssm", region, "put_parameter", Name=name, Value=ami, Type="String",
+                                  DataType="aws:ec2:image", Overwrite=True,
+                                  Description=f"bakehouse: {bake}'s channel {channel} ({image_id})")
+            # AWS checks an aws:ec2:image value after it answers, and drops one it refuses: read it back
+            read = self.ec2.service_call("ssm", region, "get_parameter", Name=name)
+            if read.get("Parameter", {}).get("Value") != ami:
+                raise RegistryError(f"SSM parameter {name} in {region} does not hold {ami} after it was written "
+                                    f"(it holds {read.get('Parameter', {}).get('Value')!r})")
 
     def listing(self, region: str) -> dict[str, list[dict[str, Any]]]:
         """Every available bakehouse AMI of this account in `region`, by bake, oldest first

@@ -17,11 +17,13 @@ listed, compared and pruned, and their bakes rebake them once as OCI images (`ou
 
 from __future__ import annotations
 
+import fcntl
 import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from ...channels import ChannelMove
 from ...contents import Manifest, read_manifest
 from ...errors import RegistryError
 from ...files import remove_path, write_atomically
@@ -211,6 +213,34 @@ class LocalRegistry:
 
     def settle(self, image: ImageRecord, out: TextIO) -> None:
         pass  # a record on this machine shows at once
+
+    def _channels_file(self, bake: str) -> Path:
+        return self.state_dir / "channels" / f"{bake}.json"
+
+    def channel_moves(self, bake: str) -> list[ChannelMove]:
+        """Every move of `bake`'s channels, oldest first (.bakehouse/channels/BAKE.json)."""
+        path = self._channels_file(bake)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return [ChannelMove.from_json(move) for move in data["moves"]]
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise RegistryError(f"{path}: not a channel history ({error}); restore it from a backup") from None
+
+    def add_channel_move(self, bake: str, move: ChannelMove, seen: int) -> bool:
+        """Record `move` if the history still holds the `seen` moves read before it (under a
+        lock of the history's own: read, compare, write is one step)."""
+        path = self._channels_file(bake)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with (path.parent / f"{bake}.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            moves = self.channel_moves(bake)
+            if len(moves) != seen:
+                return False
+            body = {"moves": [known.to_json() for known in [*moves, move]]}
+            write_atomically(path, json.dumps(body, indent=1) + "\n", durable=True)
+            return True
 
 
 def _image_id(name: str) -> str:

@@ -1,0 +1,92 @@
+"""Channels on local images: `doit promote`, `doit rollback`, `doit channels`, kept in the image
+store with their history; two promotions at once both land; `doit prune` keeps what a channel
+points at and its next rollback targets; `BAKE@CHANNEL` names an image."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import records, run_doit
+
+
+def bake_again(repo: Path) -> str:
+    run_doit(repo, "bake:base", "--rebake", check=True)
+    return records(repo, "base")[0]["image_id"]
+
+
+def test_promote_and_rollback_move_a_channel_and_keep_its_history(repo: Path) -> None:
+    first = records(repo, "base")[0]["image_id"]
+    assert run_doit(repo, "promote", "base", "stable", "--note", "tested").output == f"base@stable: nothing -> {first}\n"
+    second = bake_again(repo)
+    listed = run_doit(repo, "channels", "base", check=True).output
+    assert re.search(rf"^base +latest +{second} ", listed, re.M) and re.search(rf"^base +stable +{first} ", listed, re.M)
+    assert f"promote   {first}  by " in listed and ": tested" in listed  # its history, with the note
+    assert run_doit(repo, "promote", "base", "stable").output == f"base@stable: {first} -> {second}\n"  # default: latest
+    assert run_doit(repo, "promote", "base", "stable", second).output == f"base@stable already points at {second}\n"
+    third = bake_again(repo)
+    run_doit(repo, "promote", "base", "stable", "base@latest", check=True)
+    assert run_doit(repo, "rollback", "base", "stable").output == f"base@stable: {third} -> {second} (rolled back)\n"
+    assert run_doit(repo, "rollback", "base", "stable").output == f"base@stable: {second} -> {first} (rolled back)\n"
+    failed = run_doit(repo, "rollback", "base", "stable")
+    assert failed.returncode == 2
+    assert failed.output == f"ERROR: channel stable has pointed at {first} only: there is nothing before it to roll back to\n"
+    history = json.loads(run_doit(repo, "channels", "--json", "base", check=True).stdout)["bakes"][0]["channels"]
+    stable = next(channel for channel in history if channel["channel"] == "stable")
+    assert [(move["action"], move["image"]) for move in stable["history"]] == [
+        ("promote", first), ("promote", second), ("promote", third), ("rollback", second), ("rollback", first)]
+    assert stable["image"] == first and stable["locations"] == {"local": f"images/base/{first}"}
+    # BAKE@CHANNEL names an image wherever an image is named
+    assert run_doit(repo, "images", "--packages", "base@stable", check=True).output.startswith(f"{first} (base)")
+
+
+def test_what_a_channel_cannot_do_is_one_line(repo: Path) -> None:
+    assert run_doit(repo, "promote", "base", "latest").output == (
+        "ERROR: base: channel latest is the newest image, moved by each bake; it cannot be moved by hand\n")
+    assert run_doit(repo, "promote", "base", "stabel").output == (
+        "ERROR: base: no channel 'stabel'; its channels are candidate, stable (declare others with channels = [...] "
+        "in its bake file)\n")
+    assert run_doit(repo, "promote", "bsae", "stable").output == "ERROR: no bake 'bsae' in bakes/ (did you mean 'base'?)\n"
+    assert run_doit(repo, "promote", "base", "stable", "hello@latest").output == (
+        "ERROR: hello has no image yet; bake it: doit bake:hello\n")
+    assert run_doit(repo, "images", "--packages", "base@stable").output == "ERROR: base@stable points at nothing\n"
+    bake = repo / "bakes" / "base.toml"
+    bake.write_text('channels = ["prod", "latest"]\n' + bake.read_text())
+    plan = run_doit(repo, "plan")
+    assert plan.returncode == 3 and plan.output.strip().endswith(
+        "bakes/base.toml: channels: latest is always there (the newest image); leave it out"), plan.output
+
+
+def test_two_promotions_at_once_both_land(repo: Path) -> None:
+    """Each is recorded only if no other move came first; the one that loses reads again and
+    records after it, so the history holds both and neither is lost."""
+    first = records(repo, "base")[0]["image_id"]
+    second = bake_again(repo)
+    for _ in range(3):
+        runs = [subprocess.Popen([sys.executable, "-m", "doit", "promote", "base", "candidate", image],
+                                 cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                for image in (first, second)]
+        outputs = [run.communicate(timeout=60)[0] for run in runs]
+        assert all(run.returncode == 0 for run in runs), outputs
+    history = json.loads(run_doit(repo, "channels", "--json", "base", check=True).stdout)["bakes"][0]["channels"]
+    candidate = next(channel for channel in history if channel["channel"] == "candidate")
+    moved = [move["image"] for move in candidate["history"]]
+    assert len(moved) >= 2 and set(moved) == {first, second}  # a promotion to where it already points moves nothing
+    assert all(a != b for a, b in zip(moved, moved[1:])) and candidate["image"] == moved[-1]
+
+
+def test_prune_keeps_what_a_channel_points_at_and_its_rollback_targets(repo: Path) -> None:
+    images = [records(repo, "base")[0]["image_id"]]
+    images += [bake_again(repo) for _ in range(4)]  # five images, oldest first
+    for image in images[:3]:
+        run_doit(repo, "promote", "base", "stable", image, check=True)
+    (repo / "bakehouse.toml").write_text('[prune]\nkeep = 1\nmin_age = "1m"\n')
+    plan = json.loads(run_doit(repo, "prune", "--json", env={"BAKEHOUSE_NOW": "2027-01-01T00:00:00Z"}).stdout)
+    rows = {row["image"]: row for row in plan["images"]}
+    assert rows[images[2]]["action"] == "keep" and "channel stable" in rows[images[2]]["why"]
+    for target in images[:2]:
+        assert rows[target]["action"] == "keep" and "rollback target of stable" in rows[target]["why"], rows[target]
+    assert rows[images[3]]["action"] == "delete", rows[images[3]]
