@@ -123,8 +123,7 @@ class AwsRegistry:
 
     def add_channel_move(self, bake: str, move: ChannelMove, seen: int) -> bool:
         """Create the next move's parameter only if it does not exist yet (Overwrite=False:
-        SSM's own conditional write), then point the channel's parameter in each region at
-        the image's AMI there and read each back."""
+        SSM's own conditional write), then point the channel's parameters at where it points."""
         home = self.regions_of(bake)[0]
         name = f"{CHANNELS_PATH.format(bake=bake)}{seen + 1:06d}"
         created = self.ec2.service_call("ssm", home, "put_parameter", missing_ok=("ParameterAlreadyExists",),
@@ -132,13 +131,25 @@ class AwsRegistry:
                                         Overwrite=False, Description=f"bakehouse: a move of channel {move.channel}")
         if not created:
             return False
-        self.point(bake, move.channel, current(self.channel_moves(bake), move.channel))
+        self.point(bake, move.channel)
         return True
 
-    def point(self, bake: str, channel: str, image_id: str | None) -> None:
-        """The channel's SSM parameter in each region holds the image's AMI there (data type
-        aws:ec2:image, as Terraform, CloudFormation and launch templates resolve it), read
-        back; none where the channel points at nothing."""
+    def point(self, bake: str, channel: str, attempts: int = 5) -> None:
+        """The channel's SSM parameter in each region holds the AMI there of the image the
+        channel points at (data type aws:ec2:image, as Terraform, CloudFormation and launch
+        templates resolve it), each read back; none where it points at nothing. Written again
+        while other moves land meanwhile, so the last writer always writes the newest state."""
+        for _ in range(attempts):
+            moves = self.channel_moves(bake)
+            written = self._write_pointers(bake, channel, current(moves, channel))
+            if written and len(self.channel_moves(bake)) == len(moves):
+                return
+        raise RegistryError(f"{bake}: channel {channel}: its SSM parameters kept changing while they were written; "
+                            f"run the move again")
+
+    def _write_pointers(self, bake: str, channel: str, image_id: str | None) -> bool:
+        """Write and read back each region's parameter; False if one reads back otherwise
+        (another runner's move wrote it meanwhile)."""
         image = next((found for found in self.images(bake) if found.image_id == image_id), None)
         name = POINTER.format(bake=bake, channel=channel)
         for region in self.regions_of(bake):
@@ -152,8 +163,8 @@ class AwsRegistry:
             # AWS checks an aws:ec2:image value after it answers, and drops one it refuses: read it back
             read = self.ec2.service_call("ssm", region, "get_parameter", Name=name)
             if read.get("Parameter", {}).get("Value") != ami:
-                raise RegistryError(f"SSM parameter {name} in {region} does not hold {ami} after it was written "
-                                    f"(it holds {read.get('Parameter', {}).get('Value')!r})")
+                return False
+        return True
 
     def listing(self, region: str) -> dict[str, list[dict[str, Any]]]:
         """Every available bakehouse AMI of this account in `region`, by bake, oldest first
