@@ -90,3 +90,28 @@ def test_prune_keeps_what_a_channel_points_at_and_its_rollback_targets(repo: Pat
     for target in images[:2]:
         assert rows[target]["action"] == "keep" and "rollback target of stable" in rows[target]["why"], rows[target]
     assert rows[images[3]]["action"] == "delete", rows[images[3]]
+
+
+def test_a_service_on_a_channel_of_its_base_rebakes_only_when_the_channel_moves(repo: Path) -> None:
+    first = records(repo, "base")[0]["image_id"]
+    hello = repo / "bakes" / "hello.toml"
+    hello.write_text(hello.read_text().replace('base = "base"', 'base = { bake = "base", channel = "stable" }'))
+    plan = run_doit(repo, "plan")
+    assert plan.returncode == 2 and ("bakes/hello.toml: base: channel stable of base points at nothing; promote an "
+                                     "image first: doit promote base stable") in plan.output, plan.output
+    run_doit(repo, "promote", "base", "stable", check=True)
+    run_doit(repo, check=True)
+    assert records(repo, "hello")[0]["base_image"] == first
+
+    second = bake_again(repo)  # the weekly base rebuild lands in latest: the service stays as it is
+    plan = run_doit(repo, "plan")
+    assert plan.returncode == 0 and re.search(r"^hello +keep ", plan.output, re.M), plan.output
+    run_doit(repo, check=True)
+    assert records(repo, "hello")[0]["base_image"] == first
+
+    run_doit(repo, "promote", "base", "stable", check=True)  # tested, and promoted: now it rebakes
+    plan = run_doit(repo, "plan")
+    assert re.search(rf"^hello +bake +\S+ +base channel stable: {first} -> {second}$", plan.output, re.M), plan.output
+    assert f"base channel stable: {first} -> {second}" in run_doit(repo).output
+    assert records(repo, "hello")[0]["base_image"] == second
+    assert run_doit(repo, "plan").returncode == 0

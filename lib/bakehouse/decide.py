@@ -43,6 +43,7 @@ from .legacy import schema1_key
 from .model import Bake, BakeGraph
 from .packages import RepositoryIndexes, ResolvedPackage, resolve_packages, with_versions
 from .rpmrepo import RpmRepository
+from .channels import ChannelError, current
 from .pins import Pins, read_pins
 from .project import Project
 from .providers import BakeJob, OpenProviders, Provider
@@ -193,7 +194,10 @@ class Planner:
         self._check_kind(bake, provider.package_format(bake), packages)
         self._check_offered(bake, provider, packages)
         images = provider.registry.images(bake.name)
-        base_decision = self.decide(bake.base) if bake.base is not None else None
+        if bake.base is not None and bake.base_channel is not None:
+            base_decision: Decision | None = self._channel_base(bake)
+        else:
+            base_decision = self.decide(bake.base) if bake.base is not None else None
         parts = tuple(
             self._decide_places(bake, provider, packages, images, places, source, base_part, forced)
             for places, source, base_part in self._groups(bake, provider, base_decision)
@@ -202,6 +206,21 @@ class Planner:
         if not decision.up_to_date:
             provider.preflight(bake)  # what can be told now to make the bake fail: one line here
         return decision
+
+    def _channel_base(self, bake: Bake) -> Decision:
+        """A service built on a channel of its base: the base as that channel has it, whatever
+        the base's own newest image is (a new base image rebakes the service once promoted)."""
+        assert bake.base is not None and bake.base_channel is not None
+        base = self.graph[bake.base]
+        image_id = current(self.provider_of(base.name).registry.channel_moves(base.name), bake.base_channel)
+        if image_id is None:
+            raise ChannelError(f"{bake.where}: base: channel {bake.base_channel} of {base.name} points at nothing; "
+                               f"promote an image first: doit promote {base.name} {bake.base_channel}")
+        image = next((found for found in self.images(base.name) if found.image_id == image_id), None)
+        if image is None:
+            raise ChannelError(f"{bake.where}: base: channel {bake.base_channel} of {base.name} points at {image_id}, "
+                               "which is no longer there")
+        return Decision(base, (), image, image, places=tuple(sorted(image.locations)))
 
     def _groups(
         self, bake: Bake, provider: Provider, base_decision: Decision | None
@@ -339,6 +358,9 @@ class Planner:
             return [provider.outdated(bake, matching[0]) or str(self._stale(bake, matching[0]))]
         outdated = None if used is None else provider.outdated(bake, used)
         reasons = explain(used.summary if used is not None else None, summary)
+        if bake.base_channel is not None:  # the base image moved because its channel did
+            reasons = [f"base channel {bake.base_channel}: {reason.removeprefix('base image ')}"
+                       if reason.startswith("base image ") else reason for reason in reasons]
         return [self._upgraded(reason, used) for reason in reasons] + ([outdated] if outdated else [])
 
     def _upgraded(self, reason: str, used: ImageRecord | None) -> str:

@@ -59,9 +59,9 @@ CORE_KEY_DOCS = (
     Key(('provider',), '`"local"`, `"aws"`',
         '`"local"`',
         'where images are made and registered'),
-    Key(('base',), 'string',
+    Key(('base',), 'string, or `{ bake = "...", channel = "..." }`',
         '',
-        'the bake this image builds on (a service); excludes `[source]`'),
+        "the bake this image builds on (a service): its current image, or with a channel the image that channel of the base points at (`base = { bake = \"base\", channel = \"stable\" }`); excludes `[source]`"),
     Key(('source',), 'table',
         '',
         'where a base image starts; excludes `base`'),
@@ -142,7 +142,7 @@ def _parse(project: Project, where: str, name: str, path: Path, data: dict[str, 
             f"{where}: template: no template {template}, built in or under templates/"
             + did_you_mean(template, project.template_names())
         )
-    base = get.string("base")
+    base, base_channel = _parse_base(where, data.get("base"))
     source = _parse_source(where, data.get("source"), provider)
     if base is None and source is None:
         raise DefinitionError(f"{where}: a bake needs either 'base' (another bake) or a [source] table")
@@ -167,7 +167,23 @@ def _parse(project: Project, where: str, name: str, path: Path, data: dict[str, 
         tests=_parse_tests(project, where, get.string_list("tests")),
         rebuild_when=get.choice("rebuild_when", REBUILD_TRIGGERS, default=None),
         channels=_parse_channels(where, data.get("channels")),
+        base_channel=base_channel,
     )
+
+
+def _parse_base(where: str, value: Any) -> tuple[str | None, str | None]:
+    """`base = "NAME"`, or `base = { bake = "NAME", channel = "CHANNEL" }`."""
+    if value is None or isinstance(value, str):
+        return value, None
+    if not isinstance(value, dict):
+        raise DefinitionError(f"{where}: base must be a bake's name or {{ bake = ..., channel = ... }}, not {type_name(value)}")
+    reject_unknown(where, "base.", value, ("bake", "channel"))
+    bake, channel = value.get("bake"), value.get("channel")
+    if not isinstance(bake, str) or not isinstance(channel, str):
+        raise DefinitionError(f"{where}: base needs bake and channel, both strings: base = {{ bake = \"base\", channel = \"stable\" }}")
+    if channel == LATEST:
+        raise DefinitionError(f'{where}: base: channel latest is what base = "{bake}" means; leave the channel out')
+    return bake, channel
 
 
 def _parse_channels(where: str, value: Any) -> tuple[str, ...]:
@@ -311,6 +327,11 @@ def _base_first(bakes: dict[str, Bake]) -> list[Bake]:
             raise DefinitionError(
                 f"{bake.where}: base: '{bake.base}' is not a bake in bakes/"
                 + did_you_mean(bake.base, bakes)
+            )
+        if bake.base_channel is not None and bake.base_channel not in bakes[bake.base].channels:
+            raise DefinitionError(
+                f"{bake.where}: base: '{bake.base}' has no channel '{bake.base_channel}'; its channels are "
+                f"{', '.join(bakes[bake.base].channels)}"
             )
         if bake.base is not None and bakes[bake.base].provider != bake.provider:
             raise DefinitionError(

@@ -55,6 +55,9 @@ class Bake:
     tests: tuple[str, ...] = ()  # test scripts under templates/, run inside the finished image
     rebuild_when: str | None = None  # "updates": rebake when its sources offer newer packages
     channels: tuple[str, ...] = ("candidate", "stable")  # moved by doit promote (channels.py); not in the key
+    # base = { bake, channel }: built on the image that channel of the base points at; not in
+    # the key, which names the base image itself
+    base_channel: str | None = None
 
     @property
     def vars_dict(self) -> dict[str, VarValue]:
