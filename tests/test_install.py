@@ -1,7 +1,8 @@
 """bakehouse used as another project uses it: a wheel built from this checkout, installed into
 a fresh venv (its dependencies from PyPI), `doit init` in an empty folder, the starter baked
-(the real minbase base from the host's mirror), and the plan up to date afterwards. Then an
-upgrade whose built-in template changed rebakes what uses it, and the reason says so."""
+(on the tests' tiny busybox base: the same script makes it from the installed wheel as makes
+the real minbase base, which tests/test_main_job.py bakes), and the plan up to date afterwards.
+Then an upgrade whose built-in template changed rebakes what uses it, and the reason says so."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bakehouse import __version__
+from conftest import TINY_BASE
 from helpers import PROJECT, records
 
 NEXT_VERSION = "99.0.0"
@@ -57,6 +59,7 @@ def test_a_wheel_inits_a_repository_that_bakes_and_an_upgrade_says_which_templat
     assert made.returncode == 0, made.stdout
     repo = tmp_path / "ours"
     assert not (repo / "templates").exists()  # the built-in templates, from the installed wheel
+    (repo / "bakes" / "base.toml").write_text(TINY_BASE)
     baked = doit(venv, repo)
     assert baked.returncode == 0, baked.stdout
     assert re.findall(r"^\[([\w-]+)\] baked ", baked.stdout, re.M) == ["base", "hello"]

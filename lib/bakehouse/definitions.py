@@ -13,6 +13,7 @@ from typing import Any
 
 from .aptrepo import Repository
 from .channels import DEFAULT_CHANNELS, LATEST
+from .publish import PublishSpec, parse_publish
 from .rpmrepo import RpmRepository
 from .durations import parse_duration
 from .errors import DefinitionError
@@ -92,6 +93,9 @@ CORE_KEY_DOCS = (
     Key(('channels',), 'list of strings',
         '`["candidate", "stable"]`',
         "the channels `doit promote` and `doit rollback` move (lower-case names); `latest`, the newest image, is always there; not part of the key"),
+    Key(('publish',), 'table',
+        'none',
+        "where the bake's channels are published: SSM parameters and launch templates (AMIs), an OCI registry (local images) ([below](#publish))"),
     Key(('prune',), 'table',
         'the project\'s `[prune]`',
         "this bake\'s retention for `doit prune` ([below](#prune))"),
@@ -143,6 +147,7 @@ def _parse(project: Project, where: str, name: str, path: Path, data: dict[str, 
             + did_you_mean(template, project.template_names())
         )
     base, base_channel = _parse_base(where, data.get("base"))
+    channels = _parse_channels(where, data.get("channels"))
     source = _parse_source(where, data.get("source"), provider)
     if base is None and source is None:
         raise DefinitionError(f"{where}: a bake needs either 'base' (another bake) or a [source] table")
@@ -166,9 +171,22 @@ def _parse(project: Project, where: str, name: str, path: Path, data: dict[str, 
         prune=_parse_prune(where, data.get("prune")),
         tests=_parse_tests(project, where, get.string_list("tests")),
         rebuild_when=get.choice("rebuild_when", REBUILD_TRIGGERS, default=None),
-        channels=_parse_channels(where, data.get("channels")),
+        channels=channels,
         base_channel=base_channel,
+        publish=_parse_publish(where, data.get("publish"), channels, provider),
     )
+
+
+def _parse_publish(where: str, table: Any, channels: tuple[str, ...], provider: ProviderDefinition) -> PublishSpec | None:
+    spec = parse_publish(where, table, channels)
+    if spec is None:
+        return None
+    used = {"ssm": spec.ssm is not None, "launch_templates": bool(spec.launch_templates), "registry": spec.registry is not None}
+    for target, named in used.items():
+        if named and target not in provider.publish_targets:
+            raise DefinitionError(f"{where}: publish.{target} is not for {provider.name} images; they publish to "
+                                  f"{', '.join(provider.publish_targets)}")
+    return spec
 
 
 def _parse_base(where: str, value: Any) -> tuple[str | None, str | None]:

@@ -58,6 +58,7 @@ class Bake:
     # base = { bake, channel }: built on the image that channel of the base points at; not in
     # the key, which names the base image itself
     base_channel: str | None = None
+    publish: Any = None  # its [publish] table (publish.PublishSpec): where channels are written; not in the key
 
     @property
     def vars_dict(self) -> dict[str, VarValue]:

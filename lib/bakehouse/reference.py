@@ -15,6 +15,7 @@ from typing import Any
 from .definitions import CORE_KEY_DOCS, REPOSITORY_KEY_DOCS
 from .keyref import Key
 from .providers import definitions
+from .publish import PUBLISH_KEY_DOCS
 from .retention import POLICY_KEY_DOCS
 
 
@@ -57,8 +58,11 @@ def reference_page() -> str:
     for name, provider in sorted(providers.items()):
         if provider.key_docs:
             lines += ["", f"## Only for `provider = \"{name}\"`", "", *_rows(provider.key_docs)]
-    lines += ["", "## `[[repository]]`", "", "A Debian repository to take packages from; one table per repository.",
+    lines += ["", "## `[[repository]]`", "", "A Debian or RPM repository to take packages from; one table per repository.",
               "", *_rows(REPOSITORY_KEY_DOCS, "repository.")]
+    lines += ["", "## `[publish]`", "", "Where the bake's channels are published ([Channels](../how-to/channels.md)); "
+              "a target is written when it no longer holds what its channel points at, and read back.",
+              "", *_rows(PUBLISH_KEY_DOCS, "publish.")]
     lines += ["", "## `[prune]`", "", "Retention for `doit prune`, in a bake file (that bake's) or in "
               "`bakehouse.toml` (the project's default).", "", *_rows(POLICY_KEY_DOCS, "prune.")]
     project_tables = [(table, keys) for provider in providers.values() for table, keys in provider.project_table_docs]

@@ -1,4 +1,5 @@
-"""The doit tasks of a bakehouse repository: `package:<name>` and `bake:<name>`.
+"""The doit tasks of a bakehouse repository: `package:<name>`, `bake:<name>` and, for a bake
+with a [publish] table, `publish:<name>` (publish.py).
 
 A bake task is up to date when the registry holds an image of its current content key; that
 check is an object whose str() explains the decision, so `doit info bake:<name>` says why a
@@ -34,6 +35,7 @@ from .model import Bake, BakeGraph
 from .packages import is_artifact_spec
 from .project import Project
 from .providers import open_providers
+from .publish import pending, publish_pending
 
 class Reporter(ConsoleReporter):
     """doit's console reporter; once doit has finished the run, a signal cannot change its
@@ -91,7 +93,23 @@ def dodo_globals(root: str | Path) -> dict[str, Any]:
                 "verbosity": 2,
             }
 
-    return {"DOIT_CONFIG": dict(DOIT_CONFIG), "task_package": task_package, "task_bake": task_bake}
+    def task_publish() -> Iterator[dict[str, Any]]:
+        """Write each bake's [publish] targets that do not hold what its channels point at."""
+        planner = _guard(lambda: planner_for(project.root))
+        for bake in planner.graph.bakes:
+            if bake.publish is None:
+                continue
+            yield {
+                "name": bake.name,
+                "doc": f"publish {bake.name}'s channels ({', '.join(bake.publish.channels)})",
+                "actions": [(_publish, [str(project.root), bake.name])],
+                "task_dep": [f"bake:{bake.name}"],
+                "uptodate": [Published(project.root, bake.name)],
+                "verbosity": 2,
+            }
+
+    return {"DOIT_CONFIG": dict(DOIT_CONFIG), "task_package": task_package, "task_bake": task_bake,
+            "task_publish": task_publish}
 
 
 def _cancel_like_ctrl_c() -> None:
@@ -246,11 +264,41 @@ def _bake(root: str, name: str, rebake: bool = False) -> TaskFailed | None:
     reconfigure = getattr(sys.stdout, "reconfigure", None)
     if reconfigure is not None:  # each line as it happens, also into a pipe or a CI log
         reconfigure(line_buffering=True)
+    planner = planner_for(Path(root))
     try:
-        bake_image(planner_for(Path(root)), name, rebake or rebake_all(), sys.stdout)
+        bake_image(planner, name, rebake or rebake_all(), sys.stdout)
+        planner.forget(name)  # its new image, which `latest` now points at
+        publish_pending(planner, name, print)
     except BakehouseError as error:
         return TaskFailed(str(error))
     return None
+
+
+def _publish(root: str, name: str) -> TaskFailed | None:
+    planner = planner_for(Path(root))
+    try:
+        planner.forget(name)
+        publish_pending(planner, name, print)
+    except BakehouseError as error:
+        return TaskFailed(str(error))
+    return None
+
+
+class Published:
+    """doit uptodate check of `publish:<name>`: every target of the bake's [publish] holds
+    what its channels point at (a target written by hand elsewhere, or one a failed run did not
+    write, is written again)."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.root, self.name = root, name
+
+    def __call__(self, task: Any, values: dict[str, Any]) -> bool:
+        planner = planner_for(self.root)
+        try:
+            planner.forget(self.name)
+            return not pending(planner, self.name)
+        except BakehouseError:
+            return False  # the action says why, in one line
 
 
 def _build_package(root: str, name: str) -> TaskFailed | None:

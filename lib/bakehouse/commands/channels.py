@@ -5,7 +5,8 @@
 in every place the bake names. `doit rollback BAKE CHANNEL [--note TEXT]` points it back at the
 image it pointed at before. Each move is recorded in the registry with who, when and why
 (channels.py); a move that another runner's move beat is read again and tried again, so no
-move is lost. `doit channels [BAKE ...]` shows each channel, its image and age, and with one
+move is lost. Then the bake's [publish] targets that no longer hold what its channels point at
+are written (publish.py). `doit channels [BAKE ...]` shows each channel, its image and age, and with one
 bake its history (`--json`; `--format tfvars` or `github` gives `{bake: {channel: {place: id}}}`
 for Terraform or a GitHub Actions output).
 """
@@ -26,6 +27,7 @@ from ..decide import Planner
 from ..epoch import now_utc
 from ..errors import BakehouseError
 from ..lookup import find_image
+from ..publish import publish_pending
 from ..registry import ImageRecord, created_at
 from ..retention import describe
 from ..tasks import planner_from_tasks
@@ -169,14 +171,18 @@ class PromoteCommand(Command):
         planner = planner_from_tasks(self.task_list)
         try:
             move, before = promote(planner, bake, channel, image, note)
+            if move is None:
+                self.outstream.write(f"{bake}@{channel} already points at {before}\n")
+            else:
+                self.outstream.write(f"{bake}@{channel}: {before or 'nothing'} -> {move.image}\n")
+            publish_pending(planner, bake, self._say)
         except BakehouseError as error:
             sys.stderr.write(f"ERROR: {error}\n")
             return 2
-        if move is None:
-            self.outstream.write(f"{bake}@{channel} already points at {before}\n")
-        else:
-            self.outstream.write(f"{bake}@{channel}: {before or 'nothing'} -> {move.image}\n")
         return 0
+
+    def _say(self, line: str) -> None:
+        self.outstream.write(line + "\n")
 
 
 class RollbackCommand(Command):
@@ -193,10 +199,11 @@ class RollbackCommand(Command):
         planner = planner_from_tasks(self.task_list)
         try:
             move, before = rollback(planner, pos_args[0], pos_args[1], note)
+            self.outstream.write(f"{pos_args[0]}@{pos_args[1]}: {before} -> {move.image or 'nothing'} (rolled back)\n")
+            publish_pending(planner, pos_args[0], lambda line: self.outstream.write(line + "\n"))
         except BakehouseError as error:
             sys.stderr.write(f"ERROR: {error}\n")
             return 2
-        self.outstream.write(f"{pos_args[0]}@{pos_args[1]}: {before} -> {move.image or 'nothing'} (rolled back)\n")
         return 0
 
 

@@ -27,6 +27,7 @@ from doit.exceptions import InvalidCommand
 from ..decide import Decision, Planner
 from ..errors import BakehouseError
 from ..matrix import FORMATS, github, gitlab, stages
+from ..publish import pending
 from ..pins import LOCK_FILE, PackagePin, Pins, repository_pin, write_pins
 from ..model import BakeGraph
 from ..tasks import planner_from_tasks
@@ -40,7 +41,7 @@ EXIT_NOTHING_TO_BAKE, EXIT_WOULD_BAKE, EXIT_CANNOT_PLAN = 0, 1, 2
 class PlanRow:
     bake: str
     provider: str
-    action: str  # "keep" | "bake" | "bake-missing" | "error"
+    action: str  # "keep" | "share" | "bake" | "bake-missing" | "publish" | "error"
     image: str | None  # the current image when kept, else the newest one
     locations: dict[str, str] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
@@ -85,10 +86,18 @@ def _row(planner: Planner, name: str) -> PlanRow:
         locations = {place: ref for part in decision.parts if (shown := part.current or part.partial)
                      for place, ref in shown.locations.items() if place in part.places}
     reasons = list(decision.reasons) + ([decision.relaunch] if decision.relaunch else [])
+    action = decision.action
+    if action == "keep":  # up to date: its [publish] targets may still not hold its channels' images
+        try:
+            out_of_date = pending(planner, name)
+        except BakehouseError as error:
+            return PlanRow(name, bake.provider, "error", None, base=bake.base, error=str(error))
+        if out_of_date:
+            action, reasons = "publish", [publication.reason() for publication in out_of_date]
     return PlanRow(
         bake=name,
         provider=bake.provider,
-        action=decision.action,
+        action=action,
         image=None if image is None else image.image_id,
         locations=locations,
         reasons=reasons,
@@ -127,7 +136,7 @@ def exit_code(rows: list[PlanRow]) -> int:
 
 def plan_json(rows: list[PlanRow]) -> str:
     counts = {action: sum(row.action == action for row in rows)
-              for action in ("keep", "share", "bake", "bake-missing", "error")}
+              for action in ("keep", "share", "bake", "bake-missing", "publish", "error")}
     return json.dumps({"bakes": [asdict(row) for row in rows], "counts": counts, "exit": exit_code(rows)}, indent=2)
 
 
@@ -143,9 +152,11 @@ def plan_table(rows: list[PlanRow]) -> str:
     lines += [f"note: {row.lineage}" for row in rows if row.lineage]
     to_bake = sum(row.action in ("bake", "bake-missing") for row in rows)
     to_share = sum(row.action == "share" for row in rows)
+    to_publish = sum(row.action == "publish" for row in rows)
     errors = sum(row.action == "error" for row in rows)
     summary = f"{to_bake} to bake, {len(rows) - to_bake - errors} up to date"
     summary += f" ({to_share} with launch permissions to set)" if to_share else ""
+    summary += f" ({to_publish} to publish)" if to_publish else ""
     lines.append(summary + (f", {errors} cannot be planned" if errors else ""))
     return "\n".join(line.rstrip() for line in lines) + "\n"
 

@@ -37,6 +37,7 @@ from ..keyref import Key
 from ..model import Bake, BakeGraph, ProviderSettings, ProviderSource
 from ..packages import ResolvedPackage
 from ..project import Project
+from ..publish import Publication
 from ..registry import ImageRecord, Registry
 
 ENTRY_POINT_GROUP = "bakehouse.providers"
@@ -50,6 +51,7 @@ class ProviderDefinition(Protocol):
     keys: tuple[str, ...]  # the top-level keys it owns, refused on bakes of other providers
     source_keys: tuple[str, ...]  # the keys of its [source] table
     project_tables: tuple[str, ...]  # the tables of bakehouse.toml it reads (projectfile.py)
+    publish_targets: tuple[str, ...]  # the keys of [publish] its bakes may use (publish.py)
     key_docs: tuple[Key, ...]  # its keys as the reference shows them (keyref.py); `keys` are their names
     source_key_docs: tuple[Key, ...]
     project_table_docs: tuple[tuple[str, tuple[Key, ...]], ...]  # each table of bakehouse.toml it reads, documented
@@ -137,6 +139,15 @@ class Provider(Protocol):
         """The source image a base bake starts from in `place`, by what it is (never by
         where it is), as it enters the content key; None for a service. Places whose
         sources differ are decided apart (decide.py)."""
+        ...
+
+    def publications(self, bake: Bake, pointed: dict[str, ImageRecord | None]) -> list[Publication]:
+        """Each target of the bake's [publish] table, with what it should hold (from the image
+        each channel points at, `pointed`) and what it holds now."""
+        ...
+
+    def publish(self, bake: Bake, publication: Publication) -> None:
+        """Write one target and read it back; PublishError, in one line, if it cannot."""
         ...
 
     def upstream(self, bake: Bake, place: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ class AwsDefinition:
     """The parse half (see providers/__init__.py)."""
 
     name = "aws"
+    publish_targets = ("ssm", "launch_templates")  # what its bakes' [publish] may name (publish.py)
     keys = settings.KEYS
     key_docs = settings.KEY_DOCS
     source_keys = settings.SOURCE_KEYS

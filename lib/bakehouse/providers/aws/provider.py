@@ -39,6 +39,7 @@ from ...fingerprint import compact
 from ...model import Bake, BakeGraph
 from ...pins import LOCK_FILE, read_pins
 from ...project import Project
+from ...publish import Publication
 from ...provenance import ami_descriptor, predicate, statement, statement_bytes, tool_versions
 from ...registry import ImageRecord
 from .. import BakeJob, NotShared, SharedHold
@@ -46,6 +47,7 @@ from .account import Sharing
 from .budget import budget
 from .shared import SharedState, contents_key, failure_key, inputs_key, log_key, provenance_key, read_config
 from .client import AwsError, Ec2, ec2_endpoint
+from . import publishing
 from .imds import endpoint as imds_endpoint, this_instance
 from .registry import (
     BAKE_TAG, BASE_TAG, CREATED_TAG, IMAGE_TAG, KEY_TAG, LAUNCH_TAG, LOG_TAG, PROVENANCE_TAG, SEQUENCE_TAG, VERSION_TAG,
@@ -100,6 +102,14 @@ class AwsProvider:
         # By owner and name: a publisher copies one image to every region under one name.
         image = self._source_ami(bake, place)
         return {"image": {"owner": image.get("OwnerId"), "name": image.get("Name")}}
+
+    def publications(self, bake: Bake, pointed: dict[str, ImageRecord | None]) -> list[Publication]:
+        if bake.publish is None:
+            return []
+        return publishing.publications(self.ec2, bake, settings_of(bake).regions, bake.publish, pointed)
+
+    def publish(self, bake: Bake, publication: Publication) -> None:
+        publishing.publish(self.ec2, bake, bake.publish, publication)
 
     def upstream(self, bake: Bake, place: str) -> dict[str, Any]:
         if not isinstance(bake.source, AwsSource):

@@ -25,6 +25,7 @@ class LocalDefinition:
     """The parse half (see providers/__init__.py)."""
 
     name = "local"
+    publish_targets = ("registry",)  # what its bakes' [publish] may name (publish.py)
     keys: tuple[str, ...] = ()
     key_docs: tuple[Key, ...] = ()
     source_keys = settings.SOURCE_KEYS

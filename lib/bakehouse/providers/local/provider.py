@@ -21,10 +21,12 @@ from ...oci.attest import attach
 from ...oci.layout import EPOCH_TIME, SOURCE_DATE_EPOCH, LayoutError, read_image
 from ...model import Bake
 from ...project import Project
+from ...publish import Publication
 from ...provenance import base_descriptor, oci_subject, predicate, statement, tool_versions
 from ...registry import ImageRecord, created_at
 from ...sbom import PREDICATE_TYPE as SBOM_PREDICATE, cyclonedx_predicate
 from .. import BakeJob, NotShared, SharedHold
+from . import publishing
 from .registry import OLD_FORMAT, LocalRegistry
 from .settings import LocalSource
 
@@ -49,6 +51,14 @@ class LocalProvider:
         if not isinstance(source, LocalSource):
             return None
         return {"suite": source.suite, "variant": source.variant, "mirror": source.mirror}
+
+    def publications(self, bake: Bake, pointed: dict[str, ImageRecord | None]) -> list[Publication]:
+        if bake.publish is None:
+            return []
+        return publishing.publications(bake, bake.publish, pointed, self.registry.facts)
+
+    def publish(self, bake: Bake, publication: Publication) -> None:
+        publishing.publish(bake, publication, self.registry.facts)
 
     def upstream(self, bake: Bake, place: str) -> dict[str, Any]:
         return self.source(bake, place) or {}
