@@ -39,6 +39,10 @@ def test_promote_and_rollback_move_a_channel_and_keep_its_history(repo: Path) ->
     assert [(move["action"], move["image"]) for move in stable["history"]] == [
         ("promote", first), ("promote", second), ("promote", third), ("rollback", second), ("rollback", first)]
     assert stable["image"] == first and stable["locations"] == {"local": f"images/base/{first}"}
+    images = run_doit(repo, "images", "base", check=True).output
+    assert re.search(rf"^  {first} .*\n .* channels: stable$", images, re.M), images
+    assert re.search(rf"^  {third} .*\n .* channels: latest$", images, re.M), images
+    assert f"channels: latest {third}, candidate (nothing), stable {first}\n" in run_doit(repo, "info", "bake:base").output
     # BAKE@CHANNEL names an image wherever an image is named
     assert run_doit(repo, "images", "--packages", "base@stable", check=True).output.startswith(f"{first} (base)")
 

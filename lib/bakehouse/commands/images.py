@@ -27,6 +27,7 @@ from ..oci.listing import image_files, listing
 from ..provenance import PREDICATE_TYPE
 from ..registry import ImageRecord, created_at
 from ..sbom import cyclonedx_json
+from ..channels import LATEST, channels_on
 from ..tasks import planner_from_tasks
 from . import Command
 from .plan import selected
@@ -43,6 +44,19 @@ def catalogue_json(catalogue: dict[str, list[ImageRecord]], facts: Facts | None 
         {name: [_public(image, (facts or {}).get(image.image_id, {})) for image in images]
          for name, images in catalogue.items()}, indent=2
     )
+
+
+def channels_of(planner: Planner, name: str, images: list[ImageRecord]) -> dict[str, list[str]]:
+    """The channels each of `images` is on (`latest`: the bake's newest image)."""
+    moves = planner.provider_of(name).registry.channel_moves(name)
+    newest = planner.images(name)[:1]
+    found = {}
+    for image in images:
+        on = ([LATEST] if newest and newest[0].image_id == image.image_id else [])
+        on += channels_on(moves, image.image_id, planner.graph[name].channels)
+        if on:
+            found[image.image_id] = on
+    return found
 
 
 def _public(image: ImageRecord, facts: dict[str, Any]) -> dict[str, Any]:
@@ -65,11 +79,12 @@ def catalogue_text(catalogue: dict[str, list[ImageRecord]], launch: dict[str, st
             named = f"  {image.name}" if image.name else ""
             lines.append(f"  {image.image_id}  {image.created}{named}  {where}")
             packages = " ".join(name if v is None else f"{name}={v}" for name, v in sorted(image.packages.items()))
+            known = (facts or {}).get(image.image_id) or {}
             details = [f"packages: {packages}" if packages else "", f"base: {image.base_image}" if image.base_image else "",
-                       f"log: {image.log}" if image.log else ""]
+                       f"log: {image.log}" if image.log else "",
+                       f"channels: {', '.join(known['channels'])}" if known.get("channels") else ""]
             if any(details):
                 lines.append("      " + "  ".join(detail for detail in details if detail))
-            known = (facts or {}).get(image.image_id) or {}
             if "digest" in known:
                 layers = f"{known['layers']} layer{'s' if known['layers'] != 1 else ''}"
                 shared = f"{size_text(known['shared_bytes'])} shared with other images, " if known.get("shared_bytes") else ""
@@ -123,6 +138,13 @@ class ImagesCommand(Command):
             return 2
         facts = {image.image_id: planner.provider_of(name).registry.facts(image)
                  for name, images in catalogue.items() for image in images}
+        try:
+            for name, images in catalogue.items():
+                for image_id, on in channels_of(planner, name, images).items():
+                    facts[image_id]["channels"] = on
+        except BakehouseError as error:
+            sys.stderr.write(f"ERROR: {error}\n")
+            return 2
         if as_json:
             self.outstream.write(catalogue_json(catalogue, facts) + "\n")
             return 0

@@ -20,6 +20,7 @@ from ..project import BUILT_IN_TEMPLATES, Project
 from ..tasks import ImageUpToDate, planner_for
 from ..tomlcheck import did_you_mean
 from . import Command
+from .channels import channel_table
 
 
 class InfoCommand(Command, Info):
@@ -43,7 +44,8 @@ class InfoCommand(Command, Info):
         bake = planner.graph[check.name]
         write = self.outstream.write
         write(f"{task.name}: {bake.description or 'bake the ' + bake.name + ' image'}\n")
-        write(f"builds on: {bake.base or 'nothing (a base image)'}\n")
+        on_channel = f" (the image its channel {bake.base_channel} points at)" if bake.base_channel else ""
+        write(f"builds on: {(bake.base + on_channel) if bake.base else 'nothing (a base image)'}\n")
         write(f"template: {_which(planner.project, bake.template)}\n")
         try:
             own = [name for name in sorted({*planner.templates.input_files(bake.template), *bake.tests})
@@ -54,6 +56,13 @@ class InfoCommand(Command, Info):
             return 1
         if own:  # the files of its own the template reads, beside the built-in ones
             write(f"own files: {', '.join(_which(planner.project, name) for name in own)}\n")
+        try:
+            table = channel_table(planner, [bake.name])[0]["channels"]
+        except BakehouseError as error:
+            table = []
+            write(f"channels: cannot be read: {error}\n")
+        if table:
+            write("channels: " + ", ".join(f"{channel['channel']} {channel['image'] or '(nothing)'}" for channel in table) + "\n")
         if decision.up_to_date and all(part.current is not None for part in decision.each()):
             for part in decision.each():  # one image, or one per group of places (decide.py)
                 assert part.current is not None
