@@ -119,3 +119,65 @@ def test_a_service_on_a_channel_of_its_base_rebakes_only_when_the_channel_moves(
     assert f"base channel stable: {first} -> {second}" in run_doit(repo).output
     assert records(repo, "hello")[0]["base_image"] == second
     assert run_doit(repo, "plan").returncode == 0
+
+
+def test_the_bake_service_lists_channels_and_moves_them_with_its_token(repo: Path) -> None:
+    from test_serve import TOKEN, start_server, stop
+
+    first = records(repo, "base")[0]["image_id"]
+    second = bake_again(repo)
+    server = start_server(repo, env={"BAKEHOUSE_SERVE_TOKEN": TOKEN})
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        assert server.request("POST", "/promote/base/stable")[:2] == (
+            401, {"error": "moving a channel needs the server's token: Authorization: Bearer <token>"})
+        status, answer, _ = server.request("POST", "/promote/base/stable", {"image": first, "note": "from the page"},
+                                           headers=auth)
+        assert (status, answer["image"], answer["before"], answer["moved"]) == (200, first, None, True), answer
+        status, answer, _ = server.request("POST", "/promote/base/stable", headers=auth)  # default: latest
+        assert (status, answer["image"], answer["before"]) == (200, second, first), answer
+        status, answer, _ = server.request("POST", "/rollback/base/stable", headers=auth)
+        assert (status, answer["image"]) == (200, first), answer
+        assert server.request("POST", "/promote/base/latest", headers=auth)[:2] == (400, {
+            "error": "base: channel latest is the newest image, moved by each bake; it cannot be moved by hand"})
+        assert server.request("POST", "/promote/nope/stable", headers=auth)[:2] == (404, {"error": "no bake 'nope' in bakes/"})
+        assert server.request("POST", "/promote/base/stable", raw=b"{not json", headers=auth)[0] == 400
+        shown = {row["bake"]: row for row in server.get("/channels")["bakes"]}
+        stable = next(channel for channel in shown["base"]["channels"] if channel["channel"] == "stable")
+        assert stable["image"] == first and [move["note"] for move in stable["history"]] == ["from the page", "", ""]
+    finally:
+        stop(server)
+
+
+def test_the_page_shows_channels_and_promotes_from_a_button(repo: Path) -> None:
+    """In a real browser (Debian's chromium, headless, through chromium-driver)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from test_serve import browser, start_server, stop
+
+    newest = records(repo, "base")[0]["image_id"]
+    server = start_server(repo)
+    driver = browser()
+    try:
+        driver.get(f"http://127.0.0.1:{server.port}/")
+        stable = "#channels tr[data-bake=base][data-channel=stable]"
+
+        def cells() -> list[str] | None:  # read in one step: the table is redrawn when the channels change
+            return driver.execute_script("const tr = document.querySelector(arguments[0]);"
+                                         "return tr && [...tr.querySelectorAll('td')].map(td => td.textContent);", stable)
+
+        WebDriverWait(driver, 30).until(lambda _: cells())
+        shown = cells()
+        assert shown is not None and shown[:3] == ["base", "stable", "(nothing)"] and shown[4] == "never moved"
+        latest = "#channels tr[data-bake=base][data-channel=latest]"
+        assert not driver.find_elements(By.CSS_SELECTOR, latest + " button")  # latest moves with each bake only
+        driver.find_element(By.CSS_SELECTOR, stable + " button.promote-button").click()
+        WebDriverWait(driver, 30).until(lambda _: driver.find_element(By.ID, "result").text
+                                        == f"base@stable: nothing -> {newest}")
+        WebDriverWait(driver, 30).until(lambda _: (cells() or [""] * 3)[2] == newest)
+        listed = {row["bake"]: row for row in server.get("/channels")["bakes"]}
+        assert next(c for c in listed["base"]["channels"] if c["channel"] == "stable")["image"] == newest
+    finally:
+        driver.quit()
+        stop(server)

@@ -26,10 +26,12 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..commands.channels import channel_table, promote, rollback
 from ..decide import Planner
 from ..errors import BakehouseError
 from ..locks import running_bakes
 from ..project import Project
+from ..publish import publish_pending
 from . import baker, page, spinnaker, views
 from .guard import Guard
 from .runs import Run, Runner
@@ -132,6 +134,45 @@ async def plan_all(request: Request) -> Response:
 async def plan_one(request: Request) -> Response:
     name, p = await known_bake(request)
     return JSONResponse(await run_in_threadpool(views.plan_of, p, [name]))
+
+
+async def channels(request: Request) -> Response:
+    p = await run_in_threadpool(views.planner, settings_of(request).root)
+    return JSONResponse({"bakes": await run_in_threadpool(channel_table, p, list(p.graph.names))})
+
+
+async def move_channel(request: Request) -> Response:
+    """POST /promote/{bake}/{channel} (optional JSON body: image, note) and POST
+    /rollback/{bake}/{channel} (note): the move, as `doit promote` and `doit rollback` make it,
+    then what it published; a refusal is one line of JSON, 400."""
+    settings = settings_of(request)
+    if not authorised(request, settings.token):
+        return error(401, "moving a channel needs the server's token: Authorization: Bearer <token>")
+    name, p = await known_bake(request)
+    channel = request.path_params["channel"]
+    body = await request.body()
+    try:
+        asked = json.loads(body) if body.strip() else {}
+    except ValueError:
+        return error(400, "the body must be JSON: {\"image\": \"...\", \"note\": \"...\"}, or empty")
+    if not isinstance(asked, dict) or not all(isinstance(asked.get(key, ""), str) for key in ("image", "note")):
+        return error(400, "the body must be JSON: {\"image\": \"...\", \"note\": \"...\"}, or empty")
+    rolling_back = request.url.path.startswith("/rollback/")
+
+    def move() -> dict[str, Any]:
+        if rolling_back:
+            made, before = rollback(p, name, channel, asked.get("note", ""))
+        else:
+            made, before = promote(p, name, channel, asked.get("image") or None, asked.get("note", ""))
+        published: list[str] = []
+        publish_pending(p, name, published.append)
+        return {"bake": name, "channel": channel, "before": before,
+                "image": before if made is None else made.image, "moved": made is not None, "published": published}
+
+    try:
+        return JSONResponse(await run_in_threadpool(move))
+    except BakehouseError as problem:
+        return error(400, str(problem))
 
 
 async def bake(request: Request) -> Response:
@@ -271,6 +312,9 @@ def create_app(root: Path, runner: Runner, token: str | None, allowed_hosts: tup
         Route("/plan", plan_all),
         Route("/plan/{bake}", plan_one),
         Route("/bake/{bake}", bake, methods=["POST"]),
+        Route("/channels", channels),
+        Route("/promote/{bake}/{channel}", move_channel, methods=["POST"]),
+        Route("/rollback/{bake}/{channel}", move_channel, methods=["POST"]),
         Route("/bake/{template}/{service}/{version}/{virt}", baker_bake, methods=["POST"]),
         Route("/bakes/{id}", bake_state),
         Route("/bakes/{id}/log", bake_log),

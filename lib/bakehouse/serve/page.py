@@ -1,6 +1,7 @@
 """The page at `GET /`: every bake with its image in use, age and state, the lineage as a
 picture (bases to services, outdated ones marked), what would rebake and why, a button to
-bake, and the live log of a bake. Plain HTML, inline SVG and a little plain JavaScript."""
+bake, each bake's channels with a button to promote the newest image to one, and the live log
+of a bake. Plain HTML, inline SVG and a little plain JavaScript."""
 
 from __future__ import annotations
 
@@ -94,7 +95,50 @@ async function refresh() {
   document.getElementById('summary').textContent = toBake + ' to bake, ' + counts.keep + ' up to date' +
     (counts.error ? ', ' + counts.error + ' cannot be planned' : '');
 }
+// Each bake's channels, with a button that promotes its newest image to the channel; drawn
+// again only when they changed, so a button is never replaced under the pointer.
+let drawnChannels = '';
+async function refreshChannels() {
+  let shown;
+  try { shown = await (await fetch('/channels')).json(); } catch (error) { return; }
+  const seen = JSON.stringify(shown);
+  if (seen === drawnChannels) return;
+  drawnChannels = seen;
+  const body = document.querySelector('#channels tbody'), rows = [];
+  for (const bake of shown.bakes) {
+    for (const channel of bake.channels) {
+      const tr = document.createElement('tr');
+      tr.dataset.bake = bake.bake; tr.dataset.channel = channel.channel;
+      const last = channel.history.length ? channel.history[channel.history.length - 1] : null;
+      for (const text of [bake.bake, channel.channel, channel.image || '(nothing)', channel.age || '-',
+                          channel.channel === 'latest' ? 'the newest image' :
+                          last ? last.action + ' by ' + last.by + (last.note ? ': ' + last.note : '') : 'never moved']) {
+        const td = document.createElement('td'); td.textContent = text; tr.append(td);
+      }
+      const actions = document.createElement('td');
+      if (channel.channel !== 'latest') {
+        const button = document.createElement('button');
+        button.type = 'button'; button.className = 'promote-button'; button.textContent = 'Promote latest';
+        button.onclick = () => promote(bake.bake, channel.channel);
+        actions.append(button);
+      }
+      tr.append(actions); rows.push(tr);
+    }
+  }
+  body.replaceChildren(...rows);
+}
+async function promote(bake, channel) {
+  const token = document.getElementById('token');
+  const headers = token && token.value ? {'Authorization': 'Bearer ' + token.value} : {};
+  const answer = await (await fetch('/promote/' + encodeURIComponent(bake) + '/' + encodeURIComponent(channel),
+                                    {method: 'POST', headers})).json();
+  result.textContent = answer.error ? bake + '@' + channel + ': ' + answer.error :
+    bake + '@' + channel + ': ' + (answer.before || 'nothing') + ' -> ' + answer.image;
+  refreshChannels();
+}
+refreshChannels();
 setInterval(refresh, REFRESH_MS);
+setInterval(refreshChannels, REFRESH_MS);
 async function watch(id) {
   result.textContent = 'watching ' + id + '...';
   for (;;) {
@@ -131,6 +175,11 @@ def render(rows: list[dict[str, Any]], planned: dict[str, Any], active: dict[str
 <table id="bakes">
 <thead><tr><th>Bake</th><th>Image in use</th><th>Age</th><th>State</th><th>Why</th><th></th></tr></thead>
 <tbody>{table}</tbody>
+</table>
+<h2>Channels</h2>
+<table id="channels">
+<thead><tr><th>Bake</th><th>Channel</th><th>Image</th><th>Age</th><th>Last move</th><th></th></tr></thead>
+<tbody></tbody>
 </table>
 <h2>Lineage</h2>
 {_lineage(rows, plan_rows)}
