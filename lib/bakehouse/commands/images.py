@@ -138,13 +138,12 @@ class ImagesCommand(Command):
             return 2
         facts = {image.image_id: planner.provider_of(name).registry.facts(image)
                  for name, images in catalogue.items() for image in images}
-        try:
-            for name, images in catalogue.items():
+        for name, images in catalogue.items():
+            try:
                 for image_id, on in channels_of(planner, name, images).items():
                     facts[image_id]["channels"] = on
-        except BakehouseError as error:
-            sys.stderr.write(f"ERROR: {error}\n")
-            return 2
+            except BakehouseError as error:  # the images are still worth listing
+                sys.stderr.write(f"note: {name}'s channels cannot be read: {error}\n")
         if as_json:
             self.outstream.write(catalogue_json(catalogue, facts) + "\n")
             return 0

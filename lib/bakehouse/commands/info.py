@@ -61,7 +61,7 @@ class InfoCommand(Command, Info):
         except BakehouseError as error:
             table = []
             write(f"channels: cannot be read: {error}\n")
-        if table:
+        if any(channel["image"] for channel in table[1:]):  # once a channel has moved: latest moves with each bake
             write("channels: " + ", ".join(f"{channel['channel']} {channel['image'] or '(nothing)'}" for channel in table) + "\n")
         if decision.up_to_date and all(part.current is not None for part in decision.each()):
             for part in decision.each():  # one image, or one per group of places (decide.py)

@@ -47,7 +47,7 @@ from .account import Sharing
 from .budget import budget
 from .shared import SharedState, contents_key, failure_key, inputs_key, log_key, provenance_key, read_config
 from .client import AwsError, Ec2, ec2_endpoint
-from . import publishing
+from .publishing import publications as publications_of, publish as publish_to
 from .imds import endpoint as imds_endpoint, this_instance
 from .registry import (
     BAKE_TAG, BASE_TAG, CREATED_TAG, IMAGE_TAG, KEY_TAG, LAUNCH_TAG, LOG_TAG, PROVENANCE_TAG, SEQUENCE_TAG, VERSION_TAG,
@@ -106,10 +106,10 @@ class AwsProvider:
     def publications(self, bake: Bake, pointed: dict[str, ImageRecord | None]) -> list[Publication]:
         if bake.publish is None:
             return []
-        return publishing.publications(self.ec2, bake, settings_of(bake).regions, bake.publish, pointed)
+        return publications_of(self.ec2, bake, settings_of(bake).regions, bake.publish, pointed)
 
     def publish(self, bake: Bake, publication: Publication) -> None:
-        publishing.publish(self.ec2, bake, bake.publish, publication)
+        publish_to(self.ec2, bake, bake.publish, publication)
 
     def upstream(self, bake: Bake, place: str) -> dict[str, Any]:
         if not isinstance(bake.source, AwsSource):

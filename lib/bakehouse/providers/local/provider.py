@@ -26,7 +26,7 @@ from ...provenance import base_descriptor, oci_subject, predicate, statement, to
 from ...registry import ImageRecord, created_at
 from ...sbom import PREDICATE_TYPE as SBOM_PREDICATE, cyclonedx_predicate
 from .. import BakeJob, NotShared, SharedHold
-from . import publishing
+from .publishing import publications as publications_of, publish as publish_to
 from .registry import OLD_FORMAT, LocalRegistry
 from .settings import LocalSource
 
@@ -55,10 +55,10 @@ class LocalProvider:
     def publications(self, bake: Bake, pointed: dict[str, ImageRecord | None]) -> list[Publication]:
         if bake.publish is None:
             return []
-        return publishing.publications(bake, bake.publish, pointed, self.registry.facts)
+        return publications_of(bake, bake.publish, pointed, self.registry.facts)
 
     def publish(self, bake: Bake, publication: Publication) -> None:
-        publishing.publish(bake, publication, self.registry.facts)
+        publish_to(bake, publication, self.registry.facts)
 
     def upstream(self, bake: Bake, place: str) -> dict[str, Any]:
         return self.source(bake, place) or {}
