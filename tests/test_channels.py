@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from helpers import records, run_doit
@@ -18,16 +20,36 @@ def bake_again(repo: Path) -> str:
     return records(repo, "base")[0]["image_id"]
 
 
+def another_image(repo: Path) -> str:
+    """A newer image of base in the store: the newest one's layout and record copied under a
+    new id, as a rebake of the same inputs would record it (these tests move pointers between
+    images; what is inside them is the same). Saves the suite a bake per image."""
+    newest = records(repo, "base")[0]
+    n = len(records(repo, "base")) + 1
+    image_id = f"{newest['image_id'].rsplit('-', 1)[0]}-{n:08x}"[:60]
+    state = repo / ".bakehouse"
+    shutil.copytree(state / newest["locations"]["local"], state / "images" / "base" / image_id, symlinks=True)
+    created = datetime.fromisoformat(newest["created"]) + timedelta(seconds=1)
+    record = {**newest, "image_id": image_id, "created": created.isoformat(), "sequence": newest["sequence"] + 1,
+              "locations": {"local": f"images/base/{image_id}"}}
+    (state / "records" / "base" / f"{image_id}.json").write_text(json.dumps(record, indent=2))
+    packages = state / "records" / "base" / f"{newest['image_id']}.packages"
+    if packages.is_file():
+        text = json.loads(packages.read_text())
+        (state / "records" / "base" / f"{image_id}.packages").write_text(json.dumps({**text, "image_id": image_id}))
+    return image_id
+
+
 def test_promote_and_rollback_move_a_channel_and_keep_its_history(repo: Path) -> None:
     first = records(repo, "base")[0]["image_id"]
     assert run_doit(repo, "promote", "base", "stable", "--note", "tested").output == f"base@stable: nothing -> {first}\n"
-    second = bake_again(repo)
+    second = another_image(repo)
     listed = run_doit(repo, "channels", "base", check=True).output
     assert re.search(rf"^base +latest +{second} ", listed, re.M) and re.search(rf"^base +stable +{first} ", listed, re.M)
     assert f"promote   {first}  by " in listed and ": tested" in listed  # its history, with the note
     assert run_doit(repo, "promote", "base", "stable").output == f"base@stable: {first} -> {second}\n"  # default: latest
     assert run_doit(repo, "promote", "base", "stable", second).output == f"base@stable already points at {second}\n"
-    third = bake_again(repo)
+    third = another_image(repo)
     run_doit(repo, "promote", "base", "stable", "base@latest", check=True)
     assert run_doit(repo, "rollback", "base", "stable").output == f"base@stable: {third} -> {second} (rolled back)\n"
     assert run_doit(repo, "rollback", "base", "stable").output == f"base@stable: {second} -> {first} (rolled back)\n"
@@ -68,7 +90,7 @@ def test_two_promotions_at_once_both_land(repo: Path) -> None:
     """Each is recorded only if no other move came first; the one that loses reads again and
     records after it, so the history holds both and neither is lost."""
     first = records(repo, "base")[0]["image_id"]
-    second = bake_again(repo)
+    second = another_image(repo)
     for _ in range(3):
         runs = [subprocess.Popen([sys.executable, "-m", "doit", "promote", "base", "candidate", image],
                                  cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -84,7 +106,7 @@ def test_two_promotions_at_once_both_land(repo: Path) -> None:
 
 def test_prune_keeps_what_a_channel_points_at_and_its_rollback_targets(repo: Path) -> None:
     images = [records(repo, "base")[0]["image_id"]]
-    images += [bake_again(repo) for _ in range(4)]  # five images, oldest first
+    images += [another_image(repo) for _ in range(4)]  # five images, oldest first
     for image in images[:3]:
         run_doit(repo, "promote", "base", "stable", image, check=True)
     (repo / "bakehouse.toml").write_text('[prune]\nkeep = 1\nmin_age = "1m"\n')
@@ -125,7 +147,7 @@ def test_the_bake_service_lists_channels_and_moves_them_with_its_token(repo: Pat
     from test_serve import TOKEN, start_server, stop
 
     first = records(repo, "base")[0]["image_id"]
-    second = bake_again(repo)
+    second = another_image(repo)
     server = start_server(repo, env={"BAKEHOUSE_SERVE_TOKEN": TOKEN})
     auth = {"Authorization": f"Bearer {TOKEN}"}
     try:
