@@ -116,6 +116,10 @@ def test_prune_keeps_what_a_channel_points_at_and_its_rollback_targets(repo: Pat
     for target in images[:2]:
         assert rows[target]["action"] == "keep" and "rollback target of stable" in rows[target]["why"], rows[target]
     assert rows[images[3]]["action"] == "delete", rows[images[3]]
+    (repo / "bakehouse.toml").write_text('[prune]\nkeep = 1\nmin_age = "1m"\nrollback_targets = 1\n')
+    plan = json.loads(run_doit(repo, "prune", "--json", env={"BAKEHOUSE_NOW": "2027-01-01T00:00:00Z"}).stdout)
+    rows = {row["image"]: row for row in plan["images"]}
+    assert [rows[image]["action"] for image in images] == ["delete", "keep", "keep", "delete", "keep"], rows
 
 
 def test_a_service_on_a_channel_of_its_base_rebakes_only_when_the_channel_moves(repo: Path) -> None:

@@ -23,7 +23,6 @@ from .errors import BakehouseError
 LATEST = "latest"
 DEFAULT_CHANNELS = ("candidate", "stable")
 ACTIONS = ("promote", "rollback")
-KEPT_ROLLBACK_TARGETS = 2  # doit prune keeps this many images back in each channel's history
 
 
 class ChannelError(BakehouseError):
@@ -86,7 +85,7 @@ def rollback_target(moves: list[ChannelMove], channel: str) -> str | None:
     return pointed[-2]
 
 
-def rollback_targets(moves: list[ChannelMove], channel: str, keep: int = KEPT_ROLLBACK_TARGETS) -> list[str]:
+def rollback_targets(moves: list[ChannelMove], channel: str, keep: int) -> list[str]:
     """The images the next `keep` rollbacks would go back to, nearest first."""
     earlier = [image for image in reversed(stack(moves, channel)[:-1]) if image is not None]
     return list(dict.fromkeys(earlier))[:keep]

@@ -5,8 +5,8 @@ it is set per bake in a `[prune]` table, with a project-wide default in `bakehou
 (`[prune]`, same keys), else 5 images and 14 days. Whatever the policy, never deleted:
 - the image each bake is up to date with (and an image being completed in more places),
 - each bake's image in use, and the base of a running bake (commands/prune.py finds both),
-- an image a channel points at, and the next two images each channel's rollbacks go back to
-  (channels.py),
+- an image a channel points at, and the next images (`rollback_targets`, 2) each channel's
+  rollbacks go back to (channels.py),
 - an image that a kept image was built on, transitively, whichever bake it belongs to,
 - an image the provider reports in use outside bakehouse (AMIs: an instance in any state
   but terminated, a launch template version, a launch configuration),
@@ -32,11 +32,14 @@ from .tomlcheck import reject_unknown, type_name
 
 DEFAULT_KEEP = 5
 DEFAULT_MIN_AGE = timedelta(days=14)
+DEFAULT_ROLLBACK_TARGETS = 2
 POLICY_KEY_DOCS = (
     Key(("keep",), "whole number, at least 1", f"`{DEFAULT_KEEP}`",
         "the newest images of each bake that are always kept, whatever their age"),
     Key(("min_age",), "duration", f'`"{DEFAULT_MIN_AGE.days}d"`',
         'an image younger than this is kept (`"90s"`, `"45m"`, `"2h"`, `"14d"`, `"2w"`)'),
+    Key(("rollback_targets",), "whole number, at least 0", f"`{DEFAULT_ROLLBACK_TARGETS}`",
+        "the images each channel's next rollbacks would go back to that are kept (what a channel points at always is)"),
 )
 POLICY_KEYS = names(POLICY_KEY_DOCS)
 MAX_AGE_HOURS = 100 * 366 * 24
@@ -46,6 +49,7 @@ MAX_AGE_HOURS = 100 * 366 * 24
 class Policy:
     keep: int = DEFAULT_KEEP
     min_age: timedelta = DEFAULT_MIN_AGE
+    rollback_targets: int = DEFAULT_ROLLBACK_TARGETS
 
     def describe_age(self) -> str:
         return describe(self.min_age)
@@ -69,7 +73,10 @@ def parse_policy(where: str, table: Any, default: Policy) -> Policy:
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
         raise DefinitionError(f"{where}: prune.keep must be a whole number of images, at least 1, not {keep!r}")
     min_age = default.min_age if "min_age" not in table else _age(where, table["min_age"])
-    return Policy(keep, min_age)
+    targets = table.get("rollback_targets", default.rollback_targets)
+    if isinstance(targets, bool) or not isinstance(targets, int) or targets < 0:
+        raise DefinitionError(f"{where}: prune.rollback_targets must be a whole number of images, at least 0, not {targets!r}")
+    return Policy(keep, min_age, targets)
 
 
 def _age(where: str, value: Any) -> timedelta:

@@ -87,7 +87,7 @@ def verdicts(planner: Planner, names: list[str], held: frozenset[str] = frozense
             pointed = current(moves, channel)
             if pointed is not None:
                 protected.setdefault(pointed, []).append(f"channel {channel}")
-            for target in rollback_targets(moves, channel):
+            for target in rollback_targets(moves, channel, policy_of(bake, default).rollback_targets):
                 protected.setdefault(target, []).append(f"rollback target of {channel}")
     for image_id, bake_name in running_bases(planner.project.state_dir / "locks", set(held)).items():
         protected.setdefault(image_id, []).append(f"base of the running bake of {bake_name}")
