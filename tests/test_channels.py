@@ -207,3 +207,30 @@ def test_the_page_shows_channels_and_promotes_from_a_button(repo: Path) -> None:
     finally:
         driver.quit()
         stop(server)
+
+
+def test_a_spinnaker_base_label_selects_a_base_channel_only_where_the_repository_maps_it(repo: Path) -> None:
+    """Rosco sends base_label "release" by default: unmapped, it changes nothing; mapped in
+    bakehouse.toml, the service is baked on that channel of its base."""
+    from test_serve import JENKINS_BODY, poll, start_server, stop
+
+    first = records(repo, "base")[0]["image_id"]
+    run_doit(repo, "promote", "base", "stable", check=True)
+    second = bake_again(repo)  # the newest base; stable still points at the first
+    server = start_server(repo)
+    try:
+        body = {**JENKINS_BODY, "region": "us-west-2", "base_label": "release"}
+        status, answer, _ = server.request("POST", "/api/v1/us-west-2/bake", body)
+        assert status == 200 and poll(server, answer["id"])["result"] == "SUCCESS", answer
+        assert records(repo, "hello")[0]["base_image"] == second  # release maps to nothing: the base as it is
+
+        (repo / "bakehouse.toml").write_text('[spinnaker]\nbase_labels = { release = "stable" }\n')
+        status, answer, _ = server.request("POST", "/api/v1/us-west-2/bake", body)
+        assert status == 200 and poll(server, answer["id"])["result"] == "SUCCESS", answer
+        assert records(repo, "hello")[0]["base_image"] == first  # built on base@stable
+
+        (repo / "bakehouse.toml").write_text('[spinnaker]\nbase_labels = { release = "prod" }\n')
+        status, answer, _ = server.request("POST", "/api/v1/us-west-2/bake", body)
+        assert status == 400 and "base_label 'release' selects channel prod, which base does not have" in str(answer), answer
+    finally:
+        stop(server)

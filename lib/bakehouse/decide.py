@@ -116,6 +116,7 @@ class Planner:
     def __init__(
         self, project: Project, graph: BakeGraph, providers: OpenProviders, now: datetime,
         versions: dict[str, dict[str, str]] | None = None, freshness: bool = True,
+        base_channels: dict[str, str] | None = None,
     ) -> None:
         self.project = project
         # False: an image of the current inputs is current however old (doit verify compares
@@ -123,6 +124,8 @@ class Planner:
         self.freshness = freshness
         # bake -> package -> version: the versions a bake request asked for (doit serve)
         self.versions = versions or {}
+        # bake -> channel of its base to build on, whatever its bake file says (a base_label)
+        self.base_channels = base_channels or {}
         self.graph = graph
         self.providers = providers
         self.now = now
@@ -181,6 +184,8 @@ class Planner:
 
     def _decide(self, bake: Bake, forced: bool) -> Decision:
         provider = self.provider_of(bake.name)
+        if bake.name in self.base_channels and bake.base is not None:
+            bake = replace(bake, base_channel=self.base_channels[bake.name])
         asked = self.versions.get(bake.name)
         if asked:  # taken from a repository at the version asked for: a pin, and in the key as any
             bake = replace(bake, packages=with_versions(bake.where, bake.packages, asked), repositories=tuple(

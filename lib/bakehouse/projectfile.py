@@ -1,5 +1,6 @@
 """bakehouse.toml: the repository's own settings, beside bakes/. Each top-level table belongs
-to one reader: `[prune]` to retention (the project-wide default), and a provider's tables to
+to one reader: `[prune]` to retention (the project-wide default), `[spinnaker]` to the bake
+service's Spinnaker routes (serve/spinnaker.py), and a provider's tables to
 that provider (`[shared]`: the AWS provider's shared state). A table no one reads is refused
 with a did-you-mean, so a misspelt table never silently does nothing."""
 
@@ -14,7 +15,7 @@ from .providers import definitions
 from .tomlcheck import reject_unknown
 
 PROJECT_FILE = "bakehouse.toml"
-CORE_TABLES = ("prune",)
+CORE_TABLES = ("prune", "spinnaker")
 
 
 def project_table(project: Project, name: str) -> Any:

@@ -169,7 +169,7 @@ def planner_for(root: Path) -> Planner:
 
 def new_planner(
     root: Path, versions: dict[str, dict[str, str]] | None = None, graph: BakeGraph | None = None,
-    freshness: bool = True,
+    freshness: bool = True, base_channels: dict[str, str] | None = None,
 ) -> Planner:
     """A planner that reads the registry afresh, and the bake files unless `graph` is given
     (`doit serve`, per request). `versions` (else BAKEHOUSE_VERSIONS, JSON) pins packages a
@@ -178,10 +178,27 @@ def new_planner(
     graph = graph or load_bakes(project)
     if versions is None:
         versions = requested_versions(os.environ.get(VERSIONS_VARIABLE, ""))
-    return Planner(project, graph, open_providers(project, graph), now_utc(), versions, freshness)
+    if base_channels is None:
+        base_channels = requested_base_channels(os.environ.get(BASE_CHANNELS_VARIABLE, ""))
+    return Planner(project, graph, open_providers(project, graph), now_utc(), versions, freshness, base_channels)
 
 
 VERSIONS_VARIABLE = "BAKEHOUSE_VERSIONS"
+# {"hello": "stable"}: bake hello on its base's channel stable, whatever its bake file says (a
+# bake service request's base_label: serve/spinnaker.py)
+BASE_CHANNELS_VARIABLE = "BAKEHOUSE_BASE_CHANNELS"
+
+
+def requested_base_channels(text: str) -> dict[str, str]:
+    if not text:
+        return {}
+    try:
+        found = json.loads(text)
+    except ValueError:
+        found = None
+    if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
+        raise BakehouseError(f'{BASE_CHANNELS_VARIABLE} is not JSON such as {{"hello": "stable"}}')
+    return found
 
 
 def requested_versions(text: str) -> dict[str, dict[str, str]]:

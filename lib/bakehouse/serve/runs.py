@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..tasks import VERSIONS_VARIABLE
+from ..tasks import BASE_CHANNELS_VARIABLE, VERSIONS_VARIABLE
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 ENDED = (SUCCEEDED, FAILED)
@@ -52,6 +52,7 @@ class RunState:
     exit_code: int | None = None
     outcome: Outcome | None = None
     versions: dict[str, str] = field(default_factory=dict)  # packages pinned at a requested version
+    base_channel: str | None = None  # the channel of its base it builds on, as a request asked (base_label)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,8 +63,8 @@ class RunState:
         return cls(**{**data, "outcome": None if outcome is None else Outcome(**outcome)})
 
 
-def _versions_key(versions: dict[str, str] | None) -> str:
-    return json.dumps(versions or {}, sort_keys=True)
+def _versions_key(versions: dict[str, str] | None, base_channel: str | None = None) -> str:
+    return json.dumps([versions or {}, base_channel], sort_keys=True)
 
 
 def new_run_id(bake: str) -> str:
@@ -135,23 +136,25 @@ class Runner:
         with self.lock:
             return list(self.runs.values())
 
-    def active_run(self, bake: str, versions: dict[str, str] | None = None) -> Run | None:
-        """The run of `bake` (with these versions pinned) queued or running now, if any."""
-        pinned = _versions_key(versions)
+    def active_run(self, bake: str, versions: dict[str, str] | None = None, base_channel: str | None = None) -> Run | None:
+        """The run of `bake` (with these versions pinned, on that base channel) queued or running now, if any."""
+        pinned = _versions_key(versions, base_channel)
         with self.lock:
             return self.active.get((bake, False, pinned)) or self.active.get((bake, True, pinned))
 
-    def start(self, bake: str, rebake: bool = False, versions: dict[str, str] | None = None) -> tuple[Run, bool]:
+    def start(self, bake: str, rebake: bool = False, versions: dict[str, str] | None = None,
+              base_channel: str | None = None) -> tuple[Run, bool]:
         """A run of `bake`: the one already queued or running (shared), or a new one.
         Returns the run and whether it is new."""
-        pinned = _versions_key(versions)
+        pinned = _versions_key(versions, base_channel)
         with self.lock:
             running = self.active.get((bake, rebake, pinned)) or (
                 None if rebake else self.active.get((bake, True, pinned)))
             if running is not None:
                 return running, False
             run_id = new_run_id(bake)
-            run = Run(RunState(run_id, bake, rebake, QUEUED, _now(), versions=dict(versions or {})),
+            run = Run(RunState(run_id, bake, rebake, QUEUED, _now(), versions=dict(versions or {}),
+                               base_channel=base_channel),
                       self.folder / f"{run_id}.log")
             self.runs[run_id] = run
             self.active[(bake, rebake, pinned)] = run
@@ -209,6 +212,8 @@ class Runner:
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
             if run.state.versions:  # the versions asked for, as the planner of that run reads them
                 env[VERSIONS_VARIABLE] = json.dumps({run.state.bake: run.state.versions})
+            if run.state.base_channel:  # the base channel asked for (Spinnaker's base_label)
+                env[BASE_CHANNELS_VARIABLE] = json.dumps({run.state.bake: run.state.base_channel})
             code: int
             try:
                 # its own session: a signal to the server is not one to the bake; the server

@@ -28,7 +28,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from ..decide import Planner
-from ..errors import BakehouseError
+from ..errors import BakehouseError, DefinitionError
+from ..project import Project
+from ..projectfile import PROJECT_FILE, project_table
+from ..tomlcheck import reject_unknown
 from . import views
 from .runs import FAILED, SUCCEEDED, Run
 
@@ -86,6 +89,38 @@ def parse_package(word: str) -> tuple[str, str | None]:
     name, _, rest = word.removesuffix(".deb").partition("_")
     version = rest.split("_")[0] if rest else None
     return name, version or None
+
+
+def base_labels(project: Project) -> dict[str, str]:
+    """bakehouse.toml's `[spinnaker] base_labels = { release = "stable", ... }`: the channel of
+    a service's base that each of Rosco's base labels selects. Opt-in: Rosco sends
+    `base_label: release` by default, and a label no table maps leaves the bake as it is."""
+    table = project_table(project, "spinnaker") or {}
+    reject_unknown(PROJECT_FILE, "spinnaker.", table, ("base_labels",))
+    labels = table.get("base_labels", {})
+    if not isinstance(labels, dict) or not all(isinstance(value, str) for value in labels.values()):
+        raise DefinitionError(f"{PROJECT_FILE}: spinnaker.base_labels must be a table of channel names: "
+                              '{ release = "stable" }')
+    for label in labels:
+        if label not in LABELS:
+            raise DefinitionError(f"{PROJECT_FILE}: spinnaker.base_labels: {label!r} is not one of Rosco's "
+                                  f"labels ({', '.join(LABELS)})")
+    return dict(labels)
+
+
+def base_channel_for(p: Planner, name: str, label: str | None) -> str | None:
+    """The base channel a request's base_label selects for bake `name`, or None (no label, or
+    one bakehouse.toml does not map)."""
+    channel = base_labels(p.project).get(label or "")
+    if channel is None:
+        return None
+    bake = p.graph[name]
+    if bake.base is None:
+        raise Refused(400, f"base_label '{label}': bake {name} is a base image; a base label chooses a service's base")
+    if channel not in p.graph[bake.base].channels:
+        raise Refused(400, f"base_label '{label}' selects channel {channel}, which {bake.base} does not have "
+                           f"(its channels: {', '.join(p.graph[bake.base].channels)})")
+    return channel
 
 
 def choose_bake(p: Planner, request: dict[str, Any], region: str) -> tuple[str, dict[str, str]]:
@@ -169,22 +204,24 @@ async def post_bake(request: Request) -> Response:
         body = await body_of(request)
         p = await run_in_threadpool(views.planner, settings.root)
         name, pins = await run_in_threadpool(choose_bake, p, body, region)
-        if pins:  # decide as the bake will: with those versions pinned
-            p = await run_in_threadpool(views.planner, settings.root, {name: pins})
+        channel = await run_in_threadpool(base_channel_for, p, name, body.get("base_label"))
+        if pins or channel:  # decide as the bake will: with those versions pinned, on that base channel
+            p = await run_in_threadpool(views.planner, settings.root, {name: pins} if pins else None,
+                                        {name: channel} if channel else None)
             await run_in_threadpool(p.decide, name)
     except Refused as refused:
         return rosco_error(refused.status, refused.message)
     except BakehouseError as error:  # e.g. a version the repository does not have
         return rosco_error(400, str(error))
     forced = request.query_params.get("rebake") == "1"
-    running = None if forced else settings.runner.active_run(name, pins)
+    running = None if forced else settings.runner.active_run(name, pins, channel)
     if running is not None:
         return JSONResponse(bake_status(running))
     place = region if p.provider_of(name).places(p.graph[name]) != ("local",) else "local"
     ready = None if forced else await run_in_threadpool(views.ready_in, p, name, place)
     if ready is not None:  # "previously baked": COMPLETED at once, the same id every time
         return JSONResponse(bake_status(settings.runner.done(name, ready)))
-    run, _ = settings.runner.start(name, forced, pins)
+    run, _ = settings.runner.start(name, forced, pins, channel)
     return JSONResponse(bake_status(run))
 
 

@@ -25,7 +25,8 @@ from .runs import Outcome
 _graphs: dict[Path, tuple[tuple[Any, ...], BakeGraph]] = {}
 
 
-def planner(root: Path, versions: dict[str, dict[str, str]] | None = None) -> Planner:
+def planner(root: Path, versions: dict[str, dict[str, str]] | None = None,
+            base_channels: dict[str, str] | None = None) -> Planner:
     """A planner that reads the registry afresh; the bake files are parsed again only when
     one of them (or the list of templates) changed, which saves most of a request's time."""
     project = Project.at(root)
@@ -34,7 +35,7 @@ def planner(root: Path, versions: dict[str, dict[str, str]] | None = None) -> Pl
     if cached is None or cached[0] != seen:
         cached = (seen, load_bakes(project))
         _graphs[project.root] = cached
-    return new_planner(root, versions or {}, cached[1])
+    return new_planner(root, versions or {}, cached[1], base_channels=base_channels or {})
 
 
 def _signature(project: Project) -> tuple[Any, ...]:
