@@ -189,29 +189,27 @@ VERSIONS_VARIABLE = "BAKEHOUSE_VERSIONS"
 BASE_CHANNELS_VARIABLE = "BAKEHOUSE_BASE_CHANNELS"
 
 
-def requested_base_channels(text: str) -> dict[str, str]:
+def _json_variable(name: str, text: str, fits: Callable[[Any], bool], example: str) -> Any:
+    """The JSON object a variable holds ({} when it is empty), one line if it is not one that fits."""
     if not text:
         return {}
     try:
         found = json.loads(text)
     except ValueError:
         found = None
-    if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
-        raise BakehouseError(f'{BASE_CHANNELS_VARIABLE} is not JSON such as {{"hello": "stable"}}')
+    if not isinstance(found, dict) or not all(fits(value) for value in found.values()):
+        raise BakehouseError(f"{name} is not JSON such as {example}")
     return found
+
+
+def requested_base_channels(text: str) -> dict[str, str]:
+    return dict(_json_variable(BASE_CHANNELS_VARIABLE, text, lambda v: isinstance(v, str), '{"hello": "stable"}'))
 
 
 def requested_versions(text: str) -> dict[str, dict[str, str]]:
-    if not text:
-        return {}
-    try:
-        found = json.loads(text)
-    except ValueError:
-        found = None
-    if not isinstance(found, dict) or not all(
-            isinstance(v, dict) and all(isinstance(x, str) for x in [*v, *v.values()]) for v in found.values()):
-        raise BakehouseError(f'{VERSIONS_VARIABLE} is not JSON such as {{"hello": {{"hello-svc": "1.0.5"}}}}')
-    return found
+    return dict(_json_variable(
+        VERSIONS_VARIABLE, text, lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in [*v, *v.values()]),
+        '{"hello": {"hello-svc": "1.0.5"}}'))
 
 
 def planner_from_tasks(tasks: list[Any]) -> Planner:

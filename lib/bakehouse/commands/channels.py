@@ -18,7 +18,7 @@ import json
 import os
 import sys
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable, TextIO
 
 from doit.exceptions import InvalidCommand
 
@@ -155,6 +155,18 @@ def as_outputs(rows: list[dict[str, Any]], form: str) -> str:
     return f"images = {json.dumps(images, indent=2, sort_keys=True)}\n" if form == "tfvars" else f"images={text}\n"
 
 
+def moved(planner: Planner, bake: str, move: Callable[[], str], out: TextIO) -> int:
+    """A channel move the command line asked for: its line, then what it published; a refusal
+    or a failed publish is one line (exit 2)."""
+    try:
+        out.write(move() + "\n")
+        publish_pending(planner, bake, lambda line: out.write(line + "\n"))
+    except BakehouseError as error:
+        sys.stderr.write(f"ERROR: {error}\n")
+        return 2
+    return 0
+
+
 class PromoteCommand(Command):
     name = "promote"
     doc_purpose = "point a bake's channel at an image (default: its newest)"
@@ -169,20 +181,13 @@ class PromoteCommand(Command):
             raise InvalidCommand("doit promote takes a bake, a channel and optionally an image: doit promote hello stable")
         bake, channel, image = pos_args[0], pos_args[1], (pos_args[2] if len(pos_args) == 3 else None)
         planner = planner_from_tasks(self.task_list)
-        try:
-            move, before = promote(planner, bake, channel, image, note)
-            if move is None:
-                self.outstream.write(f"{bake}@{channel} already points at {before}\n")
-            else:
-                self.outstream.write(f"{bake}@{channel}: {before or 'nothing'} -> {move.image}\n")
-            publish_pending(planner, bake, self._say)
-        except BakehouseError as error:
-            sys.stderr.write(f"ERROR: {error}\n")
-            return 2
-        return 0
 
-    def _say(self, line: str) -> None:
-        self.outstream.write(line + "\n")
+        def move() -> str:
+            made, before = promote(planner, bake, channel, image, note)
+            return (f"{bake}@{channel} already points at {before}" if made is None
+                    else f"{bake}@{channel}: {before or 'nothing'} -> {made.image}")
+
+        return moved(planner, bake, move, self.outstream)
 
 
 class RollbackCommand(Command):
@@ -197,14 +202,12 @@ class RollbackCommand(Command):
         if len(pos_args or []) != 2:
             raise InvalidCommand("doit rollback takes a bake and a channel: doit rollback hello stable")
         planner = planner_from_tasks(self.task_list)
-        try:
-            move, before = rollback(planner, pos_args[0], pos_args[1], note)
-            self.outstream.write(f"{pos_args[0]}@{pos_args[1]}: {before} -> {move.image or 'nothing'} (rolled back)\n")
-            publish_pending(planner, pos_args[0], lambda line: self.outstream.write(line + "\n"))
-        except BakehouseError as error:
-            sys.stderr.write(f"ERROR: {error}\n")
-            return 2
-        return 0
+
+        def move() -> str:
+            made, before = rollback(planner, pos_args[0], pos_args[1], note)
+            return f"{pos_args[0]}@{pos_args[1]}: {before} -> {made.image or 'nothing'} (rolled back)"
+
+        return moved(planner, pos_args[0], move, self.outstream)
 
 
 class ChannelsCommand(Command):
