@@ -71,10 +71,10 @@ def image_file(repo: Path, record: dict) -> Path:
 def image_layers(layout: Path) -> list[Path]:
     """The layer blobs of the one image in an OCI layout, bottom first, read as the image
     spec says (index.json, then the manifest), not through bakehouse: the image is the entry
-    with a ref name (the other is its provenance, a referrer)."""
+    with a ref name (its bake's, and a channel's on it; the others are referrers)."""
     index = json.loads((layout / "index.json").read_text())
-    (entry,) = [m for m in index["manifests"] if "org.opencontainers.image.ref.name" in m.get("annotations", {})]
-    manifest = json.loads(_blob(layout, entry["digest"]).read_text())
+    (digest,) = {m["digest"] for m in index["manifests"] if "org.opencontainers.image.ref.name" in m.get("annotations", {})}
+    manifest = json.loads(_blob(layout, digest).read_text())
     return [_blob(layout, layer["digest"]) for layer in manifest["layers"]]
 
 

@@ -40,6 +40,18 @@ def another_image(repo: Path) -> str:
     return image_id
 
 
+def layout_tags(repo: Path, image_id: str) -> list[str]:
+    """The names index.json gives the image's layout: its bake's, and each channel's on it."""
+    index = json.loads((repo / ".bakehouse" / "images" / "base" / image_id / "index.json").read_text())
+    return sorted(entry["annotations"]["org.opencontainers.image.ref.name"] for entry in index["manifests"]
+                  if "org.opencontainers.image.ref.name" in entry.get("annotations", {}))
+
+
+def inspect_digest(reference: str) -> str:
+    return subprocess.run(["skopeo", "inspect", "--format", "{{.Digest}}", reference],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
 def test_promote_and_rollback_move_a_channel_and_keep_its_history(repo: Path) -> None:
     first = records(repo, "base")[0]["image_id"]
     assert run_doit(repo, "promote", "base", "stable", "--note", "tested").output == f"base@stable: nothing -> {first}\n"
@@ -51,7 +63,9 @@ def test_promote_and_rollback_move_a_channel_and_keep_its_history(repo: Path) ->
     assert run_doit(repo, "promote", "base", "stable", second).output == f"base@stable already points at {second}\n"
     third = another_image(repo)
     run_doit(repo, "promote", "base", "stable", "base@latest", check=True)
+    assert layout_tags(repo, third) == ["base", "stable"]
     assert run_doit(repo, "rollback", "base", "stable").output == f"base@stable: {third} -> {second} (rolled back)\n"
+    assert layout_tags(repo, third) == ["base"] and layout_tags(repo, second) == ["base", "stable"]
     assert run_doit(repo, "rollback", "base", "stable").output == f"base@stable: {second} -> {first} (rolled back)\n"
     failed = run_doit(repo, "rollback", "base", "stable")
     assert failed.returncode == 2
@@ -61,6 +75,10 @@ def test_promote_and_rollback_move_a_channel_and_keep_its_history(repo: Path) ->
     assert [(move["action"], move["image"]) for move in stable["history"]] == [
         ("promote", first), ("promote", second), ("promote", third), ("rollback", second), ("rollback", first)]
     assert stable["image"] == first and stable["locations"] == {"local": f"images/base/{first}"}
+    # the layout is tagged with its channel: what skopeo reads as oci:LAYOUT:stable is the image
+    layout = repo / ".bakehouse" / stable["locations"]["local"]
+    digest = json.loads(run_doit(repo, "images", "--json", "base", check=True).stdout)["base"][-1]["digest"]
+    assert inspect_digest(f"oci:{layout}:stable") == inspect_digest(f"oci:{layout}:base") == digest
     images = run_doit(repo, "images", "base", check=True).output
     assert re.search(rf"^  {first} .*\n .* channels: stable$", images, re.M), images
     assert re.search(rf"^  {third} .*\n .* channels: latest$", images, re.M), images

@@ -2,6 +2,8 @@
 
     <layout>/oci-layout            {"imageLayoutVersion": "1.0.0"}
     <layout>/index.json            one manifest, named by org.opencontainers.image.ref.name
+                                   (the bake's name), and once more under the name of each
+                                   channel that points at it (tag_channels)
     <layout>/blobs/sha256/<hex>    the manifest, the config and the layers (gzip tars)
 
 A service's layout holds its base's layers as hard links to the base layout's blobs (the same
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BakehouseError
-from ..files import sha256_bytes, sha256_file
+from ..files import sha256_bytes, sha256_file, write_atomically
 
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -36,6 +38,7 @@ CREATED = "org.opencontainers.image.created"
 SOURCE_DATE_EPOCH = 0
 EPOCH_TIME = "1970-01-01T00:00:00Z"
 TITLE = "org.opencontainers.image.title"
+CHANNEL = "dev.bakehouse.channel"  # marks an index entry that names the image by a channel
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # dpkg's architecture names -> OCI's (Go's GOARCH, and a variant where Go has one).
@@ -115,8 +118,25 @@ def image_entry(layout: Path) -> dict[str, Any]:
     """The image's entry in index.json: the image, not what refers to it (an attestation:
     attest.py). Raises OSError, ValueError, KeyError or TypeError when there is no one such entry."""
     index = _json(layout / "index.json")
-    (entry,) = [m for m in index["manifests"] if m.get("mediaType") == MEDIA_MANIFEST and "artifactType" not in m]
+    (entry,) = [m for m in index["manifests"] if m.get("mediaType") == MEDIA_MANIFEST and "artifactType" not in m
+                and CHANNEL not in (m.get("annotations") or {})]
     return dict(entry)
+
+
+def tag_channels(layout: Path, channels: list[str]) -> bool:
+    """Name the image in index.json by each of `channels` too (so `skopeo copy
+    oci:LAYOUT:stable` takes it), and by no other channel; True if index.json changed. The
+    image, its manifest and its digest are untouched: only the layout's list of names moves."""
+    index = _json(layout / "index.json")
+    own = image_entry(layout)
+    others = [m for m in index["manifests"] if CHANNEL not in (m.get("annotations") or {})]
+    names = [name for name in channels if name != (own.get("annotations") or {}).get(REF_NAME)]
+    tags = [{**own, "annotations": {REF_NAME: name, CHANNEL: name}} for name in names]
+    if index["manifests"] == [*others, *tags]:
+        return False
+    index["manifests"] = [*others, *tags]
+    write_atomically(layout / "index.json", json.dumps(index, sort_keys=True, separators=(",", ":")))
+    return True
 
 
 def read_image(layout: Path) -> OciImage:

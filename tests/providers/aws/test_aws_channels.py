@@ -45,6 +45,10 @@ def test_a_promotion_is_in_ssm_per_region_and_a_fresh_clone_sees_it(aws_repo: Pa
     second = {region: amis(aws_env, region, "aws-hello")[0]["ImageId"] for region in REGIONS}
     run_doit(aws_repo, "promote", "aws-hello", "stable", env=aws_env, check=True)
     assert parameter(aws_env, "us-west-2", "/bakehouse/aws-hello/stable") == second["us-west-2"]
+    for region in REGIONS:  # the AMIs say so too, for filters: the channel's tag moved with it
+        tagged = {ami["ImageId"] for ami in amis(aws_env, region, "aws-hello")
+                  if ami["tags"].get("bakehouse:channel:stable") == "true"}
+        assert tagged == {second[region]}, (region, tagged)
 
     clone = tmp_path / "clone"  # another runner: the bakes, no state
     shutil.copytree(aws_repo, clone, ignore=shutil.ignore_patterns(".bakehouse", ".doit.db*", "build", "dist"))

@@ -190,6 +190,10 @@ class Ec2:
                 Resources=resources, Tags=[{"Key": key, "Value": value} for key, value in tags.items()]
             )
 
+    def delete_tags(self, region: str, resources: list[str], keys: list[str]) -> None:
+        with _one_line_errors(region, "DeleteTags"):
+            self.client(region).delete_tags(Resources=resources, Tags=[{"Key": key} for key in keys])
+
 
 class S3:
     """The S3 calls of shared state (shared.py): conditional writes for leases, objects for

@@ -15,6 +15,9 @@ Every AMI a bake makes carries tags (on its snapshots too):
     bakehouse:provenance  the SHA256 of the provenance statement of the run that made it (on
                           the AMI only), a file beside the image's log and manifest named by it:
                           on this machine, and on S3 with shared state
+    bakehouse:channel:C   on the AMIs (in every region) of the image channel C points at, and
+                          on no other: a mark for filters (`tag:bakehouse:channel:stable`);
+                          the channel's moves in SSM are the truth (channels.py)
     bakehouse:summary:N   the compact input summary as JSON, cut into tag-sized pieces
     bakehouse:version     the bakehouse version that baked it
 
@@ -58,6 +61,7 @@ USED_SEQUENCE_TAG = PREFIX + "used-sequence"
 LAUNCH_TAG = PREFIX + "launch"
 PROVENANCE_TAG = PREFIX + "provenance"
 SUMMARY_TAG = PREFIX + "summary:"
+CHANNEL_TAG = PREFIX + "channel:"
 VERSION_TAG = PREFIX + "version"  # the bakehouse that baked it
 TAG_VALUE_LIMIT = 256
 # AWS allows 50 tags per resource; this leaves room for bakehouse's others and the user's.
@@ -142,6 +146,7 @@ class AwsRegistry:
         for _ in range(attempts):
             moves = self.channel_moves(bake)
             written = self._write_pointers(bake, channel, current(moves, channel))
+            self._tag_amis(bake, channel, current(moves, channel))
             if written and len(self.channel_moves(bake)) == len(moves):
                 return
         raise RegistryError(f"{bake}: channel {channel}: its SSM parameters kept changing while they were written; "
@@ -165,6 +170,20 @@ class AwsRegistry:
             if read.get("Parameter", {}).get("Value") != ami:
                 return False
         return True
+
+    def _tag_amis(self, bake: str, channel: str, image_id: str | None) -> None:
+        """Tag the channel's image's AMIs with bakehouse:channel:CHANNEL, then untag the
+        bake's other AMIs (a move that lands meanwhile is written again by point())."""
+        key = CHANNEL_TAG + channel
+        for region in self.regions_of(bake):
+            amis = {str(ami["ImageId"]): image for image, by_region in self._grouped(bake).items()
+                    for place, ami in by_region.items() if place == region}
+            pointed = [ami for ami, image in amis.items() if image == image_id]
+            if pointed:
+                self.ec2.create_tags(region, pointed, {key: "true"})
+            others = sorted(set(amis) - set(pointed))
+            if others:
+                self.ec2.delete_tags(region, others, [key])
 
     def listing(self, region: str) -> dict[str, list[dict[str, Any]]]:
         """Every available bakehouse AMI of this account in `region`, by bake, oldest first

@@ -6,6 +6,8 @@
     .bakehouse/records/<bake>/<image-id>.packages   its package manifest (contents.py)
 
     .bakehouse/cache/layers/<diff-id>/              layers unpacked for service bakes (oci/cache.py)
+    .bakehouse/channels/<bake>.json                 its channels' moves (channels.py); each
+                                                    layout is also tagged with its channels
 
 The record is written last, by an atomic rename, so an image without a record was never
 finished and one with a record is complete. Paths in records are relative to .bakehouse/,
@@ -23,13 +25,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from ...channels import ChannelMove
+from ...channels import ChannelMove, channels_on
 from ...contents import Manifest, read_manifest
 from ...errors import RegistryError
 from ...files import remove_path, write_atomically
 from ...oci.attest import statements
 from ...oci.cache import LayerCache
-from ...oci.layout import LayoutError, OciImage, own_size, read_image
+from ...oci.layout import LayoutError, OciImage, own_size, read_image, tag_channels
 from ...registry import ImageRecord, newest_first, next_sequence
 
 OLD_FORMAT = ".tar.zst"
@@ -240,7 +242,21 @@ class LocalRegistry:
                 return False
             body = {"moves": [known.to_json() for known in [*moves, move]]}
             write_atomically(path, json.dumps(body, indent=1) + "\n", durable=True)
+            self._tag_layouts(bake, [*moves, move])
             return True
+
+    def _tag_layouts(self, bake: str, moves: list[ChannelMove]) -> None:
+        """Each image's OCI layout is named by the channels that point at it (and no others),
+        so `skopeo copy oci:.bakehouse/images/BAKE/ID:stable` and `podman` see the channel too.
+        A mark for other tools: the history is the truth (a layout that cannot be written is
+        left as it was)."""
+        names = tuple(dict.fromkeys(known.channel for known in moves))
+        for image in self.images(bake):
+            if not self.old_format(image):
+                try:
+                    tag_channels(self.artifact(image), channels_on(moves, image.image_id, names))
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
 
 
 def _image_id(name: str) -> str:
