@@ -4,6 +4,7 @@ name with skopeo, digest unchanged, and pulled back the same."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -63,6 +64,15 @@ def test_a_channel_is_pushed_as_a_tag_with_its_digest_unchanged(repo: Path, regi
     subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{registry}/base:stable",
                     f"oci:{pulled}:base"], check=True, capture_output=True)
     assert json.loads((pulled / "index.json").read_text())["manifests"][0]["digest"] == facts["digest"]
+    # its provenance and SBOM went along, each by its own digest, about the image pushed
+    kept = json.loads((repo / ".bakehouse" / "images" / "base" / first / "index.json").read_text())["manifests"]
+    statements = [entry for entry in kept if entry.get("artifactType") == "application/vnd.in-toto+json"]
+    assert len(statements) == 2
+    for entry in statements:
+        raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{registry}/base@{entry['digest']}"],
+                             capture_output=True, check=True).stdout
+        assert "sha256:" + hashlib.sha256(raw).hexdigest() == entry["digest"]
+        assert json.loads(raw)["subject"]["digest"] == facts["digest"]
 
     run_doit(repo, "bake:base", "--rebake", check=True)  # latest moves on; stable stays
     second = json.loads(run_doit(repo, "images", "--json", "base", check=True).stdout)["base"][0]
