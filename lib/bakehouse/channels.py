@@ -6,7 +6,9 @@ history, as HCP Packer's channels are (and Spinnaker's base labels, by another n
 - Every other channel moves only by `doit promote` (to an image) and `doit rollback` (back to
   the image it pointed at before the move being undone). A channel's moves are its history:
   who, when, why; replaying them gives where it points (a promote pushes an image, a rollback
-  pops one), so a rollback after a rollback goes one step further back.
+  pops one), so a rollback after a rollback goes one step further back. A revocation moves a
+  channel off a revoked image: back to the last image before it that is not revoked (a
+  `revoke` move pops down to it), or to nothing (revocation.py).
 - The registry keeps the moves (the local image store; SSM parameters in AWS), so every
   runner sees the same channels. A move is recorded only if no other move came first
   (`Registry.add_channel_move` is a conditional write); the command reads again and retries,
@@ -15,6 +17,8 @@ history, as HCP Packer's channels are (and Spinnaker's base labels, by another n
 
 from __future__ import annotations
 
+import getpass
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -22,7 +26,7 @@ from .errors import BakehouseError
 
 LATEST = "latest"
 DEFAULT_CHANNELS = ("candidate", "stable")
-ACTIONS = ("promote", "rollback")
+ACTIONS = ("promote", "rollback", "revoke")
 
 
 class ChannelError(BakehouseError):
@@ -35,7 +39,7 @@ class ChannelMove:
 
     channel: str
     image: str | None  # the image it points at after the move; None: it points at nothing
-    action: str  # "promote" | "rollback"
+    action: str  # "promote" | "rollback" | "revoke" (back to `image`, off a revoked one)
     at: str  # ISO 8601, UTC
     by: str
     note: str = ""
@@ -53,6 +57,15 @@ class ChannelMove:
                    str(data.get("by", "")), str(data.get("note", "")))
 
 
+def who() -> str:
+    """Who moves a channel or revokes an image: BAKEHOUSE_USER (a CI job, the bake service's
+    caller), else the login name."""
+    try:
+        return os.environ.get("BAKEHOUSE_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
 def moves_of(moves: list[ChannelMove], channel: str) -> list[ChannelMove]:
     return [move for move in moves if move.channel == channel]
 
@@ -64,6 +77,9 @@ def stack(moves: list[ChannelMove], channel: str) -> list[str | None]:
     for move in moves_of(moves, channel):
         if move.action == "promote":
             pointed.append(move.image)
+        elif move.action == "revoke":  # back past the revoked image(s), to `image` (or nothing)
+            while pointed and pointed[-1] != move.image:
+                pointed.pop()
         elif pointed:
             pointed.pop()
     return pointed

@@ -49,6 +49,7 @@ from .project import Project
 from .providers import BakeJob, OpenProviders, Provider
 from .registry import ImageRecord, created_at, in_use, timestamp
 from .render import Templates
+from .revocation import pointed_at, usable, withdrawn
 from .updates import SourcesState, UpdateIndexes
 
 FORCED = "forced (--rebake)"
@@ -198,7 +199,8 @@ class Planner:
         )
         self._check_kind(bake, provider.package_format(bake), packages)
         self._check_offered(bake, provider, packages)
-        images = provider.registry.images(bake.name)
+        every = provider.registry.images(bake.name)
+        images = usable(every, self.now)  # a revoked image is never current, nor the one in use
         if bake.base is not None and bake.base_channel is not None:
             base_decision: Decision | None = self._channel_base(bake)
         else:
@@ -208,8 +210,31 @@ class Planner:
             for places, source, base_part in self._groups(bake, provider, base_decision)
         )
         decision = parts[0] if len(parts) == 1 else _combined(bake, parts)
+        decision = self._revoked_reasons(bake, decision, every)
         if not decision.up_to_date:
             provider.preflight(bake)  # what can be told now to make the bake fail: one line here
+        return decision
+
+    def _revoked_reasons(self, bake: Bake, decision: Decision, every: list[ImageRecord]) -> Decision:
+        """Say so when a revocation is why the bake is not up to date: its image of these
+        inputs is revoked (`image X revoked (why)`), or the base its image in use was built
+        on is (`base image X revoked (why)`)."""
+        if decision.up_to_date or FORCED in decision.reasons:
+            return decision
+        revoked = [image for image in every if withdrawn(image.revoked, self.now)]
+        own = next((image for image in revoked if image.key == decision.key), None)
+        if own is not None and own.revoked is not None:
+            return replace(decision, reasons=(f"image {own.image_id} {own.revoked.describe()}",))
+        # every image it had is revoked: explain against the newest of them
+        used = decision.in_use or (revoked[0] if revoked and len(revoked) == len(every) else None)
+        base = None if bake.base is None or used is None or used.base_image is None else next(
+            (image for image in self.images(bake.base) if image.image_id == used.base_image), None)
+        others = tuple(reason for reason in decision.reasons if reason != "no image yet")
+        if base is not None and base.revoked is not None and withdrawn(base.revoked, self.now):
+            others = tuple(reason for reason in others if not reason.startswith(("base image", "base channel")))
+            return replace(decision, reasons=(f"base image {base.image_id} {base.revoked.describe()}", *others))
+        if decision.in_use is None and used is not None and used.revoked is not None:
+            return replace(decision, reasons=(f"image {used.image_id} {used.revoked.describe()}", *others))
         return decision
 
     def _channel_base(self, bake: Bake) -> Decision:
@@ -217,10 +242,12 @@ class Planner:
         the base's own newest image is (a new base image rebakes the service once promoted)."""
         assert bake.base is not None and bake.base_channel is not None
         base = self.graph[bake.base]
-        image_id = current(self.provider_of(base.name).registry.channel_moves(base.name), bake.base_channel)
+        moves = self.provider_of(base.name).registry.channel_moves(base.name)
+        image_id = pointed_at(moves, bake.base_channel, {image.image_id: image for image in self.images(base.name)}, self.now)
         if image_id is None:
-            raise ChannelError(f"{bake.where}: base: channel {bake.base_channel} of {base.name} points at nothing; "
-                               f"promote an image first: doit promote {base.name} {bake.base_channel}")
+            revoked = " that is not revoked" if current(moves, bake.base_channel) is not None else ""
+            raise ChannelError(f"{bake.where}: base: channel {bake.base_channel} of {base.name} points at nothing"
+                               f"{revoked}; promote an image first: doit promote {base.name} {bake.base_channel}")
         image = next((found for found in self.images(base.name) if found.image_id == image_id), None)
         if image is None:
             raise ChannelError(f"{bake.where}: base: channel {bake.base_channel} of {base.name} points at {image_id}, "

@@ -8,11 +8,12 @@ means the image the channel points at (`hello@stable`; `hello@latest`: its newes
 
 from __future__ import annotations
 
-from .channels import LATEST, current
+from .channels import LATEST
 from .contents import Manifest
 from .decide import Planner
 from .errors import BakehouseError
 from .registry import ImageRecord, in_use, order
+from .revocation import latest, pointed_at
 from .tomlcheck import did_you_mean
 
 
@@ -47,13 +48,16 @@ def channel_image(planner: Planner, bake: str, channel: str) -> ImageRecord:
         raise UnknownImage(f"no bake '{bake}'{did_you_mean(bake, planner.graph.names)}")
     images = planner.images(bake)
     if channel == LATEST:
-        if not images:
-            raise UnknownImage(f"{bake} has no image yet; bake it: doit bake:{bake}")
-        return images[0]
+        newest = latest(images, planner.now)
+        if newest is None:
+            raise UnknownImage(f"{bake} has no image yet; bake it: doit bake:{bake}" if not images
+                               else f"{bake} has no image that is not revoked; bake it: doit bake:{bake}")
+        return newest
     names = planner.graph[bake].channels
     if channel not in names:
         raise UnknownImage(f"{bake} has no channel '{channel}'; its channels are latest, {', '.join(names)}")
-    image_id = current(planner.provider_of(bake).registry.channel_moves(bake), channel)
+    moves = planner.provider_of(bake).registry.channel_moves(bake)
+    image_id = pointed_at(moves, channel, {image.image_id: image for image in images}, planner.now)
     found = next((image for image in images if image.image_id == image_id), None)
     if found is None:
         raise UnknownImage(f"{bake}@{channel} points at nothing" if image_id is None

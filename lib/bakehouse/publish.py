@@ -19,13 +19,15 @@ target; nothing else changes.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from .channels import LATEST, current
+from .channels import LATEST
 from .errors import BakehouseError, DefinitionError
 from .keyref import Key, names
 from .registry import ImageRecord
+from .revocation import latest, pointed_at
 from .tomlcheck import reject_unknown, type_name
 
 PUBLISH_KEY_DOCS = (
@@ -139,10 +141,11 @@ def _launch_template(where: str, n: int, entry: Any, known: tuple[str, ...]) -> 
     return LaunchTemplate(name, channel, default)
 
 
-def channel_images(images: list[ImageRecord], moves: list[Any], channels: tuple[str, ...]) -> dict[str, ImageRecord | None]:
-    """The image each channel points at now (`latest`: the newest)."""
+def channel_images(images: list[ImageRecord], moves: list[Any], channels: tuple[str, ...],
+                   now: datetime) -> dict[str, ImageRecord | None]:
+    """The image each channel points at now (`latest`: the newest not revoked)."""
     by_id = {image.image_id: image for image in images}
-    return {channel: (images[0] if images else None) if channel == LATEST else by_id.get(current(moves, channel) or "")
+    return {channel: latest(images, now) if channel == LATEST else by_id.get(pointed_at(moves, channel, by_id, now) or "")
             for channel in channels}
 
 
@@ -152,7 +155,7 @@ def pending(planner: Any, name: str) -> list[Publication]:
     if bake.publish is None:
         return []
     provider = planner.provider_of(name)
-    pointed = channel_images(planner.images(name), provider.registry.channel_moves(name), bake.publish.channels)
+    pointed = channel_images(planner.images(name), provider.registry.channel_moves(name), bake.publish.channels, planner.now)
     return [publication for publication in provider.publications(bake, pointed) if publication.out_of_date]
 
 

@@ -72,7 +72,7 @@ def reference_page() -> str:
 
 
 # The commands in the order a user meets them; doit's own task commands are not listed.
-COMMAND_ORDER = ("run", "plan", "info", "images", "diff", "log", "prune", "verify", "promote", "rollback", "channels", "serve", "init")
+COMMAND_ORDER = ("run", "plan", "info", "images", "diff", "log", "prune", "verify", "promote", "rollback", "channels", "revoke", "restore", "serve", "init")
 
 
 def commands_page() -> str:

@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from .revocation import Revocation
+
 if TYPE_CHECKING:
     from .channels import ChannelMove
     from .contents import Manifest
@@ -49,6 +51,7 @@ class ImageRecord:
     used_at: str | None = None  # when a `doit` run last found it current again, if ever
     used_sequence: int = 0  # the sequence number that mark was given
     bakehouse_version: str | None = None  # the bakehouse that baked it (None: from before this was kept)
+    revoked: Revocation | None = None  # kept apart from the record, by the registry (revocation.py)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -57,6 +60,7 @@ class ImageRecord:
             "packages": self.packages, "summary": self.summary, "log": self.log, "name": self.name,
             "sequence": self.sequence, "used_at": self.used_at, "used_sequence": self.used_sequence,
             "bakehouse_version": self.bakehouse_version,
+            "revoked": None if self.revoked is None else self.revoked.to_json(),
         }
 
     @classmethod
@@ -65,7 +69,7 @@ class ImageRecord:
         if not isinstance(data, dict):
             raise TypeError("not a JSON object")
         optional = {"name": None, "sequence": 0, "summary": {}, "log": None, "used_at": None, "used_sequence": 0,
-                    "bakehouse_version": None}
+                    "bakehouse_version": None, "revoked": None}
         values = {name: data[name] for name in cls.__dataclass_fields__ if name not in optional}
         values.update({name: data.get(name, default) for name, default in optional.items()})
         for name, wanted in _SHAPE.items():
@@ -73,6 +77,8 @@ class ImageRecord:
                 raise TypeError(f"'{name}' is {type(values[name]).__name__}")
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in values["locations"].items()):
             raise TypeError("'locations' must map places to strings")
+        if values["revoked"] is not None:
+            values["revoked"] = Revocation.from_json(values["revoked"])
         return cls(**values)
 
 
@@ -80,7 +86,7 @@ _SHAPE: dict[str, type | tuple[type, ...]] = {
     "image_id": str, "bake": str, "key": str, "created": str, "provider": str, "locations": dict,
     "base_image": (str, type(None)), "packages": dict, "summary": dict, "log": (str, type(None)),
     "name": (str, type(None)), "sequence": int, "used_at": (str, type(None)), "used_sequence": int,
-    "bakehouse_version": (str, type(None)),
+    "bakehouse_version": (str, type(None)), "revoked": (dict, type(None)),
 }
 
 
@@ -184,6 +190,11 @@ class Registry(Protocol):
     def add_channel_move(self, bake: str, move: ChannelMove, seen: int) -> bool:
         """Record `move`, only if the history still has exactly the `seen` moves it had when
         read (a conditional write); False when another move came first."""
+        ...
+
+    def revoke(self, image: ImageRecord, revocation: Revocation | None) -> None:
+        """Mark `image` revoked (on every AMI; beside the local record), or, with None, clear
+        the mark (`doit restore`)."""
         ...
 
     def used_outside(self, images: list[ImageRecord]) -> dict[str, list[str]]:

@@ -8,6 +8,8 @@ it is set per bake in a `[prune]` table, with a project-wide default in `bakehou
 - an image a channel points at, and the next images (`rollback_targets`, 2) each channel's
   rollbacks go back to (channels.py),
 - an image that a kept image was built on, transitively, whichever bake it belongs to,
+  (a revoked image is not among the newest `keep`, nor kept for `min_age`: it goes once it
+  has been revoked for `revoked_min_age`, 1 day, unless one of these keeps it),
 - an image the provider reports in use outside bakehouse (AMIs: an instance in any state
   but terminated, a launch template version, a launch configuration),
 - anything bakehouse did not make: registries list only images they tagged or recorded.
@@ -28,11 +30,13 @@ from .model import Bake
 from .project import Project
 from .projectfile import PROJECT_FILE, project_table
 from .registry import ImageRecord, created_at
+from .revocation import revoked_at, usable, withdrawn
 from .tomlcheck import reject_unknown, type_name
 
 DEFAULT_KEEP = 5
 DEFAULT_MIN_AGE = timedelta(days=14)
 DEFAULT_ROLLBACK_TARGETS = 2
+DEFAULT_REVOKED_MIN_AGE = timedelta(days=1)
 POLICY_KEY_DOCS = (
     Key(("keep",), "whole number, at least 1", f"`{DEFAULT_KEEP}`",
         "the newest images of each bake that are always kept, whatever their age"),
@@ -40,6 +44,9 @@ POLICY_KEY_DOCS = (
         'an image younger than this is kept (`"90s"`, `"45m"`, `"2h"`, `"14d"`, `"2w"`)'),
     Key(("rollback_targets",), "whole number, at least 0", f"`{DEFAULT_ROLLBACK_TARGETS}`",
         "the images each channel's next rollbacks would go back to that are kept (what a channel points at always is)"),
+    Key(("revoked_min_age",), "duration", f'`"{DEFAULT_REVOKED_MIN_AGE.days}d"`',
+        "a revoked image is kept this long after it was revoked (to restore it), then goes, whatever `keep` and "
+        "`min_age` say, unless something else keeps it"),
 )
 POLICY_KEYS = names(POLICY_KEY_DOCS)
 MAX_AGE_HOURS = 100 * 366 * 24
@@ -50,6 +57,7 @@ class Policy:
     keep: int = DEFAULT_KEEP
     min_age: timedelta = DEFAULT_MIN_AGE
     rollback_targets: int = DEFAULT_ROLLBACK_TARGETS
+    revoked_min_age: timedelta = DEFAULT_REVOKED_MIN_AGE
 
     def describe_age(self) -> str:
         return describe(self.min_age)
@@ -72,17 +80,19 @@ def parse_policy(where: str, table: Any, default: Policy) -> Policy:
     keep = table.get("keep", default.keep)
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
         raise DefinitionError(f"{where}: prune.keep must be a whole number of images, at least 1, not {keep!r}")
-    min_age = default.min_age if "min_age" not in table else _age(where, table["min_age"])
+    min_age = default.min_age if "min_age" not in table else _age(where, table["min_age"], "min_age")
+    revoked_age = default.revoked_min_age if "revoked_min_age" not in table else _age(
+        where, table["revoked_min_age"], "revoked_min_age")
     targets = table.get("rollback_targets", default.rollback_targets)
     if isinstance(targets, bool) or not isinstance(targets, int) or targets < 0:
         raise DefinitionError(f"{where}: prune.rollback_targets must be a whole number of images, at least 0, not {targets!r}")
-    return Policy(keep, min_age, targets)
+    return Policy(keep, min_age, targets, revoked_age)
 
 
-def _age(where: str, value: Any) -> timedelta:
-    age = parse_duration(f"{where}: prune.min_age", value)
+def _age(where: str, value: Any, key: str) -> timedelta:
+    age = parse_duration(f"{where}: prune.{key}", value)
     if age > timedelta(hours=MAX_AGE_HOURS):
-        raise DefinitionError(f"{where}: prune.min_age: {value!r} is more than 100 years")
+        raise DefinitionError(f"{where}: prune.{key}: {value!r} is more than 100 years")
     return age
 
 
@@ -114,9 +124,16 @@ def decide_retention(
 ) -> list[Verdict]:
     """A verdict for every image of `bakes`, in bake order, newest first."""
     why: dict[str, list[str]] = {image_id: list(reasons) for image_id, reasons in protected.items()}
+    gone: dict[str, str] = {}  # why a revoked image may go
     for bake in bakes:
         policy = policies[bake.name]
-        for rank, image in enumerate(images.get(bake.name, [])):
+        for image in images.get(bake.name, []):
+            if image.revoked is not None and withdrawn(image.revoked, now):
+                since = now - revoked_at(image.revoked)
+                if since < policy.revoked_min_age:
+                    why.setdefault(image.image_id, []).append(f"revoked less than {describe(policy.revoked_min_age)} ago")
+                gone[image.image_id] = f"revoked {describe(max(since, timedelta(0)))} ago ({image.revoked.reason})"
+        for rank, image in enumerate(usable(images.get(bake.name, []), now)):
             if rank < policy.keep:
                 why.setdefault(image.image_id, []).append(f"newest {policy.keep}")
             if now - created_at(image) < policy.min_age:
@@ -125,12 +142,13 @@ def decide_retention(
     kept = {image.image_id: image for name, found in images.items() for image in found
             if name not in pruned or why.get(image.image_id)}
     _keep_bases(kept, images, why)
-    return [
-        Verdict(image, delete=not why.get(image.image_id), why=why.get(image.image_id) or [
-            f"older than {policies[bake.name].describe_age()} and not among the newest {policies[bake.name].keep}"
-        ])
-        for bake in bakes for image in images.get(bake.name, [])
-    ]
+    return [Verdict(image, delete=not why.get(image.image_id), why=why.get(image.image_id) or [_gone(
+        image, gone, policies[bake.name])]) for bake in bakes for image in images.get(bake.name, [])]
+
+
+def _gone(image: ImageRecord, gone: dict[str, str], policy: Policy) -> str:
+    """Why an image nothing keeps may be deleted."""
+    return gone.get(image.image_id) or f"older than {policy.describe_age()} and not among the newest {policy.keep}"
 
 
 def _keep_bases(kept: dict[str, ImageRecord], images: dict[str, list[ImageRecord]], why: dict[str, list[str]]) -> None:

@@ -35,7 +35,8 @@ from .model import Bake, BakeGraph
 from .packages import is_artifact_spec
 from .project import Project
 from .providers import open_providers
-from .publish import pending, publish_pending
+from .publish import pending
+from .revoking import settle
 
 class Reporter(ConsoleReporter):
     """doit's console reporter; once doit has finished the run, a signal cannot change its
@@ -283,7 +284,7 @@ def _bake(root: str, name: str, rebake: bool = False) -> TaskFailed | None:
     try:
         bake_image(planner, name, rebake or rebake_all(), sys.stdout)
         planner.forget(name)  # its new image, which `latest` now points at
-        publish_pending(planner, name, print)
+        settle(planner, [name], print)  # channels off what was revoked since, then publish
     except BakehouseError as error:
         return TaskFailed(str(error))
     return None
@@ -293,7 +294,7 @@ def _publish(root: str, name: str) -> TaskFailed | None:
     planner = planner_for(Path(root))
     try:
         planner.forget(name)
-        publish_pending(planner, name, print)
+        settle(planner, [name], print)
     except BakehouseError as error:
         return TaskFailed(str(error))
     return None

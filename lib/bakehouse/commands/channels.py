@@ -13,7 +13,6 @@ for Terraform or a GitHub Actions output).
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import sys
@@ -22,7 +21,7 @@ from typing import Any, Callable, TextIO
 
 from doit.exceptions import InvalidCommand
 
-from ..channels import LATEST, ChannelError, ChannelMove, check_movable, current, moves_of, rollback_target
+from ..channels import LATEST, ChannelError, ChannelMove, check_movable, current, moves_of, rollback_target, who
 from ..decide import Planner
 from ..epoch import now_utc
 from ..errors import BakehouseError
@@ -30,19 +29,14 @@ from ..lookup import find_image
 from ..publish import publish_pending
 from ..registry import ImageRecord, created_at
 from ..retention import describe
+from ..revoking import move_off
+from ..revocation import latest, pointed_at
 from ..tasks import planner_from_tasks
 from ..tomlcheck import did_you_mean
 from . import Command, trailing_flag
 
 ATTEMPTS = 10  # moves recorded first by other runners, read again each time, before giving up
 FORMATS = ("table", "json", "tfvars", "github")
-
-
-def _who() -> str:
-    try:
-        return os.environ.get("BAKEHOUSE_USER") or getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def _now() -> str:
@@ -65,8 +59,15 @@ def promote(planner: Planner, bake: str, channel: str, image_name: str | None, n
         before = current(moves, channel)
         if before == image.image_id:
             return None, before
-        move = ChannelMove(channel, image.image_id, "promote", _now(), _who(), note)
+        _refuse_revoked(planner, bake, image.image_id, channel)  # read after the moves: see revoking.py
+        move = ChannelMove(channel, image.image_id, "promote", _now(), who(), note)
         if registry.add_channel_move(bake, move, len(moves)):
+            try:
+                _refuse_revoked(planner, bake, image.image_id, channel)
+            except ChannelError as error:  # revoked while it was promoted: the revocation wins
+                back = move_off(planner, bake, planner.now, who())
+                raise ChannelError(f"{error}; it was revoked while it was promoted: "
+                                   + "; ".join(change.line() for change in back)) from None
             return move, before
     raise ChannelError(f"{bake}: channel {channel}: other moves kept being recorded first; try again")
 
@@ -81,10 +82,21 @@ def rollback(planner: Planner, bake: str, channel: str, note: str) -> tuple[Chan
         target = rollback_target(moves, channel)
         if target is not None and target not in known:
             raise ChannelError(f"{bake}: channel {channel} would go back to {target}, which is no longer there")
-        move = ChannelMove(channel, target, "rollback", _now(), _who(), note)
+        if target is not None:
+            _refuse_revoked(planner, bake, target, channel)
+        move = ChannelMove(channel, target, "rollback", _now(), who(), note)
         if registry.add_channel_move(bake, move, len(moves)):
             return move, before
     raise ChannelError(f"{bake}: channel {channel}: other moves kept being recorded first; try again")
+
+
+def _refuse_revoked(planner: Planner, bake: str, image_id: str, channel: str) -> None:
+    """A channel may not point at a revoked image (read afresh: another runner may have revoked it)."""
+    planner.forget(bake)
+    found = next((image for image in planner.images(bake) if image.image_id == image_id), None)
+    if found is not None and found.revoked is not None and found.revoked.bars(channel, planner.now):
+        raise ChannelError(f"{image_id} is {found.revoked.describe()}: no channel may point at it "
+                           f"(doit restore {image_id} takes the revocation back)")
 
 
 def _image(planner: Planner, bake: str, name: str | None) -> ImageRecord:
@@ -107,9 +119,9 @@ def channel_table(planner: Planner, bakes: list[str]) -> list[dict[str, Any]]:
         images = planner.images(bake)
         by_id = {image.image_id: image for image in images}
         moves = planner.provider_of(bake).registry.channel_moves(bake)
-        channels = [{"channel": LATEST, **_pointing(images[0] if images else None, planner.now), "history": []}]
+        channels = [{"channel": LATEST, **_pointing(latest(images, planner.now), planner.now), "history": []}]
         for name in planner.graph[bake].channels:
-            image_id = current(moves, name)
+            image_id = pointed_at(moves, name, by_id, planner.now)
             shown = _pointing(by_id.get(image_id or ""), planner.now)
             if image_id is not None and image_id not in by_id:
                 shown = {**shown, "image": image_id, "missing": True}

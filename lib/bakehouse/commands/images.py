@@ -21,13 +21,15 @@ from doit.exceptions import InvalidCommand
 
 from ..contents import manifest_text
 from ..decide import Planner
+from ..epoch import now_utc
 from ..errors import BakehouseError
 from ..lookup import find_image, manifest_of
 from ..oci.listing import image_files, listing
 from ..provenance import PREDICATE_TYPE
 from ..registry import ImageRecord, created_at
 from ..sbom import cyclonedx_json
-from ..channels import LATEST, channels_on
+from ..channels import LATEST
+from ..revocation import latest, pointed_at
 from ..tasks import planner_from_tasks
 from . import Command
 from .plan import selected
@@ -49,11 +51,12 @@ def catalogue_json(catalogue: dict[str, list[ImageRecord]], facts: Facts | None 
 def channels_of(planner: Planner, name: str, images: list[ImageRecord]) -> dict[str, list[str]]:
     """The channels each of `images` is on (`latest`: the bake's newest image)."""
     moves = planner.provider_of(name).registry.channel_moves(name)
-    newest = planner.images(name)[:1]
+    newest = latest(planner.images(name), planner.now)
+    by_id = {image.image_id: image for image in planner.images(name)}
     found = {}
     for image in images:
-        on = ([LATEST] if newest and newest[0].image_id == image.image_id else [])
-        on += channels_on(moves, image.image_id, planner.graph[name].channels)
+        on = ([LATEST] if newest is not None and newest.image_id == image.image_id else [])
+        on += [channel for channel in planner.graph[name].channels if pointed_at(moves, channel, by_id, planner.now) == image.image_id]
         if on:
             found[image.image_id] = on
     return found
@@ -85,6 +88,11 @@ def catalogue_text(catalogue: dict[str, list[ImageRecord]], launch: dict[str, st
                        f"channels: {', '.join(known['channels'])}" if known.get("channels") else ""]
             if any(details):
                 lines.append("      " + "  ".join(detail for detail in details if detail))
+            if image.revoked is not None:
+                revoked = image.revoked
+                where = f" on {', '.join(revoked.only)}" if revoked.only else ""
+                state = "REVOKED" if revoked.in_effect(now_utc()) else f"TO BE REVOKED at {revoked.at}"
+                lines.append(f"      {state}{where}: {revoked.reason} (by {revoked.by} at {revoked.since})")
             if "digest" in known:
                 layers = f"{known['layers']} layer{'s' if known['layers'] != 1 else ''}"
                 shared = f"{size_text(known['shared_bytes'])} shared with other images, " if known.get("shared_bytes") else ""

@@ -28,6 +28,7 @@ from ..decide import Decision, Planner
 from ..errors import BakehouseError
 from ..matrix import FORMATS, github, gitlab, stages
 from ..publish import pending
+from ..revocation import latest
 from ..pins import LOCK_FILE, PackagePin, Pins, repository_pin, write_pins
 from ..model import BakeGraph
 from ..tasks import planner_from_tasks
@@ -122,10 +123,10 @@ def _lineage(planner: Planner, decision: Decision) -> str | None:
     image = decision.current or decision.newest
     if base is None or image is None or image.base_image is None:
         return None
-    base_images = planner.images(base)
-    if not base_images or base_images[0].image_id == image.base_image:
+    newest = latest(planner.images(base), planner.now)
+    if newest is None or newest.image_id == image.base_image:
         return None
-    return f"{image.image_id} is built on {image.base_image}, not on the newest {base} image {base_images[0].image_id}"
+    return f"{image.image_id} is built on {image.base_image}, not on the newest {base} image {newest.image_id}"
 
 
 def exit_code(rows: list[PlanRow]) -> int:

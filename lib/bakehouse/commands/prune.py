@@ -31,6 +31,7 @@ from ..leftovers import old_failed_logs, old_service_runs
 from ..locks import bake_lock, running_bases
 from ..registry import ImageRecord, created_at, in_use
 from ..retention import Verdict, decide_retention, describe, policy_of, project_policy
+from ..revocation import usable, withdrawn
 from ..tasks import planner_from_tasks
 from ..tomlcheck import did_you_mean
 from ..updates import UNUSED_DAYS
@@ -79,7 +80,7 @@ def verdicts(planner: Planner, names: list[str], held: frozenset[str] = frozense
             if part.partial is not None:
                 protected.setdefault(part.partial.image_id, []).append(
                     f"being completed in {', '.join(part.missing)}")
-        used = in_use(images[bake.name])
+        used = in_use(usable(images[bake.name], planner.now))
         if used is not None and used.image_id not in protected:  # else kept as current or being completed
             protected.setdefault(used.image_id, []).append(f"image in use of {bake.name}")
         moves = planner.provider_of(bake.name).registry.channel_moves(bake.name)
@@ -87,8 +88,10 @@ def verdicts(planner: Planner, names: list[str], held: frozenset[str] = frozense
             pointed = current(moves, channel)
             if pointed is not None:
                 protected.setdefault(pointed, []).append(f"channel {channel}")
+            revoked = {image.image_id for image in images[bake.name] if withdrawn(image.revoked, planner.now)}
             for target in rollback_targets(moves, channel, policy_of(bake, default).rollback_targets):
-                protected.setdefault(target, []).append(f"rollback target of {channel}")
+                if target not in revoked:  # no rollback goes back to a revoked image
+                    protected.setdefault(target, []).append(f"rollback target of {channel}")
     for image_id, bake_name in running_bases(planner.project.state_dir / "locks", set(held)).items():
         protected.setdefault(image_id, []).append(f"base of the running bake of {bake_name}")
     by_provider: dict[str, list[ImageRecord]] = {}

@@ -18,6 +18,9 @@ Every AMI a bake makes carries tags (on its snapshots too):
     bakehouse:channel:C   on the AMIs (in every region) of the image channel C points at, and
                           on no other: a mark for filters (`tag:bakehouse:channel:stable`);
                           the channel's moves in SSM are the truth (channels.py)
+    bakehouse:revoked-reason, -at, -by, -since, -only
+                          its revocation (revocation.py), on every AMI of the image; one
+                          AMI so tagged revokes the image (the safe side)
     bakehouse:summary:N   the compact input summary as JSON, cut into tag-sized pieces
     bakehouse:version     the bakehouse version that baked it
 
@@ -45,6 +48,7 @@ from ...contents import ContentsError, Manifest, read_manifest
 from ...errors import RecordedError, RegistryError
 from ...files import sha256_bytes
 from ...registry import ImageRecord, newest_first, next_sequence
+from ...revocation import Revocation
 from .client import AwsError, Ec2
 from .shared import SharedState, contents_key, provenance_key
 
@@ -62,6 +66,7 @@ LAUNCH_TAG = PREFIX + "launch"
 PROVENANCE_TAG = PREFIX + "provenance"
 SUMMARY_TAG = PREFIX + "summary:"
 CHANNEL_TAG = PREFIX + "channel:"
+REVOKED_TAGS = {field: f"{PREFIX}revoked-{field}" for field in ("reason", "at", "by", "since", "only")}
 VERSION_TAG = PREFIX + "version"  # the bakehouse that baked it
 TAG_VALUE_LIMIT = 256
 # AWS allows 50 tags per resource; this leaves room for bakehouse's others and the user's.
@@ -227,6 +232,17 @@ class AwsRegistry:
         for region in self.regions_of(bake):
             self._listings.pop(region, None)
             self._failures.pop(region, None)
+
+    def revoke(self, image: ImageRecord, revocation: Revocation | None) -> None:
+        """Tag (or untag) every AMI of the image with its revocation, in every region it is in."""
+        for region, ami_id in sorted(image.locations.items()):
+            if revocation is None:
+                self.ec2.delete_tags(region, [ami_id], list(REVOKED_TAGS.values()))
+                continue
+            self.ec2.create_tags(region, [ami_id], revocation_tags(revocation))  # replaces an earlier one's
+            if not revocation.only:  # revoked everywhere now: no embargo left over
+                self.ec2.delete_tags(region, [ami_id], [REVOKED_TAGS["only"]])
+        self.forget(image.bake)
 
     def mark_in_use(self, image: ImageRecord, when: str, images: list[ImageRecord]) -> None:
         """Tag the image's AMIs (snapshots keep their tags: the mark only orders reasons)."""
@@ -475,7 +491,22 @@ def _record(bake: str, image_id: str, amis: dict[str, dict[str, Any]]) -> ImageR
         used_at=max((_tags(ami).get(USED_AT_TAG, "") for ami in amis.values()), default="") or None,
         used_sequence=max(_sequence(_tags(ami).get(USED_SEQUENCE_TAG)) for ami in amis.values()),
         bakehouse_version=first.get(VERSION_TAG) or None,
+        revoked=next(filter(None, (_revocation(_tags(ami)) for _, ami in sorted(amis.items()))), None),
     )
+
+
+def _revocation(tags: dict[str, str]) -> Revocation | None:
+    if REVOKED_TAGS["reason"] not in tags:
+        return None
+    only = tags.get(REVOKED_TAGS["only"], "")
+    return Revocation(tags[REVOKED_TAGS["reason"]], tags.get(REVOKED_TAGS["at"], ""), tags.get(REVOKED_TAGS["by"], ""),
+                      tags.get(REVOKED_TAGS["since"], ""), tuple(only.split()) if only else ())
+
+
+def revocation_tags(revocation: Revocation) -> dict[str, str]:
+    tags = {REVOKED_TAGS["reason"]: revocation.reason, REVOKED_TAGS["at"]: revocation.at,
+            REVOKED_TAGS["by"]: revocation.by[:TAG_VALUE_LIMIT], REVOKED_TAGS["since"]: revocation.since}
+    return {**tags, REVOKED_TAGS["only"]: " ".join(revocation.only)} if revocation.only else tags
 
 
 def _sequence(tag: str | None) -> int:

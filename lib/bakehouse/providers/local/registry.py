@@ -3,6 +3,7 @@
     .bakehouse/images/<bake>/<image-id>/            the image: an OCI layout (oci/layout.py)
     .bakehouse/records/<bake>/<image-id>.json       key, input summary, packages, base, log
     .bakehouse/records/<bake>/<image-id>.in-use     when a run found it current again, if ever
+    .bakehouse/records/<bake>/<image-id>.revoked    its revocation, if it is revoked (revocation.py)
     .bakehouse/records/<bake>/<image-id>.packages   its package manifest (contents.py)
 
     .bakehouse/cache/layers/<diff-id>/              layers unpacked for service bakes (oci/cache.py)
@@ -33,6 +34,7 @@ from ...oci.attest import statements
 from ...oci.cache import LayerCache
 from ...oci.layout import LayoutError, OciImage, own_size, read_image, tag_channels
 from ...registry import ImageRecord, newest_first, next_sequence
+from ...revocation import Revocation
 
 OLD_FORMAT = ".tar.zst"
 LEFTOVER_SUFFIXES = (".partial", ".rootfs.tar", ".partial.tar.zst", OLD_FORMAT)
@@ -84,12 +86,28 @@ class LocalRegistry:
         write_atomically(self.records_dir(image.bake) / f"{image.image_id}.in-use", json.dumps(mark) + "\n")
 
     def _with_use(self, image: ImageRecord, record: Path) -> ImageRecord:
-        """The record with its in-use mark; a damaged mark is no mark (it only orders reasons)."""
+        """The record with its in-use mark (a damaged mark is no mark: it only orders reasons)
+        and its revocation (a damaged one is a RegistryError: it keeps an image out of use)."""
         try:
             mark = json.loads(record.with_suffix(".in-use").read_text(encoding="utf-8"))
-            return replace(image, used_at=str(mark["used_at"]), used_sequence=int(mark["used_sequence"]))
+            image = replace(image, used_at=str(mark["used_at"]), used_sequence=int(mark["used_sequence"]))
         except (OSError, ValueError, KeyError, TypeError):
+            pass
+        revoked = record.with_suffix(".revoked")
+        try:
+            return replace(image, revoked=Revocation.from_json(json.loads(revoked.read_text(encoding="utf-8"))))
+        except FileNotFoundError:
             return image
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise RegistryError(f"{revoked}: not a revocation ({type(error).__name__}: {error}); "
+                                f"mend it or revoke the image again") from None
+
+    def revoke(self, image: ImageRecord, revocation: Revocation | None) -> None:
+        path = self.records_dir(image.bake) / f"{image.image_id}.revoked"
+        if revocation is None:
+            path.unlink(missing_ok=True)
+        else:
+            write_atomically(path, json.dumps(revocation.to_json(), indent=1) + "\n", durable=True)
 
     def forget(self, bake: str) -> None:
         """Nothing to forget: every images() call reads the records afresh."""
@@ -142,7 +160,8 @@ class LocalRegistry:
         """The record goes first (the image is gone from then on), then its mark, file, log."""
         record = self.records_dir(image.bake) / f"{image.image_id}.json"
         removed = []
-        for path in (record, record.with_suffix(".in-use"), record.with_suffix(".packages"), self.artifact(image),
+        for path in (record, record.with_suffix(".in-use"), record.with_suffix(".packages"), record.with_suffix(".revoked"),
+                     self.artifact(image),
                      self._log(image.bake, image.image_id)):
             if path.exists():
                 remove_path(path)
@@ -151,7 +170,8 @@ class LocalRegistry:
 
     def finish_deletions(self, bake: str) -> list[str]:
         """Images, marks and manifests whose record is gone (an interrupted delete or bake)."""
-        marks = self._unrecorded(bake, [*self.records_dir(bake).glob("*.in-use"), *self.records_dir(bake).glob("*.packages")])
+        marks = self._unrecorded(bake, [*self.records_dir(bake).glob("*.in-use"), *self.records_dir(bake).glob("*.packages"),
+                                         *self.records_dir(bake).glob("*.revoked")])
         for path in marks:
             remove_path(path)
         return sorted(str(path.relative_to(self.state_dir)) for path in [*self.remove_unrecorded(bake), *marks])
@@ -261,7 +281,7 @@ class LocalRegistry:
 
 def _image_id(name: str) -> str:
     """The image id a file or directory of the store belongs to (its layout, or a leftover)."""
-    for suffix in LEFTOVER_SUFFIXES + (".in-use", ".packages"):
+    for suffix in LEFTOVER_SUFFIXES + (".in-use", ".packages", ".revoked"):
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return name
