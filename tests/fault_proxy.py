@@ -12,8 +12,16 @@ only, 127.0.0.1) forwards EC2 query-API calls to moto and, as CONFIG says, seede
      "tags_late_seconds": 10,     # CreateTags on an image shows in DescribeImages this late
      "pending_seconds": 0,        # a new image (CreateImage, CopyImage) is `pending` this long
      "hidden_seconds": 0,         # ... and absent from DescribeImages this long
-     "log_params": false}         # each call's parameters in EVENTS too (they hold no secret:
+     "log_params": false,         # each call's parameters in EVENTS too (they hold no secret:
                                   # the signature is in a header, which is never logged)
+     "lifecycle": false}          # answer the AMI lifecycle calls moto lacks (below)
+
+With "lifecycle", the proxy stands in for the EC2 calls moto 5.2 does not implement and keeps
+their effect per image, shown in DescribeImages as AWS shows it: EnableImageDeprecation and
+DisableImageDeprecation (`deprecationTime`), Enable/DisableImageDeregistrationProtection
+(`deregistrationProtection`: "enabled" or "disabled"), and ModifyImageAttribute with
+ImdsSupport.Value (`imdsSupport`, which cannot be undone, as on AWS). A real AWS answers the
+same calls; only moto here needs the stand-in.
 
 S3 calls (path-style, as bakehouse makes them with an endpoint set) pass through too, and a
 rule with "s3" faults them: {"s3": "PutObject", "path": "provenance", "rate": 1, "code":
@@ -56,6 +64,7 @@ class Faults:
         self.streaks: dict[tuple[int, str, str], int] = {}  # faults in a row, per rule, call and region
         self.tagged: dict[str, float] = {}  # image id -> when its tags last changed
         self.made: dict[str, float] = {}  # image id -> when it was created
+        self.lifecycle: dict[str, dict[str, str]] = {}  # image id -> deprecationTime, imdsSupport, ...
         self.events = open(events, "a", encoding="utf-8")
 
     def fault(self, action: str, region: str) -> str | None:
@@ -151,11 +160,39 @@ def make_handler(upstream: urllib.parse.SplitResult, faults: Faults) -> type[htt
                 faults.log(action=action, region=region, fault=code)
                 self._answer(STATUS.get(code, 400), error_body(code), "text/xml")  # other codes: the caller's error
                 return
+            if faults.config.get("lifecycle") and self._lifecycle(action, form, region):
+                return
             status, content_type, answer = self._ask_upstream(body)
             answer = self._delay_consistency(action, form, answer) if status == 200 else answer
             params = {key: values[0] for key, values in form.items()} if faults.config.get("log_params") else None
             faults.log(action=action, region=region, status=status, **({"params": params} if params else {}))
             self._answer(status, answer, content_type)
+
+        def _lifecycle(self, action: str, form: dict[str, list[str]], region: str) -> bool:
+            """Answer a lifecycle call moto lacks, keeping its effect; False for any other call."""
+            image = (form.get("ImageId") or [""])[0]
+            changes = {
+                "EnableImageDeprecation": {"deprecationTime": (form.get("DeprecateAt") or [""])[0]},
+                "DisableImageDeprecation": {"deprecationTime": None},
+                "EnableImageDeregistrationProtection": {"deregistrationProtection": "enabled"},
+                "DisableImageDeregistrationProtection": {"deregistrationProtection": "disabled"},
+            }.get(action)
+            if action == "ModifyImageAttribute" and "ImdsSupport.Value" in form:
+                changes = {"imdsSupport": form["ImdsSupport.Value"][0]}
+            if changes is None:
+                return False
+            with faults.lock:
+                kept = faults.lifecycle.setdefault(image, {})
+                for name, value in changes.items():
+                    if value is None:
+                        kept.pop(name, None)
+                    else:
+                        kept[name] = value
+            faults.log(action=action, region=region, status=200, image=image, stood_in=True)
+            body = (f'<{action}Response xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+                    f"<requestId>{uuid.uuid4()}</requestId><return>true</return></{action}Response>").encode()
+            self._answer(200, body, "text/xml")
+            return True
 
         def _ask_upstream(self, body: bytes) -> tuple[int, str, bytes]:
             connection = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=60)
@@ -180,8 +217,28 @@ def make_handler(upstream: urllib.parse.SplitResult, faults: Faults) -> type[htt
                         if key.startswith("ResourceId.") and values[0].startswith("ami-"):
                             faults.tagged[values[0]] = now
             elif action == "DescribeImages":
-                return self._rewrite_images(answer, now)
+                return self._with_lifecycle(self._rewrite_images(answer, now))
             return answer
+
+        def _with_lifecycle(self, answer: bytes) -> bytes:
+            """DescribeImages as AWS answers it once lifecycle calls were made."""
+            with faults.lock:
+                kept = {image: dict(values) for image, values in faults.lifecycle.items()}
+            if not kept:
+                return answer
+            root = ET.fromstring(answer)
+            namespace = root.tag.split("}")[0] + "}" if root.tag.startswith("{") else ""
+            ET.register_namespace("", namespace.strip("{}"))
+            for item in root.iter(f"{namespace}item"):
+                image_id = item.findtext(f"{namespace}imageId")
+                if image_id is None or item.find(f"{namespace}imageState") is None:
+                    continue
+                for name, value in kept.get(image_id, {}).items():
+                    element = item.find(f"{namespace}{name}")
+                    if element is None:
+                        element = ET.SubElement(item, f"{namespace}{name}")
+                    element.text = value
+            return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
         def _rewrite_images(self, answer: bytes, now: float) -> bytes:
             config = faults.config

@@ -15,7 +15,7 @@ from .providers import definitions
 from .tomlcheck import reject_unknown
 
 PROJECT_FILE = "bakehouse.toml"
-CORE_TABLES = ("prune", "spinnaker")
+CORE_TABLES = ("prune", "spinnaker", "notify")
 
 
 def project_table(project: Project, name: str) -> Any:

@@ -16,6 +16,7 @@ from .definitions import CORE_KEY_DOCS, REPOSITORY_KEY_DOCS
 from .keyref import Key
 from .providers import definitions
 from .publish import PUBLISH_KEY_DOCS
+from .notify import NOTIFY_KEY_DOCS
 from .retention import POLICY_KEY_DOCS
 
 
@@ -65,6 +66,8 @@ def reference_page() -> str:
               "", *_rows(PUBLISH_KEY_DOCS, "publish.")]
     lines += ["", "## `[prune]`", "", "Retention for `doit prune`, in a bake file (that bake's) or in "
               "`bakehouse.toml` (the project's default).", "", *_rows(POLICY_KEY_DOCS, "prune.")]
+    lines += ["", "## `bakehouse.toml`: `[notify]`", "", "Who hears of bakes, promotions, rollbacks, revocations, "
+              "restores and prunes ([Notifications](../how-to/notifications.md)).", "", *_rows(NOTIFY_KEY_DOCS, "notify.")]
     project_tables = [(table, keys) for provider in providers.values() for table, keys in provider.project_table_docs]
     for table, keys in project_tables:
         lines += ["", f"## `bakehouse.toml`: `[{table}]`", "", *_rows(keys, f"{table}.")]

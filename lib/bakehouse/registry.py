@@ -192,9 +192,10 @@ class Registry(Protocol):
         read (a conditional write); False when another move came first."""
         ...
 
-    def revoke(self, image: ImageRecord, revocation: Revocation | None) -> None:
+    def revoke(self, image: ImageRecord, revocation: Revocation | None, now: datetime) -> list[str]:
         """Mark `image` revoked (on every AMI; beside the local record), or, with None, clear
-        the mark (`doit restore`)."""
+        the mark (`doit restore`); warnings of what could not be done besides (an AMI's
+        deprecation), one line each."""
         ...
 
     def used_outside(self, images: list[ImageRecord]) -> dict[str, list[str]]:

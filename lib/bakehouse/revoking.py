@@ -127,12 +127,15 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def settle(planner: Planner, bakes: list[str], say: Callable[[str], None]) -> None:
+def settle(planner: Planner, bakes: list[str], say: Callable[[str], None]) -> list[ChannelChange]:
     """Move the bakes' channels off what they may no longer point at, then publish what moved
     (and `latest`, which a revocation may move). Run by `doit revoke`, and by each `doit`
     (tasks.py), which so carries out a revocation given with --at once it is in effect."""
+    changes = []
     for bake in dict.fromkeys(bakes):
         for change in move_off(planner, bake, planner.now, who()):
             say(change.line())
+            changes.append(change)
         planner.forget(bake)
         publish_pending(planner, bake, say)
+    return changes

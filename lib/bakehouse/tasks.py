@@ -36,6 +36,7 @@ from .packages import is_artifact_spec
 from .project import Project
 from .providers import open_providers
 from .publish import pending
+from .notify import notify, settings as notify_settings
 from .revoking import settle
 
 class Reporter(ConsoleReporter):
@@ -177,6 +178,7 @@ def new_planner(
     bake takes from a repository: {"hello": {"hello-svc": "1.0.5"}}, as a bake service request asks."""
     project = Project.at(root)
     graph = graph or load_bakes(project)
+    notify_settings(project)  # a mistake in [notify] is one line now, not a lost notification later
     if versions is None:
         versions = requested_versions(os.environ.get(VERSIONS_VARIABLE, ""))
     if base_channels is None:
@@ -282,7 +284,14 @@ def _bake(root: str, name: str, rebake: bool = False) -> TaskFailed | None:
         reconfigure(line_buffering=True)
     planner = planner_for(Path(root))
     try:
-        bake_image(planner, name, rebake or rebake_all(), sys.stdout)
+        made = bake_image(planner, name, rebake or rebake_all(), sys.stdout)
+    except BakehouseError as error:
+        notify(planner.project, "bake.failed", {"bake": name, "error": str(error)}, print)
+        return TaskFailed(str(error))
+    if made:
+        notify(planner.project, "bake.succeeded", {"bake": name, "images": [
+            {"image": image.image_id, "locations": image.locations, "base_image": image.base_image} for image in made]}, print)
+    try:
         planner.forget(name)  # its new image, which `latest` now points at
         settle(planner, [name], print)  # channels off what was revoked since, then publish
     except BakehouseError as error:

@@ -26,6 +26,7 @@ from ..decide import Planner
 from ..epoch import now_utc
 from ..errors import BakehouseError
 from ..lookup import find_image
+from ..notify import notify
 from ..publish import publish_pending
 from ..registry import ImageRecord, created_at
 from ..retention import describe
@@ -88,6 +89,13 @@ def rollback(planner: Planner, bake: str, channel: str, note: str) -> tuple[Chan
         if registry.add_channel_move(bake, move, len(moves)):
             return move, before
     raise ChannelError(f"{bake}: channel {channel}: other moves kept being recorded first; try again")
+
+
+def tell_move(planner: Planner, bake: str, move: ChannelMove, before: str | None) -> None:
+    """Notify [notify]'s receivers of a move (notify.py; a failed delivery is a warning on stderr)."""
+    notify(planner.project, move.action, {"bake": bake, "channel": move.channel, "image": move.image,
+                                          "before": before, "note": move.note},
+           lambda line: sys.stderr.write(line + "\n"))
 
 
 def _refuse_revoked(planner: Planner, bake: str, image_id: str, channel: str) -> None:
@@ -167,16 +175,28 @@ def as_outputs(rows: list[dict[str, Any]], form: str) -> str:
     return f"images = {json.dumps(images, indent=2, sort_keys=True)}\n" if form == "tfvars" else f"images={text}\n"
 
 
-def moved(planner: Planner, bake: str, move: Callable[[], str], out: TextIO) -> int:
-    """A channel move the command line asked for: its line, then what it published; a refusal
-    or a failed publish is one line (exit 2)."""
+Moved = tuple[str, ChannelMove | None, str | None]  # the line to print, the move made (if any), where it was
+
+
+def moved(planner: Planner, bake: str, move: Callable[[], Moved], out: TextIO) -> int:
+    """A channel move the command line asked for: its line, then what it published, then the
+    notification; a refusal or a failed publish is one line (exit 2)."""
     try:
-        out.write(move() + "\n")
-        publish_pending(planner, bake, lambda line: out.write(line + "\n"))
+        line, made, before = move()
     except BakehouseError as error:
         sys.stderr.write(f"ERROR: {error}\n")
         return 2
-    return 0
+    out.write(line + "\n")
+    status = 0
+    try:
+        publish_pending(planner, bake, lambda line: out.write(line + "\n"))
+    except BakehouseError as error:
+        sys.stderr.write(f"ERROR: {error}\n")
+        status = 2
+    if made is not None:  # the move stands, published or not
+        out.flush()
+        tell_move(planner, bake, made, before)
+    return status
 
 
 class PromoteCommand(Command):
@@ -194,10 +214,10 @@ class PromoteCommand(Command):
         bake, channel, image = pos_args[0], pos_args[1], (pos_args[2] if len(pos_args) == 3 else None)
         planner = planner_from_tasks(self.task_list)
 
-        def move() -> str:
+        def move() -> Moved:
             made, before = promote(planner, bake, channel, image, note)
             return (f"{bake}@{channel} already points at {before}" if made is None
-                    else f"{bake}@{channel}: {before or 'nothing'} -> {made.image}")
+                    else f"{bake}@{channel}: {before or 'nothing'} -> {made.image}"), made, before
 
         return moved(planner, bake, move, self.outstream)
 
@@ -215,9 +235,9 @@ class RollbackCommand(Command):
             raise InvalidCommand("doit rollback takes a bake and a channel: doit rollback hello stable")
         planner = planner_from_tasks(self.task_list)
 
-        def move() -> str:
+        def move() -> Moved:
             made, before = rollback(planner, pos_args[0], pos_args[1], note)
-            return f"{pos_args[0]}@{pos_args[1]}: {before} -> {made.image or 'nothing'} (rolled back)"
+            return f"{pos_args[0]}@{pos_args[1]}: {before} -> {made.image or 'nothing'} (rolled back)", made, before
 
         return moved(planner, pos_args[0], move, self.outstream)
 

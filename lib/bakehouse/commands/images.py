@@ -93,6 +93,11 @@ def catalogue_text(catalogue: dict[str, list[ImageRecord]], launch: dict[str, st
                 where = f" on {', '.join(revoked.only)}" if revoked.only else ""
                 state = "REVOKED" if revoked.in_effect(now_utc()) else f"TO BE REVOKED at {revoked.at}"
                 lines.append(f"      {state}{where}: {revoked.reason} (by {revoked.by} at {revoked.since})")
+            aging = [f"deprecated from {known['deprecation']}" if known.get("deprecation") else "",
+                     f"IMDS {known['imds_support']} only" if known.get("imds_support") else "",
+                     "protected from deregistration" if known.get("protected") else ""]
+            if any(aging):
+                lines.append("      " + "  ".join(part for part in aging if part))
             if "digest" in known:
                 layers = f"{known['layers']} layer{'s' if known['layers'] != 1 else ''}"
                 shared = f"{size_text(known['shared_bytes'])} shared with other images, " if known.get("shared_bytes") else ""

@@ -27,6 +27,7 @@ from doit.exceptions import InvalidCommand
 from ..channels import current, rollback_targets
 from ..decide import Planner
 from ..errors import BakehouseError
+from ..notify import notify
 from ..leftovers import old_failed_logs, old_service_runs
 from ..locks import bake_lock, running_bases
 from ..registry import ImageRecord, created_at, in_use
@@ -203,6 +204,10 @@ class PruneCommand(Command):
         except BakehouseError as error:
             sys.stderr.write(f"ERROR: cannot prune: {error}\n")
             return EXIT_CANNOT_PRUNE
+        if deleted:
+            gone = [{"bake": v.image.bake, "image": v.image.image_id, "why": v.why} for v in found
+                    if v.image.image_id in deleted]
+            notify(planner.project, "prune", {"deleted": gone}, lambda line: sys.stderr.write(line + "\n"))
         if as_json:
             count, size = to_delete(table, freed)
             self.outstream.write(json.dumps({

@@ -21,6 +21,7 @@ from ..channels import channels_on, who
 from ..decide import Planner
 from ..errors import BakehouseError
 from ..lookup import find_image
+from ..notify import notify
 from ..publish import publish_pending
 from ..revocation import Revocation, RevocationError
 from ..revoking import cascaded, check_only, descendants, revocation_for, settle, when
@@ -45,12 +46,19 @@ def revoke(planner: Planner, name: str, reason: str, at: str, only: tuple[str, .
         say(f"{len(targets)} image{'s' if len(targets) != 1 else ''} would be revoked; nothing changed (--dry-run)")
         return
     for target, revoked in targets:
-        planner.provider_of(target.bake).registry.revoke(target, revoked)
+        warnings = planner.provider_of(target.bake).registry.revoke(target, revoked, now)
         say(f"revoked {target.image_id} ({target.bake}){_scope(revoked)}: {revoked.reason}")
-    if not revocation.in_effect(now):
+        for warning in warnings:
+            say(warning)
+    if revocation.in_effect(now):
+        changes = settle(planner, [target.bake for target, _ in targets], say)
+    else:
+        changes = []
         say(f"in effect from {revocation.at}: channels on it move when it takes effect (the next doit run)")
-        return
-    settle(planner, [target.bake for target, _ in targets], say)
+    notify(planner.project, "revoke", {
+        "images": [{"bake": target.bake, "image": target.image_id, "locations": target.locations, **revoked.to_json()}
+                   for target, revoked in targets],
+        "channels": [vars(change) for change in changes]}, say)
 
 
 def restore(planner: Planner, name: str, cascade: bool, say: Any) -> None:
@@ -60,12 +68,16 @@ def restore(planner: Planner, name: str, cascade: bool, say: Any) -> None:
     if not restored:
         raise RevocationError(f"{image.image_id} is not revoked" + (" (nor anything built on it)" if cascade else ""))
     for target in restored:
-        planner.provider_of(target.bake).registry.revoke(target, None)
+        warnings = planner.provider_of(target.bake).registry.revoke(target, None, planner.now)
+        for warning in warnings:
+            say(warning)
         say(f"restored {target.image_id} ({target.bake}); its channels stay where they are "
             f"(doit promote {target.bake} CHANNEL {target.image_id} puts one back)")
     for bake in dict.fromkeys(target.bake for target in restored):
         planner.forget(bake)
         publish_pending(planner, bake, say)  # `latest` may be it again
+    notify(planner.project, "restore", {"images": [{"bake": target.bake, "image": target.image_id}
+                                                   for target in restored]}, say)
 
 
 

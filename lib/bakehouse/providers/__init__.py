@@ -23,7 +23,7 @@ produced ({place: reference}); a recorded image's `locations` are where it is.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -70,6 +70,11 @@ class ProviderDefinition(Protocol):
 
     def open(self, project: Project, graph: BakeGraph) -> Provider:
         """The bake half, for one run over `graph`."""
+        ...
+
+    def notifier(self, target: str) -> Callable[[str, str, str], None] | None:
+        """How to publish a notification to `target` (an SNS topic ARN for AWS): a callable
+        taking (target, subject, message), or None when the target is not this provider's."""
         ...
 
 

@@ -26,7 +26,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..commands.channels import channel_table, promote, rollback
+from ..commands.channels import channel_table, promote, rollback, tell_move
 from ..decide import Planner
 from ..errors import BakehouseError
 from ..locks import running_bakes
@@ -165,7 +165,11 @@ async def move_channel(request: Request) -> Response:
         else:
             made, before = promote(p, name, channel, asked.get("image") or None, asked.get("note", ""))
         published: list[str] = []
-        publish_pending(p, name, published.append)
+        try:
+            publish_pending(p, name, published.append)
+        finally:
+            if made is not None:  # the move stands, published or not
+                tell_move(p, name, made, before)
         return {"bake": name, "channel": channel, "before": before,
                 "image": before if made is None else made.image, "moved": made is not None, "published": published}
 

@@ -15,6 +15,7 @@ from providers.aws.test_aws_publish import PUBLISH, default_version, launch_temp
 
 def test_revoking_a_base_with_cascade_tags_every_ami_and_moves_channels_and_targets_back(
         aws_repo: Path, aws_env: dict[str, str], tmp_path: Path) -> None:
+    aws_env = {**aws_env, "AWS_ENDPOINT_URL": aws_env["AWS_ENDPOINT_URL_EC2"]}  # Auto Scaling (doit images) on moto too
     bake = aws_repo / "bakes" / "aws-hello.toml"
     bake.write_text(bake.read_text() + PUBLISH)
     for region in REGIONS:
@@ -34,6 +35,8 @@ def test_revoking_a_base_with_cascade_tags_every_ami_and_moves_channels_and_targ
 
     revoked = run_doit(aws_repo, "revoke", base, "--cascade", "--reason", "CVE-2026-0002", env=aws_env, check=True).output
     assert f"revoked {base} (aws-base): CVE-2026-0002\n" in revoked
+    # a revocation deprecates the AMIs at once; moto lacks EnableImageDeprecation: one line says so
+    assert re.search(r"^WARNING: ami-\w+ in us-east-1 could not be deprecated: ", revoked, re.M), revoked
     assert f"revoked {hello} (aws-hello): CVE-2026-0002 (built on {base})\n" in revoked
     assert re.search(rf"^aws-hello@stable: {hello} -> aws-hello-\S+ \({hello} revoked\)$", revoked, re.M), revoked
     for region in REGIONS:
@@ -53,5 +56,5 @@ def test_revoking_a_base_with_cascade_tags_every_ami_and_moves_channels_and_targ
     assert plan.output.splitlines()[-1] == "0 to bake, 2 up to date", plan.output
 
     restored = run_doit(aws_repo, "restore", base, env=aws_env, check=True).output
-    assert restored.startswith(f"restored {base} (aws-base)")
+    assert f"restored {base} (aws-base)" in restored
     assert all("bakehouse:revoked-reason" not in amis(aws_env, region, "aws-base")[0]["tags"] for region in REGIONS)

@@ -11,7 +11,7 @@ Only settings.py is imported to read bake files; boto3 is loaded when an AWS bak
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ...model import Bake, BakeGraph
@@ -47,6 +47,14 @@ class AwsDefinition:
         from .provider import AwsProvider
 
         return AwsProvider(project, graph)
+
+    def notifier(self, target: str) -> Callable[[str, str, str], None] | None:
+        """SNS topics (notify.py); boto3 is loaded only when one is named."""
+        if not target.startswith("arn:aws:sns:"):
+            return None
+        from .client import sns_publisher
+
+        return sns_publisher()
 
 
 PROVIDER = AwsDefinition()

@@ -195,6 +195,17 @@ class Ec2:
             self.client(region).delete_tags(Resources=resources, Tags=[{"Key": key} for key in keys])
 
 
+def sns_publisher() -> Callable[[str, str, str], None]:
+    """SNS's Publish for notifications (notify.py): (topic ARN, subject, message), in the
+    topic's region, with the retries and timeouts of every other call; AwsError, one line."""
+    ec2 = Ec2()
+
+    def publish(topic: str, subject: str, message: str) -> None:
+        ec2.service_call("sns", topic.split(":")[3], "publish", TopicArn=topic, Subject=subject, Message=message)
+
+    return publish
+
+
 class S3:
     """The S3 calls of shared state (shared.py): conditional writes for leases, objects for
     logs. Its endpoint comes from AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL (boto3 reads them);

@@ -43,6 +43,7 @@ from ...publish import Publication
 from ...provenance import ami_descriptor, predicate, statement, statement_bytes, tool_versions
 from ...registry import ImageRecord
 from .. import BakeJob, NotShared, SharedHold
+from .lifecycle import apply as apply_lifecycle, differences as lifecycle_differences, wanted as lifecycle_wanted
 from .account import Sharing
 from .budget import budget
 from .shared import SharedState, contents_key, failure_key, inputs_key, log_key, provenance_key, read_config
@@ -84,7 +85,7 @@ class AwsProvider:
         shared = read_config(project)
         self.shared = None if shared is None else SharedState(shared)
         self.registry = AwsRegistry(self.ec2, self._regions_of, project.logs_dir, limits.settle_seconds,
-                                    shared=self.shared)
+                                    shared=self.shared, protect_of=self._protected)
         self._resolved: dict[tuple[str, str, tuple[str, ...]], dict[str, Any] | AwsError] = {}
         self._pinned_sources = read_pins(project).sources  # bakehouse.lock
         self._copied: dict[str, tuple[str, str]] = {}  # image id: the AMI fill() copied, by region
@@ -92,6 +93,9 @@ class AwsProvider:
     def ignore_lock(self) -> None:
         self._pinned_sources = {}
         self._resolved.clear()
+
+    def _protected(self, bake: str) -> bool:
+        return bake in self.graph.names and settings_of(self.graph[bake]).deregistration_protection
 
     def _regions_of(self, bake: str) -> tuple[str, ...]:
         return settings_of(self.graph[bake]).regions
@@ -270,6 +274,11 @@ class AwsProvider:
             self.ec2.create_tags(region, [ami], {PROVENANCE_TAG: digest})
         out.write(f"[{job.bake.name}] provenance {digest}: an in-toto statement about "
                   f"{', '.join(f'{region}:{ami}' for region, ami in sorted(made.items()))}, tagged on them\n")
+        want = lifecycle_wanted(settings_of(job.bake), image)
+        if want:  # before the key: the image counts only with every setting in place
+            apply_lifecycle(self.ec2, job.bake.name, made, want, now_utc())
+            settings = ", ".join(f"{key.removeprefix('bakehouse:')} {value}" for key, value in want.items())
+            out.write(f"[{job.bake.name}] {settings}\n")
 
     def _built_on(self, job: BakeJob, regions: list[str]) -> list[dict[str, Any]]:
         """What each AMI was made from: the AMI it was copied from (multi_region = "copy"), the
@@ -528,7 +537,8 @@ class AwsProvider:
             if tag != wanted.identity():
                 before = Sharing.from_identity(tag)
                 return f"launch permissions: {before.describe() if before else 'as set before'} -> {wanted.describe()}"
-        return None
+        differences = lifecycle_differences(lifecycle_wanted(settings_of(bake), image), known)
+        return "; ".join(differences) or None
 
     def outdated(self, bake: Bake, image: ImageRecord) -> str | None:
         return None  # an AMI has one format
@@ -538,9 +548,17 @@ class AwsProvider:
         the bake says, then tag it so; packer 1.6.6 cannot share with organisations, so every
         share is made here, after the bake, and the same calls keep older images in line."""
         sharing = settings_of(bake).sharing
+        known = self.registry.amis(bake.name, image.image_id)
+        want = lifecycle_wanted(settings_of(bake), image)
+        for difference in lifecycle_differences(want, known):
+            out.write(f"[{bake.name}] {image.image_id}: {difference}\n")
+        apply_lifecycle(self.ec2, bake.name, dict(image.locations), want, now_utc())
+        if all(((known.get(region) or {}).get("tags") or {}).get(LAUNCH_TAG, "private") == sharing.identity()
+               for region in image.locations):
+            self.registry.forget(bake.name)
+            return
         out.write(f"[{bake.name}] launch permissions of {image.image_id}: {sharing.describe()}\n")
         out.flush()
-        known = self.registry.amis(bake.name, image.image_id)
         for region, ami_id in sorted(image.locations.items()):
             self.ec2.set_launch_permissions(region, ami_id, sharing.launch_permissions())
             listed = known.get(region)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
@@ -49,6 +50,7 @@ from ...errors import RecordedError, RegistryError
 from ...files import sha256_bytes
 from ...registry import ImageRecord, newest_first, next_sequence
 from ...revocation import Revocation
+from .lifecycle import deprecate_now, protect, shown, undeprecate
 from .client import AwsError, Ec2
 from .shared import SharedState, contents_key, provenance_key
 
@@ -105,12 +107,13 @@ class AwsRegistry:
     def __init__(
         self, ec2: Ec2, regions_of: Callable[[str], tuple[str, ...]], logs_dir: Path, settle_seconds: int = 300,
         sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-        shared: SharedState | None = None,
+        shared: SharedState | None = None, protect_of: Callable[[str], bool] = lambda bake: False,
     ) -> None:
         self.ec2 = ec2
         self.regions_of = regions_of
         self.logs_dir = logs_dir
         self.shared = shared
+        self.protect_of = protect_of  # bake -> deregistration_protection
         self.settle_seconds = settle_seconds
         self.sleep, self.clock = sleep, clock
         self._listings: dict[str, dict[str, list[dict[str, Any]]]] = {}
@@ -152,6 +155,8 @@ class AwsRegistry:
             moves = self.channel_moves(bake)
             written = self._write_pointers(bake, channel, current(moves, channel))
             self._tag_amis(bake, channel, current(moves, channel))
+            if self.protect_of(bake):
+                self._protect(bake, moves)
             if written and len(self.channel_moves(bake)) == len(moves):
                 return
         raise RegistryError(f"{bake}: channel {channel}: its SSM parameters kept changing while they were written; "
@@ -175,6 +180,15 @@ class AwsRegistry:
             if read.get("Parameter", {}).get("Value") != ami:
                 return False
         return True
+
+    def _protect(self, bake: str, moves: list[ChannelMove]) -> None:
+        """deregistration_protection: the AMIs of every image a channel points at are protected,
+        the bake's others not (lifecycle.py)."""
+        pointed = {image for image in (current(moves, name) for name in {move.channel for move in moves}) if image}
+        self.forget(bake)  # the protection tags as they are now
+        for region in self.regions_of(bake):
+            protect(self.ec2, bake, region, self.listing(region).get(bake, []), pointed)
+        self.forget(bake)
 
     def _tag_amis(self, bake: str, channel: str, image_id: str | None) -> None:
         """Tag the channel's image's AMIs with bakehouse:channel:CHANNEL, then untag the
@@ -233,8 +247,11 @@ class AwsRegistry:
             self._listings.pop(region, None)
             self._failures.pop(region, None)
 
-    def revoke(self, image: ImageRecord, revocation: Revocation | None) -> None:
-        """Tag (or untag) every AMI of the image with its revocation, in every region it is in."""
+    def revoke(self, image: ImageRecord, revocation: Revocation | None, now: datetime) -> list[str]:
+        """Tag (or untag) every AMI of the image with its revocation, in every region it is in;
+        one revoked everywhere is deprecated at once, and a restore puts its bake's deprecation
+        back (lifecycle.py). What could not be set is returned, one warning each."""
+        amis = self.amis(image.bake, image.image_id)
         for region, ami_id in sorted(image.locations.items()):
             if revocation is None:
                 self.ec2.delete_tags(region, [ami_id], list(REVOKED_TAGS.values()))
@@ -243,6 +260,11 @@ class AwsRegistry:
             if not revocation.only:  # revoked everywhere now: no embargo left over
                 self.ec2.delete_tags(region, [ami_id], [REVOKED_TAGS["only"]])
         self.forget(image.bake)
+        if revocation is None:
+            return undeprecate(self.ec2, amis, now) if image.revoked and not image.revoked.only else []
+        if revocation.only or not revocation.in_effect(now):
+            return []
+        return deprecate_now(self.ec2, dict(image.locations), now)
 
     def mark_in_use(self, image: ImageRecord, when: str, images: list[ImageRecord]) -> None:
         """Tag the image's AMIs (snapshots keep their tags: the mark only orders reasons)."""
@@ -290,7 +312,9 @@ class AwsRegistry:
         return list(dict.fromkeys(tags))
 
     def facts(self, image: ImageRecord) -> dict[str, Any]:
-        return {}  # an AMI's size is its snapshots' (size()); it has no digest
+        """Its deprecation time, IMDS support and deregistration protection, as EC2 reports
+        them (lifecycle.py); an AMI's size is its snapshots' (size()); it has no digest."""
+        return shown(self.amis(image.bake, image.image_id))
 
     def used_outside(self, images: list[ImageRecord]) -> dict[str, list[str]]:
         """AMIs used by an instance not terminated, a launch template version or a launch

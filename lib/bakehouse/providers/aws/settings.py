@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+from ...durations import parse_duration
 from ...errors import DefinitionError
 from ...keyref import Key, names
 from ...model import Bake
@@ -56,8 +58,16 @@ KEY_DOCS = (
         '`"deb"`',
         'what its images install: Debian packages with apt and dpkg, or RPMs with dnf (Amazon Linux 2023); a package file of the other kind is refused in one line; a service installs what its base does'),
     *ACCOUNT_KEY_DOCS,
+    Key(('deprecate_after',), 'duration', 'none',
+        'each AMI is deprecated this long after it was baked (EC2 image deprecation, every region: `"90d"`; '
+        'at most 10 years); a revocation deprecates it at once'),
+    Key(('deregistration_protection',), 'boolean', '`false`',
+        "protect the AMIs a channel points at from deregistration, and lift it when none does (so prune may delete them)"),
+    Key(('imds_support',), '`"v2.0"`', 'none',
+        'register the AMIs IMDSv2-only (instances launched from them require session tokens; EC2 cannot undo it)'),
 )
 KEYS = names(KEY_DOCS)
+MAX_DEPRECATE_AFTER = timedelta(days=3650)
 SOURCE_KEY_DOCS = (
     Key(('ami',), 'string or table',
         '',
@@ -123,6 +133,9 @@ class AwsSettings:
     placement: Placement = Placement()
     encryption: Encryption = Encryption()
     sharing: Sharing = Sharing()
+    deprecate_after: timedelta | None = None
+    deregistration_protection: bool = False
+    imds_support: str | None = None
 
     def content(self) -> dict[str, Any]:
         """What can change the image: not where it is (regions) or how regions are filled,
@@ -165,7 +178,19 @@ def parse_settings(where: str, data: dict[str, Any]) -> AwsSettings:
         placement=parse_placement(where, get, regions, building),
         encryption=parse_encryption(where, get, regions),
         sharing=parse_sharing(where, get),
+        deprecate_after=_deprecate_after(where, data.get("deprecate_after")),
+        deregistration_protection=bool(get.boolean("deregistration_protection")),
+        imds_support=get.choice("imds_support", ("v2.0",), default=None),
     )
+
+
+def _deprecate_after(where: str, value: Any) -> timedelta | None:
+    if value is None:
+        return None
+    after = parse_duration(f"{where}: deprecate_after", value)
+    if not timedelta(minutes=1) <= after <= MAX_DEPRECATE_AFTER:
+        raise DefinitionError(f"{where}: deprecate_after: {value!r} must be from 1m to 10 years (EC2's limit)")
+    return after
 
 
 _NAME_PART = "letters, digits, '.', '_' and '-' (part of an AMI name)"

@@ -42,6 +42,9 @@ class LocalDefinition:
     def check_graph(self, bakes: Mapping[str, Bake]) -> None:
         settings.check_graph(bakes)
 
+    def notifier(self, target: str) -> None:
+        return None  # nothing to publish to
+
     def open(self, project: Project, graph: BakeGraph) -> LocalProvider:
         from .provider import LocalProvider
 

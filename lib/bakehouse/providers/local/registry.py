@@ -21,6 +21,7 @@ listed, compared and pruned, and their bakes rebake them once as OCI images (`ou
 from __future__ import annotations
 
 import fcntl
+from datetime import datetime
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -102,12 +103,13 @@ class LocalRegistry:
             raise RegistryError(f"{revoked}: not a revocation ({type(error).__name__}: {error}); "
                                 f"mend it or revoke the image again") from None
 
-    def revoke(self, image: ImageRecord, revocation: Revocation | None) -> None:
+    def revoke(self, image: ImageRecord, revocation: Revocation | None, now: datetime) -> list[str]:
         path = self.records_dir(image.bake) / f"{image.image_id}.revoked"
         if revocation is None:
             path.unlink(missing_ok=True)
         else:
             write_atomically(path, json.dumps(revocation.to_json(), indent=1) + "\n", durable=True)
+        return []
 
     def forget(self, bake: str) -> None:
         """Nothing to forget: every images() call reads the records afresh."""
