@@ -18,6 +18,7 @@ from ..project import Project
 from ..errors import BakehouseError
 from ..registry import ImageRecord, created_at, in_use
 from ..retention import describe
+from ..revocation import usable
 from ..tasks import new_planner
 from .runs import Outcome
 
@@ -52,14 +53,14 @@ def image_json(image: ImageRecord, now: datetime) -> dict[str, Any]:
 
 
 def amis(p: Planner) -> list[dict[str, Any]]:
-    """The image in use of every bake, bases first (the graph's order), with the fields
+    """The image in use of every bake (never a revoked one), bases first (the graph's order), with the fields
     `/amis/{bake}` gives each image (a local image's digest, layers and sizes too); and, for a
     base, what it starts from upstream in each place now, as Baker listed the newest public
     base AMI per region."""
     rows = []
     for name in p.graph.names:
         bake = p.graph[name]
-        image = in_use(p.images(name))
+        image = in_use(usable(p.images(name), p.now))
         shown = None if image is None else {**image_json(image, p.now), **p.provider_of(name).registry.facts(image)}
         row = {"bake": name, "base": bake.base, "provider": bake.provider, "image": shown}
         if bake.base is None:
