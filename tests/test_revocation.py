@@ -148,3 +148,27 @@ def test_prune_deletes_a_revoked_image_after_revoked_min_age_whatever_keep_says(
     (repo / "bakehouse.toml").write_text('[prune]\nrevoked_min_age = "soon"\n')
     bad = run_doit(repo, "prune")
     assert bad.returncode != 0 and "prune.revoked_min_age: 'soon' is not a duration" in bad.output, bad.output
+
+
+def test_a_promotion_racing_a_revocation_never_leaves_the_channel_on_the_revoked_image(repo: Path) -> None:
+    """However the two interleave (promote checks the mark after the move lands; revoke moves
+    channels after the mark), the channel ends off the revoked image: its history replayed
+    (the layout's channel tag, which follows the recorded moves) and as commands read it."""
+    import os
+    import subprocess
+    import sys
+
+    from test_channels import layout_tags
+
+    first = records(repo, "base")[0]["image_id"]
+    run_doit(repo, "promote", "base", "stable", first, check=True)
+    for round in range(3):
+        image = another_image(repo)
+        runs = [subprocess.Popen([sys.executable, "-m", "doit", *argv], cwd=repo, env=os.environ.copy(),
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                for argv in (("promote", "base", "stable", image), ("revoke", image, "--reason", f"race {round}"))]
+        said = [run.communicate(timeout=120)[0] for run in runs]
+        assert runs[1].returncode == 0, said[1]
+        assert runs[0].returncode in (0, 2), said[0]  # refused, or moved and then moved back
+        assert "stable" not in layout_tags(repo, image), (round, said)
+        assert channel(repo, "base", "stable") == first, (round, said)
