@@ -6,11 +6,14 @@ the channels on it back, and a service built on it rebakes on the next `doit`; w
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from helpers import records, run_doit
-from test_channels import another_image
+from test_channels import another_image, layout_tags
 
 
 def channel(repo: Path, bake: str, name: str) -> str | None:
@@ -111,6 +114,11 @@ def test_a_revocation_at_a_later_time_takes_effect_then(repo: Path) -> None:
     later = {"BAKEHOUSE_NOW": "2030-01-02T00:00:00Z"}
     shown = json.loads(run_doit(repo, "channels", "--json", "base", env=later, check=True).stdout)["bakes"][0]["channels"]
     assert {found["channel"]: found["image"] for found in shown}["stable"] == first  # read past the revoked image
+    assert layout_tags(repo, second) == ["base", "stable"]  # recorded where it was put, until a run moves it
+    run = run_doit(repo, "bake:base", env=later, check=True).output  # the run records the move, and says so
+    assert f"base@stable: {second} -> {first} ({second} revoked)" in run, run
+    assert layout_tags(repo, second) == ["base"] and layout_tags(repo, first) == ["base", "stable"]
+    assert f"base@stable: {second} -> {first}" not in run_doit(repo, "bake:base", env=later, check=True).output
 
 
 def test_what_a_revocation_cannot_be_is_one_line(repo: Path) -> None:
@@ -154,12 +162,6 @@ def test_a_promotion_racing_a_revocation_never_leaves_the_channel_on_the_revoked
     """However the two interleave (promote checks the mark after the move lands; revoke moves
     channels after the mark), the channel ends off the revoked image: its history replayed
     (the layout's channel tag, which follows the recorded moves) and as commands read it."""
-    import os
-    import subprocess
-    import sys
-
-    from test_channels import layout_tags
-
     first = records(repo, "base")[0]["image_id"]
     run_doit(repo, "promote", "base", "stable", first, check=True)
     for round in range(3):

@@ -119,6 +119,19 @@ def move_off(planner: Planner, bake: str, now: datetime, by: str) -> list[Channe
     return changes
 
 
+def unsettled(planner: Planner, bake: str) -> bool:
+    """A channel of `bake` still points, in its history, at an image revoked since (with --at):
+    the bake's task then runs, to record the move and publish it. Reads the moves only when an
+    image of the bake has such a revocation in effect (the images are known already)."""
+    now = planner.now
+    known = {image.image_id: image for image in planner.images(bake)}
+    if not any(image.revoked is not None and image.revoked.at != image.revoked.since and image.revoked.in_effect(now)
+               for image in known.values()):
+        return False
+    moves = planner.provider_of(bake).registry.channel_moves(bake)
+    return any(_barred(known.get(current(moves, channel) or ""), channel, now) for channel in planner.graph[bake].channels)
+
+
 def _barred(image: ImageRecord | None, channel: str, now: datetime) -> bool:
     return image is not None and image.revoked is not None and image.revoked.bars(channel, now)
 

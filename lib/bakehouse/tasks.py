@@ -37,7 +37,7 @@ from .project import Project
 from .providers import open_providers
 from .publish import pending
 from .notify import notify, settings as notify_settings
-from .revoking import settle
+from .revoking import settle, unsettled
 
 class Reporter(ConsoleReporter):
     """doit's console reporter; once doit has finished the run, a signal cannot change its
@@ -247,7 +247,11 @@ class ImageUpToDate:
                 sys.stderr.write(f"bakehouse: {self.name}: could not mark {current.image_id} in use: {error}\n")
             task.meta = {"image": current.image_id, "created": current.created,
                          "locations": current.locations, "packages": current.packages}
-        return self.decision.up_to_date and not self.decision.relaunch  # else the task sets them
+        try:  # a revocation given with --at that took effect: the task moves the channels on it
+            settled = not unsettled(planner_for(self.root), self.name)
+        except BakehouseError:
+            settled = False  # the action says why, in one line
+        return self.decision.up_to_date and not self.decision.relaunch and settled  # else the task sets them
 
     def title(self, task: Any) -> str:
         if self.error is not None:
