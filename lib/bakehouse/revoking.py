@@ -1,5 +1,6 @@
-"""Revoking and restoring images (revocation.py has the model): marking them in the registry,
-finding what was built on them (`--cascade`), and moving channels off them.
+"""Revoking and restoring images (revocation.py has the model; commands/revoke.py the command
+line): marking them in the registry, finding what was built on them (`--cascade`), moving
+channels off them, publishing what moved and telling [notify]'s receivers.
 
 A revocation is marked on the image first, then every channel that may no longer point at it
 is moved back (a `revoke` move, a conditional write like any move, so a promotion that lands
@@ -13,9 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Callable
 
-from .channels import ChannelMove, current, stack, who
+from .channels import ChannelMove, channels_on, current, stack, who
 from .durations import PATTERN, parse_duration
 from .errors import DefinitionError
+from .lookup import find_image
+from .notify import notify
 from .publish import publish_pending
 from .registry import ImageRecord
 from .revocation import REASON_LIMIT, Revocation, RevocationError, check_reason
@@ -152,3 +155,60 @@ def settle(planner: Planner, bakes: list[str], say: Callable[[str], None]) -> li
         planner.forget(bake)
         publish_pending(planner, bake, say)
     return changes
+
+
+def revoke(planner: Planner, name: str, reason: str, at: str, only: tuple[str, ...], cascade: bool,
+           dry_run: bool, say: Callable[[str], None]) -> None:
+    image = find_image(planner, name)
+    check_only(planner, image, only)
+    now = planner.now
+    revocation = revocation_for(reason, when(at, now) if at else now, now, who(), only)
+    targets = [(image, revocation)] + [(child, cascaded(revocation, image))
+                                       for child in (descendants(planner, image) if cascade else [])]
+    if dry_run:
+        for target, revoked in targets:
+            on = channels_on(planner.provider_of(target.bake).registry.channel_moves(target.bake), target.image_id,
+                             planner.graph[target.bake].channels)
+            say(f"would revoke {target.image_id} ({target.bake}): {revoked.reason}"
+                + (f"  [on {', '.join(on)}]" if on else ""))
+        say(f"{len(targets)} image{'s' if len(targets) != 1 else ''} would be revoked; nothing changed (--dry-run)")
+        return
+    for target, revoked in targets:
+        warnings = planner.provider_of(target.bake).registry.revoke(target, revoked, now)
+        say(f"revoked {target.image_id} ({target.bake}){_scope(revoked)}: {revoked.reason}")
+        for warning in warnings:
+            say(warning)
+    if revocation.in_effect(now):
+        changes = settle(planner, [target.bake for target, _ in targets], say)
+    else:
+        changes = []
+        say(f"in effect from {revocation.at}: channels on it move when it takes effect (the next doit run)")
+    notify(planner.project, "revoke", {
+        "images": [{"bake": target.bake, "image": target.image_id, "locations": target.locations, **revoked.to_json()}
+                   for target, revoked in targets],
+        "channels": [vars(change) for change in changes]}, say)
+
+
+def restore(planner: Planner, name: str, cascade: bool, say: Callable[[str], None]) -> None:
+    image = find_image(planner, name)
+    targets = [image] + (descendants(planner, image) if cascade else [])
+    restored = [target for target in targets if target.revoked is not None]
+    if not restored:
+        raise RevocationError(f"{image.image_id} is not revoked" + (" (nor anything built on it)" if cascade else ""))
+    for target in restored:
+        warnings = planner.provider_of(target.bake).registry.revoke(target, None, planner.now)
+        for warning in warnings:
+            say(warning)
+        say(f"restored {target.image_id} ({target.bake}); its channels stay where they are "
+            f"(doit promote {target.bake} CHANNEL {target.image_id} puts one back)")
+    for bake in dict.fromkeys(target.bake for target in restored):
+        planner.forget(bake)
+        publish_pending(planner, bake, say)  # `latest` may be it again
+    notify(planner.project, "restore", {"images": [{"bake": target.bake, "image": target.image_id}
+                                                   for target in restored]}, say)
+
+
+
+def _scope(revocation: Revocation) -> str:
+    where = f" on {', '.join(revocation.only)}" if revocation.only else ""
+    return where + ("" if revocation.at == revocation.since else f" from {revocation.at}")

@@ -1,4 +1,4 @@
-"""`doit revoke` and `doit restore`: taking an image out of use, and back (revocation.py).
+"""`doit revoke` and `doit restore`: taking an image out of use, and back (revoking.py does it).
 
 `doit revoke IMAGE --reason TEXT [--at WHEN] [--only CHANNEL,...] [--cascade] [--dry-run]`
 marks the image revoked in the registry (every AMI's tags; the local store), so every runner
@@ -17,73 +17,10 @@ from typing import Any, TextIO
 
 from doit.exceptions import InvalidCommand
 
-from ..channels import channels_on, who
-from ..decide import Planner
 from ..errors import BakehouseError
-from ..lookup import find_image
-from ..notify import notify
-from ..publish import publish_pending
-from ..revocation import Revocation, RevocationError
-from ..revoking import cascaded, check_only, descendants, revocation_for, settle, when
+from ..revoking import restore, revoke
 from ..tasks import planner_from_tasks
 from . import Command
-
-
-def revoke(planner: Planner, name: str, reason: str, at: str, only: tuple[str, ...], cascade: bool,
-           dry_run: bool, say: Any) -> None:
-    image = find_image(planner, name)
-    check_only(planner, image, only)
-    now = planner.now
-    revocation = revocation_for(reason, when(at, now) if at else now, now, who(), only)
-    targets = [(image, revocation)] + [(child, cascaded(revocation, image))
-                                       for child in (descendants(planner, image) if cascade else [])]
-    if dry_run:
-        for target, revoked in targets:
-            on = channels_on(planner.provider_of(target.bake).registry.channel_moves(target.bake), target.image_id,
-                             planner.graph[target.bake].channels)
-            say(f"would revoke {target.image_id} ({target.bake}): {revoked.reason}"
-                + (f"  [on {', '.join(on)}]" if on else ""))
-        say(f"{len(targets)} image{'s' if len(targets) != 1 else ''} would be revoked; nothing changed (--dry-run)")
-        return
-    for target, revoked in targets:
-        warnings = planner.provider_of(target.bake).registry.revoke(target, revoked, now)
-        say(f"revoked {target.image_id} ({target.bake}){_scope(revoked)}: {revoked.reason}")
-        for warning in warnings:
-            say(warning)
-    if revocation.in_effect(now):
-        changes = settle(planner, [target.bake for target, _ in targets], say)
-    else:
-        changes = []
-        say(f"in effect from {revocation.at}: channels on it move when it takes effect (the next doit run)")
-    notify(planner.project, "revoke", {
-        "images": [{"bake": target.bake, "image": target.image_id, "locations": target.locations, **revoked.to_json()}
-                   for target, revoked in targets],
-        "channels": [vars(change) for change in changes]}, say)
-
-
-def restore(planner: Planner, name: str, cascade: bool, say: Any) -> None:
-    image = find_image(planner, name)
-    targets = [image] + (descendants(planner, image) if cascade else [])
-    restored = [target for target in targets if target.revoked is not None]
-    if not restored:
-        raise RevocationError(f"{image.image_id} is not revoked" + (" (nor anything built on it)" if cascade else ""))
-    for target in restored:
-        warnings = planner.provider_of(target.bake).registry.revoke(target, None, planner.now)
-        for warning in warnings:
-            say(warning)
-        say(f"restored {target.image_id} ({target.bake}); its channels stay where they are "
-            f"(doit promote {target.bake} CHANNEL {target.image_id} puts one back)")
-    for bake in dict.fromkeys(target.bake for target in restored):
-        planner.forget(bake)
-        publish_pending(planner, bake, say)  # `latest` may be it again
-    notify(planner.project, "restore", {"images": [{"bake": target.bake, "image": target.image_id}
-                                                   for target in restored]}, say)
-
-
-
-def _scope(revocation: Revocation) -> str:
-    where = f" on {', '.join(revocation.only)}" if revocation.only else ""
-    return where + ("" if revocation.at == revocation.since else f" from {revocation.at}")
 
 
 def _run(action: Any, out: TextIO) -> int:
@@ -139,4 +76,3 @@ class RestoreCommand(Command):
             raise InvalidCommand("doit restore takes one image: doit restore hello-20261206T120000Z-0a1b2c3d")
         planner = planner_from_tasks(self.task_list)
         return _run(lambda say: restore(planner, pos_args[0], cascade, say), self.outstream)
-
