@@ -18,14 +18,15 @@ import pytest
 from helpers import run_doit, start_fault_proxy
 
 REGIONS = ("us-east-1", "us-west-2")
-AGING = 'deprecate_after = "90d"\nderegistration_protection = true\nimds_support = "v2.0"\n'
+AGING = 'deprecate_after = "30d"\nderegistration_protection = true\nimds_support = "v2.0"\n'
 
 
 @pytest.fixture
 def stand_in(aws_env: dict[str, str], aws_repo: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
     (aws_repo / "bakes" / "aws-hello.toml").unlink()
     bake = aws_repo / "bakes" / "aws-base.toml"
-    bake.write_text(AGING + bake.read_text())
+    bake.write_text('deprecate_after = "90d"\n' + bake.read_text())
+    (aws_repo / "bakehouse.toml").write_text(f"[aws]\n{AGING}")  # the project's defaults; the bake's own key wins
     proxy, url = start_fault_proxy(aws_env["AWS_ENDPOINT_URL_EC2"], {"lifecycle": True}, tmp_path / "calls.jsonl")
     try:
         # Auto Scaling (what `doit images` asks before it says what prune would delete) on moto too
@@ -80,6 +81,15 @@ def test_an_ami_is_deprecated_imdsv2_only_and_protected_while_a_channel_points_a
     newest = described(stand_in, "us-east-1")[0]
     assert datetime.fromisoformat(newest["DeprecationTime"].replace("Z", "+00:00")) - datetime.now(
         datetime.fromisoformat(newest["DeprecationTime"].replace("Z", "+00:00")).tzinfo) > timedelta(days=89)
+
+
+def test_a_bad_aging_key_is_one_line(aws_env: dict[str, str], aws_repo: Path) -> None:
+    (aws_repo / "bakehouse.toml").write_text('[aws]\ndeprecate_after = "3y"\n')
+    said = run_doit(aws_repo, "plan", env=aws_env)
+    assert said.returncode == 2 and "bakehouse.toml: aws.deprecate_after: '3y' is not a duration" in said.output, said.output
+    (aws_repo / "bakehouse.toml").write_text('[aws]\nimds = "v2.0"\n')
+    said = run_doit(aws_repo, "plan", env=aws_env)
+    assert said.returncode == 2 and "bakehouse.toml: unknown key 'aws.imds'" in said.output, said.output
 
 
 def test_an_endpoint_without_the_calls_fails_the_bake_in_one_line_and_nothing_counts(aws_env: dict[str, str],

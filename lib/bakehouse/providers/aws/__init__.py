@@ -31,8 +31,8 @@ class AwsDefinition:
     key_docs = settings.KEY_DOCS
     source_keys = settings.SOURCE_KEYS
     source_key_docs = settings.SOURCE_KEY_DOCS
-    project_tables = ("shared",)  # bakehouse.toml: shared state on S3 (shared.py)
-    project_table_docs = (("shared", settings.SHARED_KEY_DOCS),)
+    project_tables = ("shared", "aws")  # bakehouse.toml: shared state on S3 (shared.py); aging defaults
+    project_table_docs = (("shared", settings.SHARED_KEY_DOCS), ("aws", settings.AGING_KEY_DOCS))
 
     def parse_settings(self, where: str, data: dict[str, Any]) -> settings.AwsSettings:
         return settings.parse_settings(where, data)

@@ -23,19 +23,20 @@ from typing import Any
 from ...errors import ProviderError
 from ...registry import ImageRecord, created_at
 from .client import AwsError, Ec2
+from .settings import Aging
 
 DEPRECATE_TAG = "bakehouse:deprecate-at"
 IMDS_TAG = "bakehouse:imds-support"
 PROTECTED_TAG = "bakehouse:protected"
 
 
-def wanted(settings: Any, image: ImageRecord) -> dict[str, str]:
-    """The lifecycle tags an image of a bake with `settings` (AwsSettings) should carry."""
+def wanted(aging: Aging, image: ImageRecord) -> dict[str, str]:
+    """The lifecycle tags an image of a bake aging as `aging` says should carry."""
     tags = {}
-    if settings.deprecate_after is not None:
-        tags[DEPRECATE_TAG] = _minute(created_at(image) + settings.deprecate_after)
-    if settings.imds_support is not None:
-        tags[IMDS_TAG] = settings.imds_support
+    if aging.deprecate_after is not None:
+        tags[DEPRECATE_TAG] = _minute(created_at(image) + aging.deprecate_after)
+    if aging.imds_support is not None:
+        tags[IMDS_TAG] = aging.imds_support
     return tags
 
 

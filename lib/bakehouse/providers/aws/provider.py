@@ -39,6 +39,7 @@ from ...fingerprint import compact
 from ...model import Bake, BakeGraph
 from ...pins import LOCK_FILE, read_pins
 from ...project import Project
+from ...projectfile import PROJECT_FILE, project_table
 from ...publish import Publication
 from ...provenance import ami_descriptor, predicate, statement, statement_bytes, tool_versions
 from ...registry import ImageRecord
@@ -54,7 +55,7 @@ from .registry import (
     BAKE_TAG, BASE_TAG, CREATED_TAG, IMAGE_TAG, KEY_TAG, LAUNCH_TAG, LOG_TAG, PROVENANCE_TAG, SEQUENCE_TAG, VERSION_TAG,
     AwsRegistry, image_of, summary_tags,
 )
-from .settings import DEBIAN_ARCHITECTURES, AwsSettings, AwsSource, package_format_of, settings_of
+from .settings import DEBIAN_ARCHITECTURES, Aging, AwsSettings, AwsSource, package_format_of, parse_aging, settings_of
 
 # The tools of an AMI bake on this machine (what runs on the instance is the image's own)
 TOOLS = {"packer": ["packer", "version"]}
@@ -84,6 +85,8 @@ class AwsProvider:
         self.retries = limits.region_retries
         shared = read_config(project)
         self.shared = None if shared is None else SharedState(shared)
+        table = project_table(project, "aws")
+        self._aging_defaults = Aging() if table is None else parse_aging(PROJECT_FILE, table, prefix="aws.")
         self.registry = AwsRegistry(self.ec2, self._regions_of, project.logs_dir, limits.settle_seconds,
                                     shared=self.shared, protect_of=self._protected)
         self._resolved: dict[tuple[str, str, tuple[str, ...]], dict[str, Any] | AwsError] = {}
@@ -95,7 +98,11 @@ class AwsProvider:
         self._resolved.clear()
 
     def _protected(self, bake: str) -> bool:
-        return bake in self.graph.names and settings_of(self.graph[bake]).deregistration_protection
+        return bake in self.graph.names and bool(self.aging(self.graph[bake]).deregistration_protection)
+
+    def aging(self, bake: Bake) -> Aging:
+        """The bake's aging keys, each one it leaves out from bakehouse.toml's [aws]."""
+        return settings_of(bake).aging.over(self._aging_defaults)
 
     def _regions_of(self, bake: str) -> tuple[str, ...]:
         return settings_of(self.graph[bake]).regions
@@ -274,7 +281,7 @@ class AwsProvider:
             self.ec2.create_tags(region, [ami], {PROVENANCE_TAG: digest})
         out.write(f"[{job.bake.name}] provenance {digest}: an in-toto statement about "
                   f"{', '.join(f'{region}:{ami}' for region, ami in sorted(made.items()))}, tagged on them\n")
-        want = lifecycle_wanted(settings_of(job.bake), image)
+        want = lifecycle_wanted(self.aging(job.bake), image)
         if want:  # before the key: the image counts only with every setting in place
             apply_lifecycle(self.ec2, job.bake.name, made, want, now_utc())
             settings = ", ".join(f"{key.removeprefix('bakehouse:')} {value}" for key, value in want.items())
@@ -537,7 +544,7 @@ class AwsProvider:
             if tag != wanted.identity():
                 before = Sharing.from_identity(tag)
                 return f"launch permissions: {before.describe() if before else 'as set before'} -> {wanted.describe()}"
-        differences = lifecycle_differences(lifecycle_wanted(settings_of(bake), image), known)
+        differences = lifecycle_differences(lifecycle_wanted(self.aging(bake), image), known)
         return "; ".join(differences) or None
 
     def outdated(self, bake: Bake, image: ImageRecord) -> str | None:
@@ -549,7 +556,7 @@ class AwsProvider:
         share is made here, after the bake, and the same calls keep older images in line."""
         sharing = settings_of(bake).sharing
         known = self.registry.amis(bake.name, image.image_id)
-        want = lifecycle_wanted(settings_of(bake), image)
+        want = lifecycle_wanted(self.aging(bake), image)
         for difference in lifecycle_differences(want, known):
             out.write(f"[{bake.name}] {image.image_id}: {difference}\n")
         apply_lifecycle(self.ec2, bake.name, dict(image.locations), want, now_utc())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +17,7 @@ from ...durations import parse_duration
 from ...errors import DefinitionError
 from ...keyref import Key, names
 from ...model import Bake
-from ...tomlcheck import Getter
+from ...tomlcheck import Getter, reject_unknown
 from .account import KEY_DOCS as ACCOUNT_KEY_DOCS
 from .account import Encryption, Placement, Sharing, parse_encryption, parse_placement, parse_sharing
 
@@ -58,15 +58,19 @@ KEY_DOCS = (
         '`"deb"`',
         'what its images install: Debian packages with apt and dpkg, or RPMs with dnf (Amazon Linux 2023); a package file of the other kind is refused in one line; a service installs what its base does'),
     *ACCOUNT_KEY_DOCS,
-    Key(('deprecate_after',), 'duration', 'none',
+)
+AGING_KEY_DOCS = (
+    Key(('deprecate_after',), 'duration', "bakehouse.toml's `[aws]`, else none",
         'each AMI is deprecated this long after it was baked (EC2 image deprecation, every region: `"90d"`; '
         'at most 10 years); a revocation deprecates it at once'),
-    Key(('deregistration_protection',), 'boolean', '`false`',
+    Key(('deregistration_protection',), 'boolean', "bakehouse.toml's `[aws]`, else `false`",
         "protect the AMIs a channel points at from deregistration, and lift it when none does (so prune may delete them)"),
-    Key(('imds_support',), '`"v2.0"`', 'none',
+    Key(('imds_support',), '`"v2.0"`', "bakehouse.toml's `[aws]`, else none",
         'register the AMIs IMDSv2-only (instances launched from them require session tokens; EC2 cannot undo it)'),
 )
+KEY_DOCS = (*KEY_DOCS, *AGING_KEY_DOCS)
 KEYS = names(KEY_DOCS)
+AGING_KEYS = names(AGING_KEY_DOCS)
 MAX_DEPRECATE_AFTER = timedelta(days=3650)
 SOURCE_KEY_DOCS = (
     Key(('ami',), 'string or table',
@@ -133,9 +137,7 @@ class AwsSettings:
     placement: Placement = Placement()
     encryption: Encryption = Encryption()
     sharing: Sharing = Sharing()
-    deprecate_after: timedelta | None = None
-    deregistration_protection: bool = False
-    imds_support: str | None = None
+    aging: Aging = field(default_factory=lambda: Aging())  # what the bake file says; the project's fill the rest
 
     def content(self) -> dict[str, Any]:
         """What can change the image: not where it is (regions) or how regions are filled,
@@ -178,18 +180,43 @@ def parse_settings(where: str, data: dict[str, Any]) -> AwsSettings:
         placement=parse_placement(where, get, regions, building),
         encryption=parse_encryption(where, get, regions),
         sharing=parse_sharing(where, get),
-        deprecate_after=_deprecate_after(where, data.get("deprecate_after")),
-        deregistration_protection=bool(get.boolean("deregistration_protection")),
-        imds_support=get.choice("imds_support", ("v2.0",), default=None),
+        aging=parse_aging(where, data),
     )
+
+
+@dataclass(frozen=True)
+class Aging:
+    """An AMI's end of life (lifecycle.py); None: not said here (the project's default, else off)."""
+
+    deprecate_after: timedelta | None = None
+    deregistration_protection: bool | None = None
+    imds_support: str | None = None
+
+    def over(self, defaults: Aging) -> Aging:
+        """These settings, each one not given taken from `defaults` (bakehouse.toml's [aws])."""
+        return Aging(
+            self.deprecate_after if self.deprecate_after is not None else defaults.deprecate_after,
+            self.deregistration_protection if self.deregistration_protection is not None
+            else defaults.deregistration_protection,
+            self.imds_support if self.imds_support is not None else defaults.imds_support,
+        )
+
+
+def parse_aging(where: str, data: dict[str, Any], prefix: str = "") -> Aging:
+    """The aging keys of a bake file, or of bakehouse.toml's [aws] (`prefix` "aws.": there, no other key)."""
+    if prefix:
+        reject_unknown(where, prefix, data, AGING_KEYS)
+    get = Getter(where, data, prefix=prefix)
+    return Aging(_deprecate_after(f"{where}: {prefix}", data.get("deprecate_after")),
+                 get.boolean("deregistration_protection"), get.choice("imds_support", ("v2.0",), default=None))
 
 
 def _deprecate_after(where: str, value: Any) -> timedelta | None:
     if value is None:
         return None
-    after = parse_duration(f"{where}: deprecate_after", value)
+    after = parse_duration(f"{where}deprecate_after", value)
     if not timedelta(minutes=1) <= after <= MAX_DEPRECATE_AFTER:
-        raise DefinitionError(f"{where}: deprecate_after: {value!r} must be from 1m to 10 years (EC2's limit)")
+        raise DefinitionError(f"{where}deprecate_after: {value!r} must be from 1m to 10 years (EC2's limit)")
     return after
 
 
