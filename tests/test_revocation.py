@@ -174,3 +174,22 @@ def test_a_promotion_racing_a_revocation_never_leaves_the_channel_on_the_revoked
         assert runs[0].returncode in (0, 2), said[0]  # refused, or moved and then moved back
         assert "stable" not in layout_tags(repo, image), (round, said)
         assert channel(repo, "base", "stable") == first, (round, said)
+
+
+def test_the_bake_service_shows_a_revoked_image_and_why(repo: Path) -> None:
+    from test_serve import start_server, stop
+
+    first = records(repo, "base")[0]["image_id"]
+    second = another_image(repo)
+    run_doit(repo, "revoke", second, "--reason", "bad disk", env={"BAKEHOUSE_USER": "ci"}, check=True)
+    server = start_server(repo)
+    try:
+        status, listed, _ = server.request("GET", "/amis/base")
+        assert status == 200
+        shown = {image["image_id"]: image.get("revoked") for image in listed["images"]}
+        assert shown[first] is None and shown[second]["reason"] == "bad disk" and shown[second]["by"] == "ci", shown
+        status, every, _ = server.request("GET", "/amis")  # the image in use is never a revoked one
+        base = next(row for row in every["bakes"] if row["bake"] == "base")
+        assert base["image"]["image_id"] == first, base
+    finally:
+        stop(server)
