@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from helpers import records, run_doit
@@ -105,13 +106,16 @@ def test_a_revocation_at_a_later_time_takes_effect_then(repo: Path) -> None:
     second = another_image(repo)
     run_doit(repo, "promote", "base", "stable", first, check=True)
     run_doit(repo, "promote", "base", "stable", second, check=True)
-    said = run_doit(repo, "revoke", second, "--at", "2030-01-01T00:00:00Z", "--reason", "end of support", check=True)
-    assert said.output.splitlines() == [f"revoked {second} (base) from 2030-01-01T00:00:00Z: end of support",
-                                        "in effect from 2030-01-01T00:00:00Z: channels on it move when it takes effect "
+    # an hour ahead, and a clock two hours ahead: within the base's rebuild_every week but for
+    # the last hours of a Sunday (then the base is stale too, and the run also rebakes it)
+    at = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    said = run_doit(repo, "revoke", second, "--at", at, "--reason", "end of support", check=True)
+    assert said.output.splitlines() == [f"revoked {second} (base) from {at}: end of support",
+                                        f"in effect from {at}: channels on it move when it takes effect "
                                         "(the next doit run)"]
     assert channel(repo, "base", "stable") == second and plan_rows(repo)["base"].split()[1] == "keep"
-    assert "TO BE REVOKED at 2030-01-01T00:00:00Z: end of support" in run_doit(repo, "images", "base", check=True).output
-    later = {"BAKEHOUSE_NOW": "2030-01-02T00:00:00Z"}
+    assert f"TO BE REVOKED at {at}: end of support" in run_doit(repo, "images", "base", check=True).output
+    later = {"BAKEHOUSE_NOW": (datetime.now(UTC) + timedelta(hours=2)).isoformat()}
     shown = json.loads(run_doit(repo, "channels", "--json", "base", env=later, check=True).stdout)["bakes"][0]["channels"]
     assert {found["channel"]: found["image"] for found in shown}["stable"] == first  # read past the revoked image
     assert layout_tags(repo, second) == ["base", "stable"]  # recorded where it was put, until a run moves it
