@@ -78,6 +78,8 @@ def test_a_service_on_a_revoked_base_says_so_and_rebakes_on_the_base_in_use(repo
     run_doit(repo, "revoke", second, "--reason", "bad disk", check=True)  # not cascaded: hello is not revoked
     rows = plan_rows(repo)
     assert rows["base"].split()[1] == "keep" and first in rows["base"], rows  # latest is the one before it again
+    # the bake's image in use, wherever a bake names one, is not the revoked image
+    assert run_doit(repo, "images", "--packages", "base", check=True).output.startswith(f"{first} (base)")
     assert re.search(rf"^hello +bake +\S+ +base image {second} revoked \(bad disk\)$", rows["hello"]), rows
     run_doit(repo, check=True)
     assert records(repo, "hello")[0]["base_image"] == first

@@ -1,7 +1,8 @@
 """Images named on the command line: by image id (or an AMI id), or by bake name.
 
 `doit images --packages`, `--sbom` and `doit diff` take either. A bake name means the bake's
-image in use (registry.in_use: the one most recently baked, or found current again), and its
+image in use (registry.in_use: the one most recently baked, or found current again; not a
+revoked one, unless every image of the bake is revoked), and its
 previous image is the one in use before it: the newest image made before it. `BAKE@CHANNEL`
 means the image the channel points at (`hello@stable`; `hello@latest`: its newest image).
 """
@@ -13,7 +14,7 @@ from .contents import Manifest
 from .decide import Planner
 from .errors import BakehouseError
 from .registry import ImageRecord, in_use, order
-from .revocation import latest, pointed_at
+from .revocation import latest, pointed_at, usable
 from .tomlcheck import did_you_mean
 
 
@@ -27,7 +28,8 @@ def find_image(planner: Planner, name: str) -> ImageRecord:
     if "@" in name:
         return channel_image(planner, *name.split("@", 1))
     if name in planner.graph.names:
-        image = in_use(planner.images(name))
+        images = planner.images(name)
+        image = in_use(usable(images, planner.now)) or in_use(images)  # a revoked one only when all are
         if image is None:
             raise UnknownImage(f"{name} has no image yet; bake it: doit bake:{name}")
         return image

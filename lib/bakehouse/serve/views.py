@@ -108,8 +108,10 @@ def ready_in(p: Planner, name: str, place: str) -> Outcome | None:
 
 
 def outcome(root: Path, name: str, p: Planner | None = None) -> Outcome:
-    """The bake's image in use (after a run of it succeeded, or found up to date)."""
-    image = in_use((p or planner(root)).images(name))
+    """The bake's image in use (after a run of it succeeded, or found up to date): never a
+    revoked one, which the run did not use."""
+    p = p or planner(root)
+    image = in_use(usable(p.images(name), p.now))
     if image is None:
         return Outcome(error=f"{name} has no image after its bake")
     return Outcome(image=image.image_id, locations=dict(image.locations), base_image=image.base_image)
