@@ -28,7 +28,11 @@ def another_image(repo: Path) -> str:
     n = len(records(repo, "base")) + 1
     image_id = f"{newest['image_id'].rsplit('-', 1)[0]}-{n:08x}"[:60]
     state = repo / ".bakehouse"
-    shutil.copytree(state / newest["locations"]["local"], state / "images" / "base" / image_id, symlinks=True)
+    layout = state / "images" / "base" / image_id
+    shutil.copytree(state / newest["locations"]["local"], layout, symlinks=True)
+    index = json.loads((layout / "index.json").read_text())  # a new image is on no channel yet
+    index["manifests"] = [entry for entry in index["manifests"] if "dev.bakehouse.channel" not in entry.get("annotations", {})]
+    (layout / "index.json").write_text(json.dumps(index))
     created = datetime.fromisoformat(newest["created"]) + timedelta(seconds=1)
     record = {**newest, "image_id": image_id, "created": created.isoformat(), "sequence": newest["sequence"] + 1,
               "locations": {"local": f"images/base/{image_id}"}}
