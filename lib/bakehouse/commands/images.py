@@ -73,6 +73,7 @@ def catalogue_text(catalogue: dict[str, list[ImageRecord]], launch: dict[str, st
     """`launch`: who may launch each bake's images, where the provider has launch permissions;
     `facts`: an image's digest and sizes, where its registry knows them."""
     lines = []
+    now = now_utc()  # once: whether a revocation given with --at is in effect yet
     for name, images in catalogue.items():
         who = (launch or {}).get(name)
         lines.append(f"{name}: {len(images) or 'no'} image{'s' if len(images) != 1 else ''}"
@@ -91,7 +92,7 @@ def catalogue_text(catalogue: dict[str, list[ImageRecord]], launch: dict[str, st
             if image.revoked is not None:
                 revoked = image.revoked
                 where = f" on {', '.join(revoked.only)}" if revoked.only else ""
-                state = "REVOKED" if revoked.in_effect(now_utc()) else f"TO BE REVOKED at {revoked.at}"
+                state = "REVOKED" if revoked.in_effect(now) else f"TO BE REVOKED at {revoked.at}"
                 lines.append(f"      {state}{where}: {revoked.reason} (by {revoked.by} at {revoked.since})")
             aging = [f"deprecated from {known['deprecation']}" if known.get("deprecation") else "",
                      f"IMDS {known['imds_support']} only" if known.get("imds_support") else "",

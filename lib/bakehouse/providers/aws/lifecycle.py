@@ -54,16 +54,17 @@ def apply(ec2: Ec2, bake: str, locations: dict[str, str], want: dict[str, str], 
     """Set what `want` says on each AMI, then tag it so; ProviderError, one line, when an
     endpoint does not take a call (the image then does not count, or stays out of line)."""
     for region, ami in sorted(locations.items()):
-        try:
-            if DEPRECATE_TAG in want:
-                at = max(_moment(want[DEPRECATE_TAG]), _next_minute(now))
-                ec2.call(region, "enable_image_deprecation", ImageId=ami, DeprecateAt=at)
-            if IMDS_TAG in want:
-                ec2.call(region, "modify_image_attribute", ImageId=ami, ImdsSupport={"Value": want[IMDS_TAG]})
-        except AwsError as error:
-            key = "deprecate_after" if DEPRECATE_TAG in want and "Deprecation" in str(error) else "imds_support" \
-                if IMDS_TAG in want and "ModifyImageAttribute" in str(error) else "a lifecycle setting"
-            raise ProviderError(f"{bake}: {key} could not be applied to {ami} in {region}: {error}") from None
+        calls = []  # (the key it sets, the call and its arguments)
+        if DEPRECATE_TAG in want:
+            at = max(_moment(want[DEPRECATE_TAG]), _next_minute(now))
+            calls.append(("deprecate_after", "enable_image_deprecation", {"DeprecateAt": at}))
+        if IMDS_TAG in want:
+            calls.append(("imds_support", "modify_image_attribute", {"ImdsSupport": {"Value": want[IMDS_TAG]}}))
+        for key, operation, request in calls:
+            try:
+                ec2.call(region, operation, ImageId=ami, **request)
+            except AwsError as error:
+                raise ProviderError(f"{bake}: {key} could not be applied to {ami} in {region}: {error}") from None
         if want:
             ec2.create_tags(region, [ami], want)
 
